@@ -1,0 +1,8 @@
+/** The pure SOCKS5 codec: no sockets, no timers, no policy. Exported as `socksmith/protocol`. */
+export * from './constants.js'
+export * from './address.js'
+export * from './reader.js'
+export * from './greeting.js'
+export * from './password.js'
+export * from './request.js'
+export * from './datagram.js'
