@@ -1,0 +1,334 @@
+import type { Socket } from 'node:net'
+import { ConnectionContext, type AuthContext, type ConnectContext, type ConnectionDriver, type Credentials, type Endpoint, type NegotiateContext, type RelayContext, type RequestContext } from './context.js'
+import { ByteReader, type MessageParser } from './protocol/reader.js'
+import { parseGreeting, encodeMethodSelection } from './protocol/greeting.js'
+import { parsePasswordRequest, encodePasswordStatus, type PasswordRequest } from './protocol/password.js'
+import { parseRequest, encodeReply } from './protocol/request.js'
+import { Method, Reply } from './protocol/constants.js'
+import { toAddress, unmapIPv4, type Address } from './protocol/address.js'
+import { isSocksError, SocksError, toSocksError } from './errors.js'
+import { channels } from './diagnostics.js'
+import type { SocksServer, CompiledChains } from './server.js'
+
+type DriverPhase = 'negotiate' | 'auth' | 'request' | 'connect' | 'relay' | 'closing' | 'done'
+
+interface Waiter {
+  parse: MessageParser<unknown>
+  resolve: (value: unknown) => void
+  reject: (err: unknown) => void
+}
+
+/** How long a refused client gets to read our last words before the socket is destroyed. */
+const LINGER_MS = 2000
+
+// Errors after which nothing is worth saying to the client: it is gone or not speaking SOCKS5.
+const SILENT_CLOSE = new Set(['ERR_SOCKS_BAD_VERSION', 'ERR_SOCKS_NO_METHODS', 'ERR_SOCKS_HANDSHAKE_TIMEOUT', 'ERR_SOCKS_HANDSHAKE_TOO_LARGE', 'ERR_SOCKS_CLIENT_CLOSED', 'ERR_SOCKS_MALFORMED'])
+
+/**
+ * Drives one TCP connection through the phases. Owns the socket's lifetime: the handshake deadline
+ * (one socket timer, later reused as the idle timer), what an error means on the wire in each
+ * phase, and cleanup. Everything it learns goes into the ConnectionContext.
+ */
+export class Connection implements ConnectionDriver {
+  readonly ctx: ConnectionContext
+  readonly socket: Socket
+  readonly #server: SocksServer
+  readonly #chains: CompiledChains
+  readonly #reader = new ByteReader()
+  #waiter: Waiter | null = null
+  #pendingError: unknown = null
+  #phase: DriverPhase = 'negotiate'
+  #ended = false
+  #closed = false
+  #hijacked = false
+  readonly #onClosed: (connection: Connection) => void
+
+  constructor(server: SocksServer, socket: Socket, id: number, client: Endpoint, local: Endpoint, chains: CompiledChains, onClosed: (connection: Connection) => void) {
+    this.#server = server
+    this.#chains = chains
+    this.socket = socket
+    this.#onClosed = onClosed
+    this.ctx = new ConnectionContext(server, socket, id, client, local, chains.newState(), this)
+  }
+
+  get phase(): DriverPhase {
+    return this.#phase
+  }
+
+  /** True while the connection has not reached the relay (used by drain and limits). */
+  get inHandshake(): boolean {
+    return this.#phase === 'negotiate' || this.#phase === 'auth' || this.#phase === 'request' || this.#phase === 'connect'
+  }
+
+  start(handshakeTimeout: number): void {
+    const socket = this.socket
+    socket.setNoDelay(true)
+    socket.on('data', this.#onData)
+    socket.on('end', this.#onEnd)
+    socket.on('error', this.#onError)
+    socket.on('close', this.#onClose)
+    socket.on('timeout', this.#onTimeout)
+    socket.setTimeout(handshakeTimeout)
+    if (channels.open.hasSubscribers) channels.open.publish({ ctx: this.ctx })
+    this.#run().catch(this.#onUnexpected)
+  }
+
+  /** Ends the connection now (forced close after the drain deadline). */
+  destroy(reason: unknown): void {
+    this.ctx.error ??= reason
+    this.socket.destroy()
+    this.ctx.upstream?.destroy()
+    this.ctx.association?.close()
+  }
+
+  readMessage<T>(parse: MessageParser<T>): Promise<T> {
+    if (this.#pendingError !== null) return Promise.reject(this.#pendingError)
+    let value: T | undefined
+    try {
+      value = this.#reader.read(parse)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (value !== undefined) return Promise.resolve(value)
+    if (this.#ended || this.#closed) return Promise.reject(new SocksError('ERR_SOCKS_CLIENT_CLOSED', 'client closed the connection during the handshake'))
+    return new Promise<T>((resolve, reject) => {
+      this.#waiter = { parse, resolve: resolve as (value: unknown) => void, reject }
+      this.socket.resume()
+    })
+  }
+
+  hijack(): Socket {
+    if (this.#hijacked) return this.socket
+    this.#hijacked = true
+    const socket = this.socket
+    socket.removeListener('data', this.#onData)
+    socket.removeListener('end', this.#onEnd)
+    socket.removeListener('timeout', this.#onTimeout)
+    socket.setTimeout(0)
+    socket.pause()
+    const rest = this.#reader.rest()
+    if (rest !== null) socket.unshift(rest)
+    this.#phase = 'done'
+    return socket
+  }
+
+  async #run(): Promise<void> {
+    const ctx = this.ctx
+    const chains = this.#chains
+    try {
+      const greeting = await this.readMessage(parseGreeting)
+      ctx.offeredMethods = greeting.methods
+      ctx.method = null
+      await chains.negotiate(ctx as NegotiateContext)
+      if (this.#stopped()) return
+      const method = ctx.method as number | null
+      if (method === null || method === Method.NO_ACCEPTABLE) throw new SocksError('ERR_SOCKS_NO_ACCEPTABLE_METHOD')
+      this.socket.write(encodeMethodSelection(method))
+
+      this.#phase = 'auth'
+      if (method === Method.USERNAME_PASSWORD) ctx.credentials = toCredentials(await this.readMessage(parsePasswordRequest))
+      await chains.auth(ctx as AuthContext)
+      if (this.#stopped()) return
+      if (method === Method.USERNAME_PASSWORD) this.socket.write(encodePasswordStatus(true))
+
+      this.#phase = 'request'
+      const request = await this.readMessage(parseRequest)
+      ctx.command = request.command
+      ctx.destination = request.destination
+      await chains.request(ctx as RequestContext)
+      if (this.#stopped()) return
+
+      this.#phase = 'connect'
+      // The client's data waits in the kernel while we connect; its early bytes stay in the reader.
+      this.socket.pause()
+      await chains.connect(ctx as ConnectContext)
+      if (this.#stopped()) {
+        if (!this.#hijacked) this.#cleanUpTarget()
+        return
+      }
+      const bound = ctx.bound ?? localAddressOf(ctx.upstream)
+      ctx.bound = bound
+      this.#sendReply(Reply.SUCCEEDED, bound)
+      ctx.replied = true
+
+      this.#phase = 'relay'
+      this.socket.removeListener('data', this.#onData)
+      ctx.handshakeBytesRead = this.socket.bytesRead - this.#reader.length
+      ctx.handshakeBytesWritten = this.socket.bytesWritten
+      ctx.earlyData = this.#reader.rest()
+      await chains.relay(ctx as RelayContext)
+    } catch (err) {
+      this.#fail(err)
+    }
+  }
+
+  #stopped(): boolean {
+    return this.#hijacked || this.#closed
+  }
+
+  #sendReply(reply: number, bound: Address | null): void {
+    const ctx = this.ctx
+    ctx.reply = reply
+    this.socket.write(encodeReply(reply, bound))
+    if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
+  }
+
+  /** First BIND reply: success with the listening address; the connection is not "replied" until the second. */
+  sendFirstBindReply(bound: Address): void {
+    this.#sendReply(Reply.SUCCEEDED, bound)
+  }
+
+  #fail(raw: unknown): void {
+    const ctx = this.ctx
+    if (this.#hijacked) return
+    let err = raw
+    if (this.#phase === 'connect' && !isSocksError(err) && hasErrno(err)) err = toSocksError(err)
+    ctx.error ??= err
+    if (!isSocksError(err)) this.#server.reportBug(err, ctx)
+    else if (err.code !== 'ERR_SOCKS_CLIENT_CLOSED') ctx.log.debug('connection refused', { id: ctx.id, phase: this.#phase, code: err.code, message: err.message })
+    this.#cleanUpTarget()
+    if (this.#closed) return
+    const phase = this.#phase
+    if (phase === 'relay' || ctx.replied || (isSocksError(err) && SILENT_CLOSE.has(err.code))) {
+      this.#closeWith(null, phase === 'relay' || ctx.replied)
+      return
+    }
+    if (phase === 'negotiate') {
+      this.#closeWith(encodeMethodSelection(Method.NO_ACCEPTABLE), false)
+    } else if (phase === 'auth') {
+      this.#closeWith(ctx.method === Method.USERNAME_PASSWORD ? encodePasswordStatus(false) : null, false)
+    } else {
+      const reply = isSocksError(err) ? (err.reply ?? Reply.GENERAL_FAILURE) : Reply.GENERAL_FAILURE
+      ctx.reply = reply
+      if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
+      this.#closeWith(encodeReply(reply), false)
+    }
+  }
+
+  #cleanUpTarget(): void {
+    const ctx = this.ctx
+    if (ctx.upstream !== null && !ctx.upstream.destroyed) ctx.upstream.destroy()
+    ctx.association?.close()
+  }
+
+  /**
+   * Sends the last message and closes. The client's FIN (or the linger timer) completes the close,
+   * so the reply is not lost to a reset caused by unread bytes still in our receive buffer.
+   */
+  #closeWith(last: Buffer | null, abort: boolean): void {
+    const socket = this.socket
+    if (abort) {
+      socket.destroy()
+      return
+    }
+    this.#phase = 'closing'
+    this.#waiter = null
+    if (last !== null) socket.end(last)
+    else socket.end()
+    socket.setTimeout(LINGER_MS)
+    socket.resume()
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (this.#phase === 'closing') return
+    try {
+      this.#reader.push(chunk)
+    } catch (err) {
+      this.#pendingError = err
+      this.socket.pause()
+      const waiter = this.#waiter
+      this.#waiter = null
+      waiter?.reject(err)
+      return
+    }
+    const waiter = this.#waiter
+    if (waiter === null) {
+      // Nobody is reading: hold what came (pipelined data) and let the kernel apply backpressure.
+      this.socket.pause()
+      return
+    }
+    let value: unknown
+    try {
+      value = this.#reader.read(waiter.parse)
+    } catch (err) {
+      this.#waiter = null
+      this.socket.pause()
+      waiter.reject(err)
+      return
+    }
+    if (value !== undefined) {
+      this.#waiter = null
+      this.socket.pause()
+      waiter.resolve(value)
+    }
+  }
+
+  readonly #onEnd = (): void => {
+    this.#ended = true
+    if (this.#phase === 'closing') {
+      this.socket.destroy()
+      return
+    }
+    const waiter = this.#waiter
+    if (waiter !== null) {
+      this.#waiter = null
+      waiter.reject(new SocksError('ERR_SOCKS_CLIENT_CLOSED', 'client closed the connection during the handshake'))
+    }
+  }
+
+  readonly #onError = (err: Error): void => {
+    this.ctx.error ??= err
+  }
+
+  readonly #onTimeout = (): void => {
+    const phase = this.#phase
+    if (phase === 'relay' || phase === 'done') return
+    if (phase === 'closing') {
+      this.socket.destroy()
+      return
+    }
+    const err = new SocksError('ERR_SOCKS_HANDSHAKE_TIMEOUT', `handshake not completed within ${this.#server.timeouts.handshake} ms`)
+    this.ctx.error ??= err
+    this.ctx.log.debug('handshake timeout', { id: this.ctx.id, phase })
+    this.socket.destroy()
+  }
+
+  readonly #onClose = (): void => {
+    if (this.#closed) return
+    this.#closed = true
+    const ctx = this.ctx
+    const closeReason = ctx.error ?? new SocksError('ERR_SOCKS_CLIENT_CLOSED')
+    ctx.abort(closeReason)
+    const waiter = this.#waiter
+    if (waiter !== null) {
+      this.#waiter = null
+      waiter.reject(new SocksError('ERR_SOCKS_CLIENT_CLOSED'))
+    }
+    if (this.#phase !== 'relay') this.#cleanUpTarget()
+    this.#phase = 'done'
+    if (channels.close.hasSubscribers) channels.close.publish({ ctx, error: ctx.error })
+    this.#onClosed(this)
+  }
+
+  readonly #onUnexpected = (err: unknown): void => {
+    this.#server.reportBug(err, this.ctx)
+    this.destroy(err)
+  }
+}
+
+function toCredentials(request: PasswordRequest): Credentials {
+  const credentials = { username: request.username } as { username: string; password: string }
+  // Kept off enumerable properties so a logged or serialised context never shows it.
+  Object.defineProperty(credentials, 'password', { value: request.password, enumerable: false })
+  return credentials
+}
+
+function localAddressOf(socket: Socket | null): Address {
+  if (socket === null || socket.localAddress === undefined) return { type: 'ipv4', host: '0.0.0.0', port: 0 }
+  return toAddress(unmapIPv4(socket.localAddress), socket.localPort ?? 0)
+}
+
+function hasErrno(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string'
+}
+

@@ -1,0 +1,231 @@
+import type { Socket } from 'node:net'
+import { Command, commandName, Method, type CommandName } from './protocol/constants.js'
+import type { Address } from './protocol/address.js'
+import type { MessageParser } from './protocol/reader.js'
+import type { ResolvedAddress } from './resolver.js'
+import type { Dialer } from './dialer.js'
+import type { Logger } from './logger.js'
+import type { SocksServer } from './server.js'
+import type { UdpAssociation } from './udp.js'
+import { SocksError } from './errors.js'
+
+/**
+ * Per-connection plugin data. Extend it by declaration merging and declare the initial value in
+ * your plugin's setup, so every state object has the same shape:
+ *
+ * @example
+ * declare module 'socksmith' { interface SocksState { bytesQuota: number | null } }
+ * host.declareState('bytesQuota', null)
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface SocksState {}
+
+/** One end of a TCP connection. IPv4-mapped IPv6 addresses are reported as plain IPv4. */
+export interface Endpoint {
+  readonly address: string
+  readonly port: number
+  readonly family: 4 | 6
+}
+
+/** Username and password from the RFC 1929 sub-negotiation. The password is not enumerable. */
+export interface Credentials {
+  readonly username: string
+  readonly password: string
+}
+
+/** The hooks a connection driver gives its context (internal). */
+export interface ConnectionDriver {
+  readMessage<T>(parser: MessageParser<T>): Promise<T>
+  hijack(): Socket
+  sendFirstBindReply(bound: Address): void
+}
+
+/** What every phase sees. */
+export interface BaseContext {
+  /** Unique per server, increasing. */
+  readonly id: number
+  readonly server: SocksServer
+  /** The client's TCP socket. Write to it only through the phase's API unless you `hijack()` it. */
+  readonly socket: Socket
+  readonly client: Endpoint
+  /** The proxy's own address of this connection (the address the client connected to). */
+  readonly local: Endpoint
+  /** Aborts when the client leaves or the server force-closes the connection. */
+  readonly signal: AbortSignal
+  readonly log: Logger
+  readonly state: SocksState
+  /** True once a success reply is on the wire: after it an error can only close the connection. */
+  readonly replied: boolean
+  /** Milliseconds since the epoch when the connection was accepted. */
+  readonly startedAt: number
+  /** Takes the raw socket: the driver stops touching it, and the connection is yours to end. */
+  hijack(): Socket
+  /** Reads one message with a codec parser (for custom authentication methods). */
+  readMessage<T>(parser: MessageParser<T>): Promise<T>
+}
+
+/** `negotiate`: the client offered methods; choose one (or leave null to refuse with `05 FF`). */
+export interface NegotiateContext extends BaseContext {
+  readonly offeredMethods: readonly number[]
+  method: number | null
+}
+
+/** `auth`: the chosen method's sub-negotiation. Set `user` to accept a username/password client. */
+export interface AuthContext extends BaseContext {
+  readonly offeredMethods: readonly number[]
+  readonly method: number
+  /** Set for method 0x02 before the chain runs. */
+  readonly credentials: Credentials | null
+  user: string | null
+}
+
+/** `request`: the client's command and destination, which middleware may rewrite. */
+export interface RequestContext extends BaseContext {
+  readonly method: number
+  readonly user: string | null
+  readonly command: Command
+  readonly commandName: CommandName
+  destination: Address
+}
+
+/** `connect`: resolve, check, dial (or set up BIND / UDP). */
+export interface ConnectContext extends RequestContext {
+  /** Addresses the destination name resolved to, once someone resolved it; middleware may filter them. */
+  resolved: ResolvedAddress[] | null
+  /** Resolves the destination (once; later calls return the same list) with the server's resolver. */
+  resolve(): Promise<ResolvedAddress[]>
+  /** Who dials CONNECT. Replace it to route through something else. */
+  dialer: Dialer
+  /** The outgoing socket, once connected. Set it yourself to skip the default dial. */
+  upstream: Socket | null
+  /** BND.ADDR/BND.PORT of the success reply. Defaults to the outgoing socket's local address. */
+  bound: Address | null
+  /** The address actually dialled, for logs. */
+  dialed: Address | null
+  /** For BIND: decides whether an inbound peer may connect. The default accepts only DST.ADDR (or anyone for 0.0.0.0/::). */
+  acceptBindPeer: ((peer: Address) => boolean | Promise<boolean>) | null
+  /** For UDP ASSOCIATE: the association, once set up. */
+  association: UdpAssociation | null
+}
+
+/** `relay`: runs around the data transfer; code after `next()` sees the final byte counts. */
+export interface RelayContext extends ConnectContext {
+  /** Payload bytes received from the client (after the handshake). */
+  readonly bytesFromClient: number
+  /** Payload bytes sent to the client (after the handshake). */
+  readonly bytesToClient: number
+}
+
+/**
+ * One per TCP connection. Every field is set in the constructor, so all contexts share one hidden
+ * class; each phase sees it through its narrower view.
+ */
+export class ConnectionContext {
+  readonly id: number
+  readonly server: SocksServer
+  readonly socket: Socket
+  readonly client: Endpoint
+  readonly local: Endpoint
+  readonly log: Logger
+  readonly state: SocksState
+  readonly startedAt: number
+  offeredMethods: readonly number[] = EMPTY
+  method: number | null = Method.NO_ACCEPTABLE
+  credentials: Credentials | null = null
+  user: string | null = null
+  command: Command = Command.CONNECT
+  destination: Address = UNSET_ADDRESS
+  resolved: ResolvedAddress[] | null = null
+  dialer: Dialer
+  upstream: Socket | null = null
+  bound: Address | null = null
+  dialed: Address | null = null
+  acceptBindPeer: ((peer: Address) => boolean | Promise<boolean>) | null = null
+  association: UdpAssociation | null = null
+  replied = false
+  /** The REP byte sent, once a reply was sent. */
+  reply: number | null = null
+  /** The error that ended the connection, if any. */
+  error: unknown = null
+  /** Bytes of the handshake, so relay counts report payload only. */
+  handshakeBytesRead = 0
+  handshakeBytesWritten = 0
+  /** Payload the client pipelined behind its request; the relay sends it first. */
+  earlyData: Buffer | null = null
+  #abort: AbortController | null = null
+  #resolving: Promise<ResolvedAddress[]> | null = null
+  readonly #driver: ConnectionDriver
+
+  constructor(server: SocksServer, socket: Socket, id: number, client: Endpoint, local: Endpoint, state: SocksState, driver: ConnectionDriver) {
+    this.id = id
+    this.server = server
+    this.socket = socket
+    this.client = client
+    this.local = local
+    this.log = server.log
+    this.state = state
+    this.startedAt = Date.now()
+    this.dialer = server.dialer
+    this.#driver = driver
+  }
+
+  get commandName(): CommandName {
+    return commandName(this.command)
+  }
+
+  get signal(): AbortSignal {
+    // Created on first use: most connections never ask for it.
+    this.#abort ??= new AbortController()
+    if (this.socket.destroyed && !this.#abort.signal.aborted) this.#abort.abort(new SocksError('ERR_SOCKS_CLIENT_CLOSED'))
+    return this.#abort.signal
+  }
+
+  get bytesFromClient(): number {
+    return this.socket.bytesRead - this.handshakeBytesRead
+  }
+
+  get bytesToClient(): number {
+    return this.socket.bytesWritten - this.handshakeBytesWritten
+  }
+
+  /** Aborts `signal` (called by the driver when the connection ends). */
+  abort(reason: unknown): void {
+    if (this.#abort !== null && !this.#abort.signal.aborted) this.#abort.abort(reason)
+  }
+
+  resolve(): Promise<ResolvedAddress[]> {
+    if (this.resolved !== null) return Promise.resolve(this.resolved)
+    this.#resolving ??= this.#resolveOnce()
+    return this.#resolving
+  }
+
+  async #resolveOnce(): Promise<ResolvedAddress[]> {
+    const destination = this.destination
+    let resolved: ResolvedAddress[]
+    if (destination.type === 'ipv4') resolved = [{ address: destination.host, family: 4 }]
+    else if (destination.type === 'ipv6') resolved = [{ address: destination.host, family: 6 }]
+    else {
+      if (destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
+      resolved = await this.server.resolver.resolve(destination.host, { signal: this.signal })
+      if (resolved.length === 0) throw new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `${destination.host} has no address`)
+    }
+    this.resolved = resolved
+    return resolved
+  }
+
+  hijack(): Socket {
+    return this.#driver.hijack()
+  }
+
+  readMessage<T>(parser: MessageParser<T>): Promise<T> {
+    return this.#driver.readMessage(parser)
+  }
+
+  /** @internal */
+  get driver(): ConnectionDriver {
+    return this.#driver
+  }
+}
+
+const EMPTY: readonly number[] = Object.freeze([])
+const UNSET_ADDRESS: Address = Object.freeze({ type: 'ipv4', host: '0.0.0.0', port: 0 })

@@ -1,0 +1,34 @@
+/**
+ * socksmith: a programmable SOCKS5 server. Every protocol phase is a Koa-style middleware chain.
+ * This is the public entry; plugins (bundled or third-party) import only from here.
+ */
+export { SocksServer, createServer, DEFAULT_TIMEOUTS, isLoopback } from './server.js'
+export type { ServerOptions, ListenOptions, Timeouts, SocksServerEvents } from './server.js'
+export { SocksError, isSocksError, toSocksError, replyForError, ERROR_CATALOGUE } from './errors.js'
+export type { SocksErrorCode, SocksErrorOptions } from './errors.js'
+export { definePlugin, defineMiddleware, PHASES } from './plugin.js'
+export type { Plugin, PluginHost, OptionPath, Phase, PhaseContexts } from './plugin.js'
+export type { Middleware, Next } from './compose.js'
+export type {
+  SocksState,
+  Endpoint,
+  Credentials,
+  BaseContext,
+  NegotiateContext,
+  AuthContext,
+  RequestContext,
+  ConnectContext,
+  RelayContext,
+} from './context.js'
+export type { DatagramContext, DatagramDirection, UdpAssociation } from './udp.js'
+export { systemResolver } from './resolver.js'
+export type { Resolver, ResolvedAddress } from './resolver.js'
+export { directDialer, dialTcp } from './dialer.js'
+export type { Dialer, DialOptions } from './dialer.js'
+export { createLogger, silentLogger } from './logger.js'
+export type { Logger, LogLevel } from './logger.js'
+export { channels } from './diagnostics.js'
+export { Method, Command, AddressType, Reply, SOCKS_VERSION } from './protocol/constants.js'
+export type { CommandName } from './protocol/constants.js'
+export { toAddress, formatAddress } from './protocol/address.js'
+export type { Address } from './protocol/address.js'

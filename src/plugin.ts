@@ -1,0 +1,122 @@
+import type { Middleware } from './compose.js'
+import type { AuthContext, ConnectContext, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
+import type { DatagramContext } from './udp.js'
+import type { Dialer } from './dialer.js'
+import type { Resolver } from './resolver.js'
+import type { Logger } from './logger.js'
+import type { SocksServer } from './server.js'
+import { SocksError } from './errors.js'
+
+/** The context each phase's middleware receives. */
+export interface PhaseContexts {
+  negotiate: NegotiateContext
+  auth: AuthContext
+  request: RequestContext
+  connect: ConnectContext
+  relay: RelayContext
+  datagram: DatagramContext
+}
+
+/** The six phases, in the order a connection walks through them (`datagram` runs per UDP packet). */
+export type Phase = keyof PhaseContexts
+export const PHASES: readonly Phase[] = ['negotiate', 'auth', 'request', 'connect', 'relay', 'datagram']
+
+export function isPhase(value: unknown): value is Phase {
+  return typeof value === 'string' && (PHASES as readonly string[]).includes(value)
+}
+
+/** Where a plugin's options live, for error messages that name the plugin and the field. */
+export interface OptionPath {
+  /** Plugin name. */
+  readonly plugin: string
+  /** Throws ERR_PLUGIN_OPTIONS naming the plugin and `field` (e.g. `rules[2].to`). */
+  fail(field: string, message: string): never
+}
+
+/** What a plugin's setup gets: the public ways to change a server. */
+export interface PluginHost {
+  readonly server: SocksServer
+  readonly log: Logger
+  /** Adds middleware to a phase (after the ones already there). */
+  use<P extends Phase>(phase: P, ...middleware: Middleware<PhaseContexts[P]>[]): void
+  /** Declares a `ctx.state` key and its initial value, so every connection's state has the same shape. */
+  declareState<K extends keyof SocksState>(key: K, initial: SocksState[K]): void
+  /** Replaces the server's resolver (for CONNECT, BIND and UDP). */
+  setResolver(resolver: Resolver): void
+  readonly resolver: Resolver
+  /** Replaces the default dialer for CONNECT. */
+  setDialer(dialer: Dialer): void
+  readonly dialer: Dialer
+  /** Marks the server as authenticating: NO AUTH is no longer accepted by default, and non-loopback listening is allowed. */
+  requireAuth(): void
+  /** Runs when the server closes (after draining). */
+  onClose(hook: () => void | Promise<void>): void
+}
+
+/**
+ * A socksmith plugin: a name, an optional options parser and a setup function. Bundled plugins,
+ * npm plugins and local plugin files all have this shape (the module's default export).
+ *
+ * @example
+ * export default definePlugin({
+ *   name: 'deny-port-25',
+ *   setup(host) {
+ *     host.use('request', async function denyPort25(ctx, next) {
+ *       if (ctx.destination.port === 25) throw new SocksError('ERR_SOCKS_NOT_ALLOWED', 'no SMTP')
+ *       await next()
+ *     })
+ *   },
+ * })
+ */
+export interface Plugin<O = undefined> {
+  /** kebab-case, unique per server, used in error messages. */
+  readonly name: string
+  /** Plugins that must be registered before this one. */
+  readonly dependencies?: readonly string[]
+  /** Validates and normalises raw options (from a config file or a program); fail with `at.fail(field, message)`. */
+  parseOptions?(raw: unknown, at: OptionPath): O
+  setup(host: PluginHost, options: O): void | Promise<void>
+}
+
+/** Identity function that gives a plugin object its types. */
+export function definePlugin<O = undefined>(plugin: Plugin<O>): Plugin<O> {
+  return plugin
+}
+
+/** Identity function that types a middleware for a phase. */
+export function defineMiddleware<P extends Phase>(_phase: P, middleware: Middleware<PhaseContexts[P]>): Middleware<PhaseContexts[P]> {
+  return middleware
+}
+
+const PLUGIN_NAME = /^[a-z0-9][a-z0-9-]*(\/[a-z0-9][a-z0-9-]*)?$/
+
+/** Checks that a value has the Plugin shape; throws ERR_PLUGIN_INVALID describing what was found. */
+export function assertPlugin(value: unknown, where: string): asserts value is Plugin<unknown> {
+  const found = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value
+  if (typeof value !== 'object' || value === null) {
+    throw new SocksError('ERR_PLUGIN_INVALID', `${where}: expected a plugin object ({ name, setup }), found ${found}`)
+  }
+  const plugin = value as Partial<Plugin<unknown>>
+  if (typeof plugin.name !== 'string' || !PLUGIN_NAME.test(plugin.name)) {
+    throw new SocksError('ERR_PLUGIN_INVALID', `${where}: plugin "name" must be a kebab-case string, found ${JSON.stringify(plugin.name)}`)
+  }
+  if (typeof plugin.setup !== 'function') {
+    throw new SocksError('ERR_PLUGIN_INVALID', `${where}: plugin "${plugin.name}" has no setup() function`)
+  }
+  if (plugin.parseOptions !== undefined && typeof plugin.parseOptions !== 'function') {
+    throw new SocksError('ERR_PLUGIN_INVALID', `${where}: plugin "${plugin.name}" parseOptions must be a function`)
+  }
+  if (plugin.dependencies !== undefined && (!Array.isArray(plugin.dependencies) || plugin.dependencies.some((d) => typeof d !== 'string'))) {
+    throw new SocksError('ERR_PLUGIN_INVALID', `${where}: plugin "${plugin.name}" dependencies must be an array of names`)
+  }
+}
+
+/** An OptionPath whose failures read `<prefix><field>: <message>`. */
+export function optionPath(plugin: string, prefix: string = `plugin ${plugin}: `): OptionPath {
+  return {
+    plugin,
+    fail(field, message): never {
+      throw new SocksError('ERR_PLUGIN_OPTIONS', `${prefix}${field === '' ? '' : `${field}: `}${message}`)
+    },
+  }
+}

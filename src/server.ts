@@ -1,0 +1,478 @@
+import { createServer as createNetServer, isIP, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
+import { EventEmitter, once } from 'node:events'
+import { Connection } from './connection.js'
+import { compileChain, type CompiledChain, type Middleware } from './compose.js'
+import type { AuthContext, ConnectContext, ConnectionContext, Endpoint, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
+import { directDialer, type Dialer } from './dialer.js'
+import { SocksError } from './errors.js'
+import { createLogger, type Logger, type LogLevel } from './logger.js'
+import { assertPlugin, isPhase, optionPath, PHASES, type Phase, type PhaseContexts, type Plugin, type PluginHost } from './plugin.js'
+import { Command, Method } from './protocol/constants.js'
+import { unmapIPv4 } from './protocol/address.js'
+import { systemResolver, type Resolver } from './resolver.js'
+import { relay } from './relay.js'
+import { setUpBind } from './bind.js'
+import { UdpAssociation, type DatagramContext } from './udp.js'
+
+/** Every wait has a bound. Milliseconds; 0 disables a timeout (not recommended). */
+export interface Timeouts {
+  /** From accept to the end of the request (slowloris guard). Default 10 s. */
+  handshake: number
+  /** Outgoing TCP connect. Default 10 s. */
+  connect: number
+  /** Relay with no byte either way. Default 1 h. */
+  idle: number
+  /** BIND: waiting for the inbound connection. Default 60 s. */
+  bindAccept: number
+  /** UDP association with no datagram either way. Default 2 min. */
+  udpIdle: number
+  /** close(): how long live connections may finish before they are destroyed. Default 10 s. */
+  drain: number
+}
+
+export const DEFAULT_TIMEOUTS: Readonly<Timeouts> = Object.freeze({
+  handshake: 10_000,
+  connect: 10_000,
+  idle: 3_600_000,
+  bindAccept: 60_000,
+  udpIdle: 120_000,
+  drain: 10_000,
+})
+
+export interface ServerOptions {
+  timeouts?: Partial<Timeouts>
+  /** Live connections over all listeners; new ones beyond it are closed at once. Default 10000. */
+  maxConnections?: number
+  /** Live connections from one client IP. Default: no limit. */
+  maxConnectionsPerClient?: number
+  resolver?: Resolver
+  dialer?: Dialer
+  /** A logger (pino and console-like objects fit), or use `logLevel` for the built-in one. */
+  logger?: Logger
+  /** Level of the built-in stderr logger. Default 'warn'. */
+  logLevel?: LogLevel
+  /** Allow listening on a non-loopback address without authentication. Default false. */
+  allowOpenProxy?: boolean
+  udp?: {
+    /** Accept inbound datagrams from peers the client never sent to. Default false. */
+    acceptFromAnyPeer?: boolean
+    /** Datagrams queued per UDP socket before new ones are dropped. Default 1024. */
+    maxSendQueue?: number
+  }
+}
+
+export interface ListenOptions {
+  /** Default 127.0.0.1. */
+  host?: string
+  /** Default 1080; 0 picks a free port. */
+  port?: number
+  backlog?: number
+  /** For an IPv6 host such as `::`: accept IPv6 only. */
+  ipv6Only?: boolean
+}
+
+/** @internal The compiled phases, built once at listen(). */
+export interface CompiledChains {
+  negotiate: CompiledChain<NegotiateContext>
+  auth: CompiledChain<AuthContext>
+  request: CompiledChain<RequestContext>
+  connect: CompiledChain<ConnectContext>
+  relay: CompiledChain<RelayContext>
+  datagram: CompiledChain<DatagramContext> | null
+  newState(): SocksState
+}
+
+type MiddlewareLists = { [P in Phase]: Middleware<PhaseContexts[P]>[] }
+
+interface RegisteredPlugin {
+  plugin: Plugin<unknown>
+  options: unknown
+}
+
+export interface SocksServerEvents {
+  connection: [ctx: ConnectionContext]
+  disconnect: [ctx: ConnectionContext]
+  error: [err: unknown, ctx: ConnectionContext | null]
+  listening: [address: AddressInfo]
+  close: []
+}
+
+/**
+ * A SOCKS5 server. Add middleware with `use()` and plugins with `register()`, then `listen()`;
+ * chains are compiled at the first listen and registration is locked from then on.
+ *
+ * @example
+ * const server = createServer()
+ * server.use('request', async function logRequest(ctx, next) {
+ *   ctx.log.info(`${ctx.commandName} ${ctx.destination.host}:${ctx.destination.port}`)
+ *   await next()
+ * })
+ * await server.listen({ port: 1080 })
+ */
+export class SocksServer extends EventEmitter<SocksServerEvents> {
+  readonly log: Logger
+  readonly timeouts: Readonly<Timeouts>
+  readonly maxConnections: number
+  readonly maxConnectionsPerClient: number
+  resolver: Resolver
+  dialer: Dialer
+  #authRequired = false
+  readonly #allowOpenProxy: boolean
+  readonly #udpOptions: { acceptFromAnyPeer: boolean; maxSendQueue: number }
+  readonly #middleware: MiddlewareLists = { negotiate: [], auth: [], request: [], connect: [], relay: [], datagram: [] }
+  readonly #plugins: RegisteredPlugin[] = []
+  readonly #stateTemplate: Record<string, unknown> = {}
+  readonly #closeHooks: (() => void | Promise<void>)[] = []
+  readonly #listeners: NetServer[] = []
+  readonly #connections = new Set<Connection>()
+  readonly #perClient = new Map<string, number>()
+  #chains: CompiledChains | null = null
+  #starting: Promise<CompiledChains> | null = null
+  #closing: Promise<void> | null = null
+  #nextId = 1
+  #lastRefusalLog = 0
+  #onDrained: (() => void) | null = null
+
+  constructor(options: ServerOptions = {}) {
+    super()
+    this.timeouts = Object.freeze({ ...DEFAULT_TIMEOUTS, ...definedOnly(options.timeouts ?? {}) })
+    for (const [key, value] of Object.entries(this.timeouts)) {
+      if (!Number.isFinite(value) || value < 0) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `timeouts.${key} must be a non-negative number of milliseconds`)
+    }
+    this.maxConnections = options.maxConnections ?? 10_000
+    this.maxConnectionsPerClient = options.maxConnectionsPerClient ?? 0
+    this.log = options.logger ?? createLogger(options.logLevel ?? 'warn')
+    this.resolver = options.resolver ?? systemResolver
+    this.dialer = options.dialer ?? directDialer
+    this.#allowOpenProxy = options.allowOpenProxy ?? false
+    this.#udpOptions = { acceptFromAnyPeer: options.udp?.acceptFromAnyPeer ?? false, maxSendQueue: options.udp?.maxSendQueue ?? 1024 }
+  }
+
+  /** True once a plugin called `requireAuth()`. */
+  get authRequired(): boolean {
+    return this.#authRequired
+  }
+
+  /** Live connections (handshaking, relaying, or holding a UDP association). */
+  get connections(): number {
+    return this.#connections.size
+  }
+
+  /** True after listen() compiled the chains. */
+  get started(): boolean {
+    return this.#starting !== null
+  }
+
+  /** Adds middleware to a phase. Throws ERR_SOCKS_REGISTER_AFTER_START once listening. */
+  use<P extends Phase>(phase: P, ...middleware: Middleware<PhaseContexts[P]>[]): this {
+    this.#assertNotStarted()
+    if (!isPhase(phase)) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `unknown phase "${String(phase)}"; phases are ${PHASES.join(', ')}`)
+    for (const fn of middleware) {
+      if (typeof fn !== 'function') throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `middleware for ${phase} must be a function`)
+    }
+    ;(this.#middleware[phase] as Middleware<PhaseContexts[P]>[]).push(...middleware)
+    return this
+  }
+
+  /**
+   * Registers a plugin. Options are parsed now (errors name the plugin and field); setup runs at listen().
+   *
+   * @example
+   * server.register(auth, { users: { alice: 'secret' } })
+   */
+  register<O>(plugin: Plugin<O>, options?: unknown): this {
+    this.#assertNotStarted()
+    assertPlugin(plugin, 'register()')
+    if (this.#plugins.some((p) => p.plugin.name === plugin.name)) {
+      throw new SocksError('ERR_PLUGIN_DUPLICATE', `plugin "${plugin.name}" is registered twice`)
+    }
+    for (const dependency of plugin.dependencies ?? []) {
+      if (!this.#plugins.some((p) => p.plugin.name === dependency)) {
+        throw new SocksError('ERR_PLUGIN_DEPENDENCY', `plugin "${plugin.name}" needs "${dependency}" registered before it`)
+      }
+    }
+    const parsed = plugin.parseOptions !== undefined ? plugin.parseOptions(options, optionPath(plugin.name)) : options
+    this.#plugins.push({ plugin: plugin as Plugin<unknown>, options: parsed })
+    return this
+  }
+
+  /** Registered plugin names, in order. */
+  get plugins(): string[] {
+    return this.#plugins.map((p) => p.plugin.name)
+  }
+
+  /**
+   * Starts a listener (call again for more: IPv4 and IPv6, several ports). The first call runs
+   * plugin setup and compiles the chains. Resolves with the bound address.
+   */
+  async listen(options: ListenOptions | number = {}, host?: string): Promise<AddressInfo> {
+    const opts: ListenOptions = typeof options === 'number' ? { port: options, host } : options
+    const listenHost = opts.host ?? '127.0.0.1'
+    const port = opts.port ?? 1080
+    if (this.#closing !== null) throw new SocksError('ERR_SOCKS_SERVER_CLOSING', 'server is closed')
+    const chains = await this.#start()
+    if (!this.#authRequired && !this.#allowOpenProxy && !isLoopback(listenHost)) {
+      throw new SocksError('ERR_SOCKS_OPEN_PROXY', `refusing to listen on ${listenHost} without authentication: register the auth plugin, or set allowOpenProxy: true (CLI: --allow-open-proxy) if an open proxy is really what you want`)
+    }
+    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.#accept(socket, chains))
+    listener.on('error', (err) => this.log.error('listener error', { error: err.message }))
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject)
+      listener.listen({ host: listenHost, port, backlog: opts.backlog ?? 511, ipv6Only: opts.ipv6Only ?? false }, () => {
+        listener.removeListener('error', reject)
+        resolve()
+      })
+    })
+    this.#listeners.push(listener)
+    const address = listener.address() as AddressInfo
+    this.log.info(`listening on ${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`)
+    this.emit('listening', address)
+    return address
+  }
+
+  /** The first listener's address (null before listen). */
+  address(): AddressInfo | null {
+    const first = this.#listeners[0]
+    return first === undefined ? null : (first.address() as AddressInfo)
+  }
+
+  /** Every listener's address. */
+  addresses(): AddressInfo[] {
+    return this.#listeners.map((l) => l.address() as AddressInfo)
+  }
+
+  /**
+   * Stops accepting, lets live connections finish for up to `drainTimeout` ms (default
+   * `timeouts.drain`), then destroys what is left. Resolves when every socket is closed.
+   */
+  close(options: { drainTimeout?: number } = {}): Promise<void> {
+    this.#closing ??= this.#close(options.drainTimeout ?? this.timeouts.drain)
+    return this.#closing
+  }
+
+  async #close(drainTimeout: number): Promise<void> {
+    await Promise.all(this.#listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))))
+    if (this.#connections.size > 0) {
+      this.log.info(`draining ${this.#connections.size} connection(s) for up to ${drainTimeout} ms`)
+      const drained = new Promise<void>((resolve) => {
+        this.#onDrained = resolve
+      })
+      let timer: NodeJS.Timeout | undefined
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, drainTimeout)
+      })
+      await Promise.race([drained, deadline])
+      clearTimeout(timer)
+      if (this.#connections.size > 0) {
+        this.log.warn(`drain deadline passed: closing ${this.#connections.size} connection(s)`)
+        const closing = [...this.#connections].map((c) => once(c.socket, 'close'))
+        for (const connection of this.#connections) connection.destroy(new SocksError('ERR_SOCKS_SERVER_CLOSING'))
+        await Promise.all(closing)
+      }
+    }
+    for (const hook of this.#closeHooks) {
+      try {
+        await hook()
+      } catch (err) {
+        this.log.error('close hook failed', { error: String(err) })
+      }
+    }
+    this.emit('close')
+  }
+
+  /** @internal a non-SocksError escaped a middleware: a bug, logged and reported, never fatal. */
+  reportBug(err: unknown, ctx: ConnectionContext | null): void {
+    this.log.error('unexpected error', { id: ctx?.id, error: err instanceof Error ? (err.stack ?? err.message) : String(err) })
+    if (this.listenerCount('error') > 0) this.emit('error', err, ctx)
+  }
+
+  #assertNotStarted(): void {
+    if (this.#starting !== null) throw new SocksError('ERR_SOCKS_REGISTER_AFTER_START')
+  }
+
+  #start(): Promise<CompiledChains> {
+    this.#starting ??= this.#setUp()
+    return this.#starting
+  }
+
+  async #setUp(): Promise<CompiledChains> {
+    const host = this.#pluginHost()
+    for (const { plugin, options } of this.#plugins) await plugin.setup(host, options)
+    const m = this.#middleware
+    const template = { ...this.#stateTemplate }
+    const hasState = Object.keys(template).length > 0
+    const chains: CompiledChains = {
+      negotiate: compileChain(m.negotiate, negotiateTerminal),
+      auth: compileChain(m.auth, authTerminal),
+      request: compileChain(m.request, noop),
+      connect: compileChain(m.connect, connectTerminal),
+      relay: compileChain(m.relay, relayTerminal),
+      datagram: m.datagram.length === 0 ? null : compileChain(m.datagram, noop),
+      newState: hasState ? () => ({ ...template }) as SocksState : () => ({}) as SocksState,
+    }
+    this.#chains = chains
+    return chains
+  }
+
+  #pluginHost(): PluginHost {
+    const server = this
+    return {
+      server,
+      log: this.log,
+      use: (phase, ...middleware) => {
+        if (!isPhase(phase)) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `unknown phase "${String(phase)}"`)
+        ;(this.#middleware[phase] as unknown[]).push(...middleware)
+      },
+      declareState: (key, initial) => {
+        this.#stateTemplate[key as string] = initial
+      },
+      setResolver: (resolver) => {
+        this.resolver = resolver
+      },
+      get resolver() {
+        return server.resolver
+      },
+      setDialer: (dialer) => {
+        this.dialer = dialer
+      },
+      get dialer() {
+        return server.dialer
+      },
+      requireAuth: () => {
+        this.#authRequired = true
+      },
+      onClose: (hook) => {
+        this.#closeHooks.push(hook)
+      },
+    }
+  }
+
+  #accept(socket: Socket, chains: CompiledChains): void {
+    const remote = socket.remoteAddress
+    if (remote === undefined || this.#closing !== null) {
+      socket.destroy()
+      return
+    }
+    const clientAddress = unmapIPv4(remote)
+    if (this.#connections.size >= this.maxConnections) return this.#refuse(socket, `connection limit ${this.maxConnections} reached`)
+    if (this.maxConnectionsPerClient > 0) {
+      const count = this.#perClient.get(clientAddress) ?? 0
+      if (count >= this.maxConnectionsPerClient) return this.#refuse(socket, `per-client limit ${this.maxConnectionsPerClient} reached for ${clientAddress}`)
+      this.#perClient.set(clientAddress, count + 1)
+    }
+    const localAddress = unmapIPv4(socket.localAddress ?? '127.0.0.1')
+    const client: Endpoint = { address: clientAddress, port: socket.remotePort ?? 0, family: isIP(clientAddress) === 6 ? 6 : 4 }
+    const local: Endpoint = { address: localAddress, port: socket.localPort ?? 0, family: isIP(localAddress) === 6 ? 6 : 4 }
+    const connection = new Connection(this, socket, this.#nextId++, client, local, chains, this.#onConnectionClosed)
+    this.#connections.add(connection)
+    connection.start(this.timeouts.handshake)
+    if (this.listenerCount('connection') > 0) this.emit('connection', connection.ctx)
+  }
+
+  readonly #onConnectionClosed = (connection: Connection): void => {
+    this.#connections.delete(connection)
+    if (this.maxConnectionsPerClient > 0) {
+      const address = connection.ctx.client.address
+      const count = (this.#perClient.get(address) ?? 1) - 1
+      if (count <= 0) this.#perClient.delete(address)
+      else this.#perClient.set(address, count)
+    }
+    if (this.listenerCount('disconnect') > 0) this.emit('disconnect', connection.ctx)
+    if (this.#connections.size === 0 && this.#onDrained !== null) this.#onDrained()
+  }
+
+  /** Refusals are cheap (destroy, no reply) and logged at most once a second, not once per connection. */
+  #refuse(socket: Socket, why: string): void {
+    socket.destroy()
+    const now = Date.now()
+    if (now - this.#lastRefusalLog >= 1000) {
+      this.#lastRefusalLog = now
+      this.log.warn(`refusing connections: ${why}`)
+    }
+  }
+
+  /** @internal options for UDP associations */
+  get udpOptions(): { acceptFromAnyPeer: boolean; maxSendQueue: number } {
+    return this.#udpOptions
+  }
+
+  /** @internal */
+  get chains(): CompiledChains | null {
+    return this.#chains
+  }
+}
+
+/** Creates a SocksServer. */
+export function createServer(options?: ServerOptions): SocksServer {
+  return new SocksServer(options)
+}
+
+function noop(): void {}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+/** True for 127.0.0.0/8, ::1, localhost and IPv4-mapped loopback. */
+export function isLoopback(host: string): boolean {
+  const h = unmapIPv4(host)
+  return h === 'localhost' || h === '::1' || (isIP(h) === 4 && h.startsWith('127.'))
+}
+
+// ---- terminals: the default work at the centre of each phase's onion ----
+
+function negotiateTerminal(ctx: NegotiateContext): void {
+  if (ctx.method === null && !ctx.server.authRequired && ctx.offeredMethods.includes(Method.NO_AUTH)) ctx.method = Method.NO_AUTH
+}
+
+function authTerminal(ctx: AuthContext): void {
+  if (ctx.method === Method.NO_AUTH || ctx.user !== null) return
+  throw new SocksError('ERR_SOCKS_AUTH_FAILED', `authentication method 0x${ctx.method.toString(16).padStart(2, '0')} was not completed`)
+}
+
+async function connectTerminal(view: ConnectContext): Promise<void> {
+  const ctx = view as unknown as ConnectionContext
+  const server = ctx.server
+  if (ctx.command === Command.CONNECT) {
+    if (ctx.upstream !== null) return
+    if (ctx.destination.type === 'domain' && ctx.destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
+    const socket = await ctx.dialer.dial(view, { signal: ctx.signal, timeout: server.timeouts.connect })
+    ctx.upstream = socket
+    ctx.dialed ??= { type: socket.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4', host: unmapIPv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 }
+    return
+  }
+  if (ctx.command === Command.BIND) {
+    if (ctx.upstream !== null) return
+    await setUpBind(ctx, (bound) => ctx.driver.sendFirstBindReply(bound), server.timeouts.bindAccept)
+    return
+  }
+  if (ctx.association !== null) return
+  const association = new UdpAssociation(ctx, server.chains?.datagram ?? null, { idleTimeout: server.timeouts.udpIdle, ...server.udpOptions }, () => {
+    // The association ending (idle) ends its control connection, and the other way round.
+    if (!ctx.socket.destroyed) ctx.socket.destroy()
+  })
+  ctx.association = association
+  ctx.bound ??= await association.open()
+}
+
+async function relayTerminal(view: RelayContext): Promise<void> {
+  const ctx = view as unknown as ConnectionContext
+  const socket = ctx.socket
+  if (ctx.command === Command.UDP_ASSOCIATE) {
+    // The control connection carries nothing; it lives as long as the association (RFC 1928 §7).
+    socket.setTimeout(0)
+    socket.resume()
+    if (!socket.destroyed) {
+      socket.on('end', () => socket.end())
+      await once(socket, 'close')
+    }
+    ctx.association?.close()
+    return
+  }
+  const upstream = ctx.upstream
+  if (upstream === null) throw new SocksError('ERR_SOCKS_CONNECT_FAILED', 'connect phase set no upstream socket')
+  const early = ctx.earlyData
+  ctx.earlyData = null
+  const error = await relay(socket, upstream, early, ctx.server.timeouts.idle)
+  if (error !== null) ctx.error ??= error
+}

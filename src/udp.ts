@@ -1,0 +1,278 @@
+import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram'
+import { once } from 'node:events'
+import { isIP } from 'node:net'
+import type { ConnectionContext, Endpoint, SocksState } from './context.js'
+import type { CompiledChain } from './compose.js'
+import { encodeDatagramHeader, parseDatagramHeader } from './protocol/datagram.js'
+import { toAddress, unmapIPv4, type Address } from './protocol/address.js'
+import { SocksError } from './errors.js'
+
+/** A datagram's direction: `out` from the client towards a peer, `in` from a peer back to the client. */
+export type DatagramDirection = 'out' | 'in'
+
+/** `datagram` phase context: one per packet, and only when the datagram chain is not empty. */
+export interface DatagramContext {
+  readonly association: UdpAssociation
+  readonly direction: DatagramDirection
+  /** For `out`, the destination (rewrite it to reroute); for `in`, the peer that sent it. */
+  peer: Address
+  /** The payload: a view into the received packet, not a copy. Replace it to rewrite the payload. */
+  data: Buffer
+  /** Resolves a domain `peer` with the server's resolver and replaces it with the first address. */
+  resolve(): Promise<Address>
+  /** Drops this packet. */
+  drop(): void
+  readonly dropped: boolean
+}
+
+export interface UdpAssociationOptions {
+  /** Milliseconds without a datagram before the association (and its control connection) ends. */
+  readonly idleTimeout: number
+  /** Accept inbound datagrams from any peer, not only from peers the client has sent to. */
+  readonly acceptFromAnyPeer: boolean
+  /** Datagrams queued in one socket's send queue beyond which new ones are dropped (UDP backpressure). */
+  readonly maxSendQueue: number
+}
+
+// How many distinct peers an association remembers (for inbound filtering and header reuse).
+const MAX_PEERS = 1024
+
+/**
+ * UDP ASSOCIATE (RFC 1928 §7). The client-facing socket is bound to the local IP of the control
+ * connection, so the reply names an address the client can reach. Datagrams are accepted only
+ * from the client's IP (and port, once known or declared); outbound traffic leaves through one
+ * socket per family bound to the wildcard address, because the client-facing IP (often loopback)
+ * cannot reach every destination. Inbound datagrams are accepted only from peers the client has
+ * sent to, unless `acceptFromAnyPeer`.
+ */
+export class UdpAssociation {
+  readonly id: number
+  /** The control connection's client endpoint. */
+  readonly client: Endpoint
+  readonly user: string | null
+  readonly state: SocksState
+  readonly ctx: ConnectionContext
+  /** Datagrams forwarded each way, and dropped. */
+  datagramsOut = 0
+  datagramsIn = 0
+  datagramsDropped = 0
+  #clientSocket: UdpSocket
+  #clientPort: number
+  #out4: UdpSocket | null = null
+  #out6: UdpSocket | null = null
+  #peers = new Map<string, Buffer>()
+  #chain: CompiledChain<DatagramContext> | null
+  #options: UdpAssociationOptions
+  #activity = 0
+  #lastActivity = -1
+  #idleTimer: NodeJS.Timeout | null = null
+  #closed = false
+  #onClose: () => void
+
+  constructor(ctx: ConnectionContext, chain: CompiledChain<DatagramContext> | null, options: UdpAssociationOptions, onClose: () => void) {
+    this.id = ctx.id
+    this.ctx = ctx
+    this.client = ctx.client
+    this.user = ctx.user
+    this.state = ctx.state
+    this.#chain = chain
+    this.#options = options
+    this.#onClose = onClose
+    // The request's DST.PORT, when not zero, is the port the client will send from.
+    this.#clientPort = ctx.destination.port
+    this.#clientSocket = createSocket({ type: ctx.local.family === 6 ? 'udp6' : 'udp4' })
+  }
+
+  /** Binds the client-facing socket; returns the address for the reply's BND fields. */
+  async open(): Promise<Address> {
+    const socket = this.#clientSocket
+    socket.on('error', noop)
+    socket.on('message', (msg, rinfo) => this.#fromClient(msg, rinfo))
+    socket.bind({ address: this.ctx.local.address, port: 0, exclusive: true })
+    await once(socket, 'listening')
+    const info = socket.address()
+    if (this.#options.idleTimeout > 0) this.#idleTimer = setTimeout(() => this.#checkIdle(), this.#options.idleTimeout)
+    return toAddress(unmapIPv4(info.address), info.port)
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#idleTimer !== null) clearTimeout(this.#idleTimer)
+    this.#clientSocket.close()
+    this.#out4?.close()
+    this.#out6?.close()
+    this.#peers.clear()
+    this.#onClose()
+  }
+
+  #checkIdle(): void {
+    if (this.#closed) return
+    if (this.#activity === this.#lastActivity) {
+      this.ctx.log.debug('udp association idle', { id: this.id })
+      this.close()
+      return
+    }
+    this.#lastActivity = this.#activity
+    this.#idleTimer = setTimeout(() => this.#checkIdle(), this.#options.idleTimeout)
+  }
+
+  #fromClient(msg: Buffer, rinfo: RemoteInfo): void {
+    if (this.#closed) return
+    // Only the client's own IP may use the association; anyone else is dropped without a word.
+    if (unmapIPv4(rinfo.address) !== this.client.address) return this.#drop()
+    if (this.#clientPort === 0) this.#clientPort = rinfo.port
+    else if (rinfo.port !== this.#clientPort) return this.#drop()
+    const header = parseDatagramHeader(msg)
+    // Fragmentation is optional (RFC 1928 §7) and not implemented: FRAG ≠ 0 is dropped.
+    if (header === null || header.frag !== 0) return this.#drop()
+    this.#activity++
+    const data = msg.subarray(header.headerLength)
+    if (this.#chain === null) {
+      if (header.address.type === 'domain') void this.#resolveAndSend(header.address, data)
+      else this.#sendOut(header.address, data)
+      return
+    }
+    void this.#runChain('out', header.address, data)
+  }
+
+  async #runChain(direction: DatagramDirection, peer: Address, data: Buffer): Promise<void> {
+    const dctx = new PacketContext(this, direction, peer, data)
+    try {
+      await this.#chain!(dctx)
+    } catch (err) {
+      // A datagram middleware failing drops that packet; the association lives on.
+      this.ctx.log.debug('datagram dropped by middleware error', { id: this.id, error: String(err) })
+      return this.#drop()
+    }
+    if (dctx.dropped || this.#closed) return this.#drop()
+    if (direction === 'in') return this.#sendToClient(dctx.peer, dctx.data)
+    if (dctx.peer.type === 'domain') return this.#resolveAndSend(dctx.peer, dctx.data)
+    this.#sendOut(dctx.peer, dctx.data)
+  }
+
+  /** @internal used by the datagram context */
+  async resolvePeer(peer: Address): Promise<Address> {
+    if (peer.type !== 'domain') return peer
+    if (peer.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
+    const answers = await this.ctx.server.resolver.resolve(peer.host)
+    if (answers.length === 0) throw new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `${peer.host} has no address`)
+    const first = answers[0]!
+    return { type: first.family === 6 ? 'ipv6' : 'ipv4', host: first.address, port: peer.port }
+  }
+
+  async #resolveAndSend(peer: Address, data: Buffer): Promise<void> {
+    let resolved: Address
+    try {
+      resolved = await this.resolvePeer(peer)
+    } catch {
+      return this.#drop()
+    }
+    if (!this.#closed) this.#sendOut(resolved, data)
+  }
+
+  #sendOut(peer: Address, data: Buffer): void {
+    const family = isIP(peer.host)
+    if (family === 0 || peer.port === 0) return this.#drop()
+    const socket = family === 6 ? (this.#out6 ??= this.#openOut('udp6')) : (this.#out4 ??= this.#openOut('udp4'))
+    if (socket.getSendQueueCount() > this.#options.maxSendQueue) return this.#drop()
+    const key = peerKey(unmapIPv4(peer.host), peer.port)
+    if (!this.#peers.has(key)) this.#rememberPeer(key, null)
+    this.datagramsOut++
+    socket.send(data, peer.port, peer.host)
+  }
+
+  #openOut(type: 'udp4' | 'udp6'): UdpSocket {
+    const socket = createSocket({ type })
+    socket.on('error', noop)
+    socket.on('message', (msg, rinfo) => this.#fromPeer(msg, rinfo))
+    // Binding happens implicitly on first send, to the wildcard address and an ephemeral port.
+    return socket
+  }
+
+  #fromPeer(msg: Buffer, rinfo: RemoteInfo): void {
+    if (this.#closed || this.#clientPort === 0) return this.#drop()
+    const host = unmapIPv4(rinfo.address)
+    const key = peerKey(host, rinfo.port)
+    let header = this.#peers.get(key)
+    if (header === undefined) {
+      if (!this.#options.acceptFromAnyPeer) return this.#drop()
+      header = null as unknown as Buffer
+    }
+    this.#activity++
+    if (this.#chain !== null) {
+      void this.#runChain('in', toAddress(host, rinfo.port), msg)
+      return
+    }
+    if (header === null) {
+      header = encodeDatagramHeader(toAddress(host, rinfo.port))
+      this.#rememberPeer(key, header)
+    }
+    this.#sendRaw(header, msg)
+  }
+
+  #sendToClient(peer: Address, data: Buffer): void {
+    const key = peerKey(peer.host, peer.port)
+    let header = this.#peers.get(key)
+    if (header == null) {
+      header = encodeDatagramHeader(peer)
+      this.#rememberPeer(key, header)
+    }
+    this.#sendRaw(header, data)
+  }
+
+  #sendRaw(header: Buffer, data: Buffer): void {
+    const socket = this.#clientSocket
+    if (socket.getSendQueueCount() > this.#options.maxSendQueue) return this.#drop()
+    this.datagramsIn++
+    // Header and payload go out as a list: the payload is never copied into a joined buffer.
+    socket.send([header, data], this.#clientPort, this.client.address)
+  }
+
+  #rememberPeer(key: string, header: Buffer | null): void {
+    const peers = this.#peers
+    if (peers.size >= MAX_PEERS && !peers.has(key)) {
+      const oldest = peers.keys().next().value
+      if (oldest !== undefined) peers.delete(oldest)
+    }
+    peers.set(key, header as Buffer)
+  }
+
+  #drop(): void {
+    this.datagramsDropped++
+  }
+}
+
+class PacketContext implements DatagramContext {
+  readonly association: UdpAssociation
+  readonly direction: DatagramDirection
+  peer: Address
+  data: Buffer
+  dropped = false
+
+  constructor(association: UdpAssociation, direction: DatagramDirection, peer: Address, data: Buffer) {
+    this.association = association
+    this.direction = direction
+    this.peer = peer
+    this.data = data
+  }
+
+  async resolve(): Promise<Address> {
+    this.peer = await this.association.resolvePeer(this.peer)
+    return this.peer
+  }
+
+  drop(): void {
+    this.dropped = true
+  }
+}
+
+function peerKey(host: string, port: number): string {
+  return `${host}|${port}`
+}
+
+function noop(): void {}
