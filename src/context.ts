@@ -106,6 +106,11 @@ export interface ConnectContext extends RequestContext {
   acceptBindPeer: ((peer: Address) => boolean | Promise<boolean>) | null
   /** For UDP ASSOCIATE: the association, once set up. */
   association: UdpAssociation | null
+  /**
+   * For BIND handled by a middleware (e.g. through an upstream proxy): sends the first reply, naming
+   * where the peer should connect. Then set `upstream` to the peer's stream and `bound` to the peer address.
+   */
+  sendFirstBindReply(bound: Address): void
 }
 
 /** `relay`: runs around the data transfer; code after `next()` sees the final byte counts. */
@@ -219,6 +224,10 @@ export class ConnectionContext {
 
   readMessage<T>(parser: MessageParser<T>): Promise<T> {
     return this.#driver.readMessage(parser)
+  }
+
+  sendFirstBindReply(bound: Address): void {
+    this.#driver.sendFirstBindReply(bound)
   }
 
   /** @internal */

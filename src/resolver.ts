@@ -4,6 +4,8 @@ import { lookup } from 'node:dns/promises'
 export interface ResolvedAddress {
   readonly address: string
   readonly family: 4 | 6
+  /** Seconds the answer may be cached, when the resolver knows it (the system resolver does not). */
+  readonly ttl?: number
 }
 
 /**

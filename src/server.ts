@@ -251,7 +251,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   }
 
   async #close(drainTimeout: number): Promise<void> {
-    await Promise.all(this.#listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))))
+    // net.Server#close calls back only once every connection is gone, so wait for it after the drain.
+    const listenersClosed = Promise.all(this.#listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))))
     if (this.#connections.size > 0) {
       this.log.info(`draining ${this.#connections.size} connection(s) for up to ${drainTimeout} ms`)
       const drained = new Promise<void>((resolve) => {
@@ -270,6 +271,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
         await Promise.all(closing)
       }
     }
+    await listenersClosed
     for (const hook of this.#closeHooks) {
       try {
         await hook()
@@ -443,7 +445,7 @@ async function connectTerminal(view: ConnectContext): Promise<void> {
   }
   if (ctx.command === Command.BIND) {
     if (ctx.upstream !== null) return
-    await setUpBind(ctx, (bound) => ctx.driver.sendFirstBindReply(bound), server.timeouts.bindAccept)
+    await setUpBind(ctx, (bound) => ctx.sendFirstBindReply(bound), server.timeouts.bindAccept)
     return
   }
   if (ctx.association !== null) return

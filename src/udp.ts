@@ -60,7 +60,7 @@ export class UdpAssociation {
   #clientPort: number
   #out4: UdpSocket | null = null
   #out6: UdpSocket | null = null
-  #peers = new Map<string, Buffer>()
+  #peers = new Map<string, Buffer | null>()
   #chain: CompiledChain<DatagramContext> | null
   #options: UdpAssociationOptions
   #activity = 0
@@ -201,7 +201,7 @@ export class UdpAssociation {
     let header = this.#peers.get(key)
     if (header === undefined) {
       if (!this.#options.acceptFromAnyPeer) return this.#drop()
-      header = null as unknown as Buffer
+      header = null
     }
     this.#activity++
     if (this.#chain !== null) {
@@ -213,6 +213,16 @@ export class UdpAssociation {
       this.#rememberPeer(key, header)
     }
     this.#sendRaw(header, msg)
+  }
+
+  /**
+   * Sends `data` to the client as if it came from `peer` (for middleware that forwards datagrams
+   * itself, such as the upstream plugin relaying through another proxy).
+   */
+  sendToClient(peer: Address, data: Buffer): void {
+    if (this.#closed || this.#clientPort === 0) return this.#drop()
+    this.#activity++
+    this.#sendToClient(peer, data)
   }
 
   #sendToClient(peer: Address, data: Buffer): void {
@@ -239,7 +249,7 @@ export class UdpAssociation {
       const oldest = peers.keys().next().value
       if (oldest !== undefined) peers.delete(oldest)
     }
-    peers.set(key, header as Buffer)
+    peers.set(key, header)
   }
 
   #drop(): void {

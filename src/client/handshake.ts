@@ -173,8 +173,9 @@ export class Handshake {
         this.#bytes.push(socket.read(Math.min(available, MAX_ANSWER_LENGTH)) as Buffer)
       }
     } catch (err) {
-      if (!isSocksError(err)) throw err
-      this.fail(new SocksError('ERR_SOCKS_PROXY_FAILED', `malformed answer from ${this.#name}: ${err.message}`, { cause: err }))
+      this.fail(isSocksError(err)
+        ? new SocksError('ERR_SOCKS_PROXY_FAILED', `malformed answer from ${this.#name}: ${err.message}`, { cause: err })
+        : err)
       return
     }
     this.#waiter = null
