@@ -132,7 +132,7 @@ test('ctx.state has the declared shape and plugins see each other through it', a
     setup(host) {
       host.declareState('tag' as never, null as never)
       host.use('request', async (ctx, next) => {
-        ;(ctx.state as Record<string, unknown>).tag = `req-${ctx.id}`
+        ;(ctx.state as unknown as Record<string, unknown>).tag = `req-${ctx.id}`
         await next()
       })
       host.use('relay', async (ctx, next) => {

@@ -1,0 +1,110 @@
+import type { OptionPath } from 'socksmith'
+
+/** Options of the dns-cache plugin and of `DnsCache`. Times are in seconds (fractions allowed). */
+export interface DnsCacheOptions {
+  /** Names held at most; the least recently used one is evicted first. Default 10000. */
+  max?: number
+  /** Answers are kept at least this long, whatever their TTL says. Default 5. */
+  minTtl?: number
+  /** Answers are kept at most this long, whatever their TTL says. Default 3600. */
+  maxTtl?: number
+  /** How long "no such name" / "no address" answers are kept; 0 turns negative caching off. Default 5. */
+  negativeTtl?: number
+  /** TTL for answers that carry none (the system resolver's never do), then clamped. Default 60. */
+  defaultTtl?: number
+  /**
+   * When the wrapped resolver is the system resolver, also ask DNS (A and AAAA with TTLs) in
+   * parallel, and use the DNS TTL when DNS agrees with the system's answer. Default false.
+   */
+  useDnsTtl?: boolean
+  /** Monotonic milliseconds (like `performance`); for tests that move time by hand. */
+  clock?: { now(): number } | null
+}
+
+/** Options after validation: every field set. */
+export interface ResolvedDnsCacheOptions {
+  readonly max: number
+  readonly minTtl: number
+  readonly maxTtl: number
+  readonly negativeTtl: number
+  readonly defaultTtl: number
+  readonly useDnsTtl: boolean
+  readonly clock: { now(): number } | null
+}
+
+export const DEFAULT_DNS_CACHE_OPTIONS: Readonly<Omit<ResolvedDnsCacheOptions, 'clock'>> = Object.freeze({
+  max: 10_000,
+  minTtl: 5,
+  maxTtl: 3600,
+  negativeTtl: 5,
+  defaultTtl: 60,
+  useDnsTtl: false,
+})
+
+const KNOWN_KEYS = ['max', 'minTtl', 'maxTtl', 'negativeTtl', 'defaultTtl', 'useDnsTtl', 'clock'] as const
+
+/** Validates raw options (from a config file or a program) and fills in the defaults. */
+export function parseDnsCacheOptions(raw: unknown, at: OptionPath): ResolvedDnsCacheOptions {
+  if (raw === undefined || raw === null) return { ...DEFAULT_DNS_CACHE_OPTIONS, clock: null }
+  if (typeof raw !== 'object' || Array.isArray(raw)) at.fail('', `options must be an object like { max: 10000, minTtl: 5 }, found ${describe(raw)}`)
+  const options = raw as Record<string, unknown>
+  for (const key of Object.keys(options)) {
+    if (!(KNOWN_KEYS as readonly string[]).includes(key)) {
+      const hint = closestKey(key)
+      at.fail(key, `unknown option${hint === null ? '' : `; did you mean "${hint}"?`} (known: ${KNOWN_KEYS.join(', ')})`)
+    }
+  }
+  const max = options.max ?? DEFAULT_DNS_CACHE_OPTIONS.max
+  if (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 1) at.fail('max', `must be a positive whole number of entries, found ${describe(max)}`)
+  const seconds = (field: 'minTtl' | 'maxTtl' | 'negativeTtl' | 'defaultTtl'): number => {
+    const value = options[field] ?? DEFAULT_DNS_CACHE_OPTIONS[field]
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) at.fail(field, `must be a non-negative number of seconds, found ${describe(value)}`)
+    return value
+  }
+  const minTtl = seconds('minTtl')
+  const maxTtl = seconds('maxTtl')
+  const negativeTtl = seconds('negativeTtl')
+  const defaultTtl = seconds('defaultTtl')
+  if (minTtl > maxTtl) at.fail('minTtl', `must not exceed maxTtl (${minTtl} > ${maxTtl})`)
+  const useDnsTtl = options.useDnsTtl ?? DEFAULT_DNS_CACHE_OPTIONS.useDnsTtl
+  if (typeof useDnsTtl !== 'boolean') at.fail('useDnsTtl', `must be true or false, found ${describe(useDnsTtl)}`)
+  const clock = options.clock ?? null
+  if (clock !== null && (typeof clock !== 'object' || typeof (clock as { now?: unknown }).now !== 'function')) {
+    at.fail('clock', `must be an object with a now() method returning milliseconds, found ${describe(clock)}`)
+  }
+  return { max, minTtl, maxTtl, negativeTtl, defaultTtl, useDnsTtl, clock: clock as { now(): number } | null }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
+  return typeof value
+}
+
+/** The known key a typo most likely meant: same letters ignoring case, or at most two edits away. */
+function closestKey(key: string): string | null {
+  let best: string | null = null
+  let bestDistance = 3
+  for (const known of KNOWN_KEYS) {
+    const distance = known.toLowerCase() === key.toLowerCase() ? 0 : editDistance(known.toLowerCase(), key.toLowerCase())
+    if (distance < bestDistance) {
+      best = known
+      bestDistance = distance
+    }
+  }
+  return best
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]!
+}
