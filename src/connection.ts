@@ -51,6 +51,11 @@ export class Connection implements ConnectionDriver {
     this.ctx = new ConnectionContext(server, socket, id, client, local, chains.newState(), this)
   }
 
+  /** The pipeline this connection was accepted with (a reload does not change it). */
+  get chains(): CompiledChains {
+    return this.#chains
+  }
+
   get phase(): DriverPhase {
     return this.#phase
   }
@@ -297,8 +302,7 @@ export class Connection implements ConnectionDriver {
     if (this.#closed) return
     this.#closed = true
     const ctx = this.ctx
-    const closeReason = ctx.error ?? new SocksError('ERR_SOCKS_CLIENT_CLOSED')
-    ctx.abort(closeReason)
+    ctx.abort(ctx.error)
     const waiter = this.#waiter
     if (waiter !== null) {
       this.#waiter = null

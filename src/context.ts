@@ -195,7 +195,8 @@ export class ConnectionContext {
 
   /** Aborts `signal` (called by the driver when the connection ends). */
   abort(reason: unknown): void {
-    if (this.#abort !== null && !this.#abort.signal.aborted) this.#abort.abort(reason)
+    // The reason is built only when someone holds the signal: an Error's stack is not free.
+    if (this.#abort !== null && !this.#abort.signal.aborted) this.#abort.abort(reason ?? new SocksError('ERR_SOCKS_CLIENT_CLOSED'))
   }
 
   resolve(): Promise<ResolvedAddress[]> {

@@ -1,0 +1,145 @@
+// Live fuzzing: thousands of broken handshakes against a running server. Afterwards it must still
+// serve a normal CONNECT, hold no connection, and the process must have the descriptors it started with.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readdirSync } from 'node:fs'
+import { connect } from 'node:net'
+import { createSocket } from 'node:dgram'
+import { once } from 'node:events'
+import { RawClient, startEcho, startSocks, startUdpEcho, ipv4Request, domainRequest, hex, waitFor, mapResolver } from '../helpers/net.js'
+import { encodeDatagramHeader, toAddress } from 'socksmith/protocol'
+
+/** Small deterministic PRNG (mulberry32) so a failure can be replayed. */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+function openFds(): number {
+  return readdirSync('/proc/self/fd').length
+}
+
+function mutatedHandshake(random: () => number, targetPort: number): Buffer[] {
+  const int = (n: number) => Math.floor(random() * n)
+  const valid = [
+    hex('050100'),
+    hex('05020002'),
+    hex('01 05 alice 05 hello'.replace('alice', '616c696365').replace('hello', '68656c6c6f')),
+    ipv4Request(1 + int(3), '127.0.0.1', targetPort),
+    domainRequest(1, 'fuzz.test', targetPort),
+  ]
+  let bytes: Buffer
+  switch (int(6)) {
+    case 0: // random garbage
+      bytes = Buffer.from(Array.from({ length: int(600) }, () => int(256)))
+      break
+    case 1: // a valid prefix with a corrupted tail
+      bytes = Buffer.concat([valid[0]!, valid[3]!])
+      for (let i = 0; i < 1 + int(4); i++) bytes[int(bytes.length)] = int(256)
+      break
+    case 2: // absurd lengths
+      bytes = Buffer.concat([hex('05ff'), Buffer.alloc(int(300), 0), hex('0503ff'), Buffer.alloc(int(300), 0x41)])
+      break
+    case 3: // wrong versions everywhere
+      bytes = Buffer.from([int(256), 1, 0, int(256), 1, 0, 1, 127, 0, 0, 1, 0, 80])
+      break
+    case 4: // truncated valid handshake (left hanging: the handshake deadline must clean it up)
+      bytes = Buffer.concat([valid[0]!, valid[4]!]).subarray(0, 1 + int(12))
+      break
+    default: // username/password offered to a server without auth, with a corrupted sub-negotiation
+      bytes = Buffer.concat([valid[1]!, valid[2]!])
+      bytes[3 + int(bytes.length - 3)] = int(256)
+  }
+  // Split at random points.
+  const pieces: Buffer[] = []
+  let start = 0
+  while (start < bytes.length) {
+    const end = Math.min(bytes.length, start + 1 + int(40))
+    pieces.push(bytes.subarray(start, end))
+    start = end
+  }
+  return pieces
+}
+
+test('thousands of random and mutated handshakes leave the server healthy and leak nothing', async (t) => {
+  const echo = await startEcho(t)
+  const { port, server } = await startSocks(t, { timeouts: { handshake: 300, connect: 500 }, resolver: mapResolver({ 'fuzz.test': ['127.0.0.1'] }) })
+  const fdsBefore = openFds()
+  const random = prng(0x5eed)
+  const total = 2000
+  let next = 0
+  async function worker(): Promise<void> {
+    while (next < total) {
+      next++
+      const pieces = mutatedHandshake(random, echo.port)
+      const leaveEarly = random() < 0.3
+      const socket = connect({ host: '127.0.0.1', port })
+      socket.on('error', () => {})
+      socket.on('data', () => {})
+      await once(socket, 'connect').catch(() => {})
+      for (const piece of pieces) {
+        if (socket.destroyed) break
+        socket.write(piece)
+        if (random() < 0.2) await new Promise((resolve) => setImmediate(resolve))
+      }
+      if (leaveEarly) socket.destroy()
+      else {
+        // Wait for the server to answer or hang up (the deadline guarantees one of them), then leave.
+        await Promise.race([once(socket, 'close'), new Promise((resolve) => setTimeout(resolve, 400))])
+        socket.destroy()
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: 64 }, worker))
+  await waitFor(() => server.connections === 0, 5000)
+  const c = await RawClient.connect(t, port)
+  c.send(Buffer.concat([hex('050100'), ipv4Request(1, '127.0.0.1', echo.port)]))
+  assert.deepEqual(await c.read(2), hex('0500'))
+  assert.equal((await c.read(10))[1], 0)
+  c.send(Buffer.from('still alive'))
+  assert.equal((await c.read(11)).toString(), 'still alive')
+  c.socket.destroy()
+  for (const s of echo.sockets) s.destroy()
+  await waitFor(() => server.connections === 0)
+  await waitFor(() => openFds() <= fdsBefore, 3000).catch(() => {})
+  assert.equal(openFds(), fdsBefore, 'open file descriptors are back to where they started')
+})
+
+test('malformed datagrams, strangers and a flood on one association do not disturb another', async (t) => {
+  const echo = await startUdpEcho(t)
+  const { port } = await startSocks(t)
+  async function associate(): Promise<{ udp: ReturnType<typeof createSocket>; relayPort: number; control: RawClient }> {
+    const udp = createSocket('udp4')
+    udp.bind(0, '127.0.0.1')
+    await once(udp, 'listening')
+    t.after(() => udp.close())
+    const control = await RawClient.connect(t, port)
+    control.send('050100 050300 01 00000000 0000')
+    await control.read(2)
+    const reply = await control.read(10)
+    return { udp, relayPort: reply.readUInt16BE(8), control }
+  }
+  const victim = await associate()
+  const noisy = await associate()
+  const random = prng(7)
+  const header = encodeDatagramHeader(toAddress('127.0.0.1', echo.port))
+  for (let i = 0; i < 3000; i++) {
+    const kind = i % 3
+    const packet = kind === 0
+      ? Buffer.from(Array.from({ length: Math.floor(random() * 40) }, () => Math.floor(random() * 256)))
+      : kind === 1 ? Buffer.concat([hex('0000ff'), header.subarray(3), Buffer.from('frag')]) : Buffer.concat([header, Buffer.from('flood')])
+    noisy.udp.send(packet, noisy.relayPort, '127.0.0.1')
+  }
+  const stranger = createSocket('udp4')
+  t.after(() => stranger.close())
+  stranger.send(Buffer.concat([header, Buffer.from('not yours')]), victim.relayPort, '127.0.0.1')
+  const got = new Promise<Buffer>((resolve) => victim.udp.once('message', resolve))
+  victim.udp.send(Buffer.concat([header, Buffer.from('victim ok')]), victim.relayPort, '127.0.0.1')
+  const reply = await got
+  assert.equal(reply.subarray(header.length).toString(), 'victim ok')
+  assert.ok(!echo.received.some((r) => r.data.toString() === 'not yours'), 'a stranger cannot use an association')
+})
