@@ -29,6 +29,11 @@ export function isPhase(value: unknown): value is Phase {
 export interface OptionPath {
   /** Plugin name. */
   readonly plugin: string
+  /**
+   * Folder that relative paths in the options (a users file, say) are resolved against: the config
+   * file's folder when the plugin comes from a config file, else `process.cwd()`.
+   */
+  readonly dir?: string
   /** Throws ERR_PLUGIN_OPTIONS naming the plugin and `field` (e.g. `rules[2].to`). */
   fail(field: string, message: string): never
 }
@@ -112,9 +117,10 @@ export function assertPlugin(value: unknown, where: string): asserts value is Pl
 }
 
 /** An OptionPath whose failures read `<prefix><field>: <message>`. */
-export function optionPath(plugin: string, prefix: string = `plugin ${plugin}: `): OptionPath {
+export function optionPath(plugin: string, prefix: string = `plugin ${plugin}: `, dir: string = process.cwd()): OptionPath {
   return {
     plugin,
+    dir,
     fail(field, message): never {
       throw new SocksError('ERR_PLUGIN_OPTIONS', `${prefix}${field === '' ? '' : `${field}: `}${message}`)
     },

@@ -2,7 +2,7 @@ import { createServer as createNetServer, isIP, type AddressInfo, type Server as
 import { EventEmitter, once } from 'node:events'
 import { Connection } from './connection.js'
 import { compileChain, type CompiledChain, type Middleware } from './compose.js'
-import type { AuthContext, ConnectContext, ConnectionContext, Endpoint, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
+import type { AuthContext, BaseContext, ConnectContext, ConnectionContext, Endpoint, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
 import { directDialer, type Dialer } from './dialer.js'
 import { SocksError } from './errors.js'
 import { createLogger, type Logger, type LogLevel } from './logger.js'
@@ -58,6 +58,8 @@ export interface ServerOptions {
     acceptFromAnyPeer?: boolean
     /** Datagrams queued per UDP socket before new ones are dropped. Default 1024. */
     maxSendQueue?: number
+    /** Live UDP associations per client IP; more are refused with REP 02. Default 64. */
+    maxAssociationsPerClient?: number
   }
 }
 
@@ -83,6 +85,20 @@ export interface CompiledChains {
 }
 
 type MiddlewareLists = { [P in Phase]: Middleware<PhaseContexts[P]>[] }
+
+/** Where register() was called from, for option errors: `at` prefixes messages, `dir` resolves relative paths. */
+export interface RegisterWhere {
+  /** Prefix of option error messages, e.g. `socksmith.yaml: plugins[1] (rules): `. Default `plugin <name>: `. */
+  at?: string
+  /** Folder relative paths in the options are resolved against (the config file's). Default `process.cwd()`. */
+  dir?: string
+}
+
+interface UdpServerOptions {
+  acceptFromAnyPeer: boolean
+  maxSendQueue: number
+  maxAssociationsPerClient: number
+}
 
 interface RegisteredPlugin {
   plugin: Plugin<unknown>
@@ -111,16 +127,17 @@ export interface SocksServerEvents {
  */
 export class SocksServer extends EventEmitter<SocksServerEvents> {
   readonly log: Logger
-  readonly timeouts: Readonly<Timeouts>
-  readonly maxConnections: number
-  readonly maxConnectionsPerClient: number
+  // Not readonly: reload() swaps them in from the new configuration.
+  #timeouts: Readonly<Timeouts>
+  #maxConnections: number
+  #maxConnectionsPerClient: number
   resolver: Resolver
   dialer: Dialer
   #authRequired = false
-  readonly #allowOpenProxy: boolean
-  readonly #udpOptions: { acceptFromAnyPeer: boolean; maxSendQueue: number }
+  #allowOpenProxy: boolean
+  #udpOptions: UdpServerOptions
   readonly #middleware: MiddlewareLists = { negotiate: [], auth: [], request: [], connect: [], relay: [], datagram: [] }
-  readonly #plugins: RegisteredPlugin[] = []
+  #plugins: RegisteredPlugin[] = []
   readonly #stateTemplate: Record<string, unknown> = {}
   readonly #closeHooks: (() => void | Promise<void>)[] = []
   readonly #listeners: NetServer[] = []
@@ -131,21 +148,41 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   #closing: Promise<void> | null = null
   #nextId = 1
   #lastRefusalLog = 0
+  #lastAcceptErrorLog = 0
+  readonly #associations = new Map<string, number>()
   #onDrained: (() => void) | null = null
 
   constructor(options: ServerOptions = {}) {
     super()
-    this.timeouts = Object.freeze({ ...DEFAULT_TIMEOUTS, ...definedOnly(options.timeouts ?? {}) })
-    for (const [key, value] of Object.entries(this.timeouts)) {
+    this.#timeouts = Object.freeze({ ...DEFAULT_TIMEOUTS, ...definedOnly(options.timeouts ?? {}) })
+    for (const [key, value] of Object.entries(this.#timeouts)) {
       if (!Number.isFinite(value) || value < 0) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `timeouts.${key} must be a non-negative number of milliseconds`)
     }
-    this.maxConnections = options.maxConnections ?? 10_000
-    this.maxConnectionsPerClient = options.maxConnectionsPerClient ?? 0
+    this.#maxConnections = options.maxConnections ?? 10_000
+    this.#maxConnectionsPerClient = options.maxConnectionsPerClient ?? 0
     this.log = options.logger ?? createLogger(options.logLevel ?? 'warn')
     this.resolver = options.resolver ?? systemResolver
     this.dialer = options.dialer ?? directDialer
     this.#allowOpenProxy = options.allowOpenProxy ?? false
-    this.#udpOptions = { acceptFromAnyPeer: options.udp?.acceptFromAnyPeer ?? false, maxSendQueue: options.udp?.maxSendQueue ?? 1024 }
+    this.#udpOptions = {
+      acceptFromAnyPeer: options.udp?.acceptFromAnyPeer ?? false,
+      maxSendQueue: options.udp?.maxSendQueue ?? 1024,
+      maxAssociationsPerClient: options.udp?.maxAssociationsPerClient ?? 64,
+    }
+  }
+
+  get timeouts(): Readonly<Timeouts> {
+    return this.#timeouts
+  }
+
+  /** Live connections over all listeners; new ones beyond it are closed at once. */
+  get maxConnections(): number {
+    return this.#maxConnections
+  }
+
+  /** Live connections from one client IP; 0 means no limit. */
+  get maxConnectionsPerClient(): number {
+    return this.#maxConnectionsPerClient
   }
 
   /** True once a plugin called `requireAuth()`. */
@@ -180,7 +217,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
    * @example
    * server.register(auth, { users: { alice: 'secret' } })
    */
-  register<O>(plugin: Plugin<O>, options?: unknown): this {
+  register<O>(plugin: Plugin<O>, options?: unknown, where: RegisterWhere = {}): this {
     this.#assertNotStarted()
     assertPlugin(plugin, 'register()')
     if (this.#plugins.some((p) => p.plugin.name === plugin.name)) {
@@ -191,7 +228,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
         throw new SocksError('ERR_PLUGIN_DEPENDENCY', `plugin "${plugin.name}" needs "${dependency}" registered before it`)
       }
     }
-    const parsed = plugin.parseOptions !== undefined ? plugin.parseOptions(options, optionPath(plugin.name)) : options
+    const parsed = plugin.parseOptions !== undefined ? plugin.parseOptions(options, optionPath(plugin.name, where.at, where.dir)) : options
     this.#plugins.push({ plugin: plugin as Plugin<unknown>, options: parsed })
     return this
   }
@@ -214,8 +251,9 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     if (!this.#authRequired && !this.#allowOpenProxy && !isLoopback(listenHost)) {
       throw new SocksError('ERR_SOCKS_OPEN_PROXY', `refusing to listen on ${listenHost} without authentication: register the auth plugin, or set allowOpenProxy: true (CLI: --allow-open-proxy) if an open proxy is really what you want`)
     }
-    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.#accept(socket, chains))
-    listener.on('error', (err) => this.log.error('listener error', { error: err.message }))
+    // Reads the current chains per connection, so reload() reaches listeners that are already open.
+    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.#accept(socket, this.#chains ?? chains))
+    listener.on('error', this.#onListenerError)
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject)
       listener.listen({ host: listenHost, port, backlog: opts.backlog ?? 511, ipv6Only: opts.ipv6Only ?? false }, () => {
@@ -228,6 +266,64 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     this.log.info(`listening on ${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`)
     this.emit('listening', address)
     return address
+  }
+
+  /**
+   * Runs plugin setup and compiles the chains without listening (listen() does it on first use).
+   * Lets a caller see setup errors and `authRequired` before opening a port.
+   */
+  async prepare(): Promise<void> {
+    await this.#start()
+  }
+
+  /**
+   * Switches to the pipeline of `next`, a server built the same way that has never listened (for
+   * example from a re-read config file): its plugins are set up now, and connections accepted from
+   * then on use its chains, resolver, dialer, timeouts and limits. Listeners stay open and accepted
+   * connections keep the pipeline they started with. On error nothing changes. Close hooks of the
+   * old plugins run when this server closes, since old connections may still use those plugins.
+   *
+   * @example
+   * const next = createServer(options)
+   * next.register(auth, { users: newUsers })
+   * await server.reload(next)
+   */
+  async reload(next: SocksServer): Promise<void> {
+    if (next === this) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'reload() needs a new server, not this one')
+    if (next.#listeners.length > 0 || next.#closing !== null) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'reload() needs a server that has never listened')
+    if (this.#closing !== null) throw new SocksError('ERR_SOCKS_SERVER_CLOSING', 'server is closed')
+    const chains = await next.#start()
+    if (!next.#authRequired && !next.#allowOpenProxy) {
+      const open = this.#listeners.map((l) => (l.address() as AddressInfo).address).find((address) => !isLoopback(address))
+      if (open !== undefined) {
+        throw new SocksError('ERR_SOCKS_OPEN_PROXY', `refusing to reload: the new configuration has no authentication and ${open} is not loopback (set allowOpenProxy: true if an open proxy is really what you want)`)
+      }
+    }
+    this.#timeouts = next.#timeouts
+    this.#maxConnections = next.#maxConnections
+    this.#maxConnectionsPerClient = next.#maxConnectionsPerClient
+    this.resolver = next.resolver
+    this.dialer = next.dialer
+    this.#authRequired = next.#authRequired
+    this.#allowOpenProxy = next.#allowOpenProxy
+    this.#udpOptions = next.#udpOptions
+    this.#plugins = next.#plugins
+    this.#closeHooks.push(...next.#closeHooks)
+    this.#chains = chains
+  }
+
+  /**
+   * Ends the live connections `select` picks (for example those of a user who lost access), as a
+   * forced close does. Returns how many were ended.
+   */
+  destroyConnections(select: (ctx: BaseContext & { readonly user: string | null }) => boolean, reason: unknown = new SocksError('ERR_SOCKS_NOT_ALLOWED', 'connection closed by the server')): number {
+    let count = 0
+    for (const connection of [...this.#connections]) {
+      if (!select(connection.ctx)) continue
+      connection.destroy(reason)
+      count++
+    }
+    return count
   }
 
   /** The first listener's address (null before listen). */
@@ -310,7 +406,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
       connect: compileChain(m.connect, connectTerminal),
       relay: compileChain(m.relay, relayTerminal),
       datagram: m.datagram.length === 0 ? null : compileChain(m.datagram, noop),
-      newState: hasState ? () => ({ ...template }) as SocksState : () => ({}) as SocksState,
+      newState: hasState ? () => ({ ...template }) as unknown as SocksState : () => ({}) as unknown as SocksState,
     }
     this.#chains = chains
     return chains
@@ -356,7 +452,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
       return
     }
     const clientAddress = unmapIPv4(remote)
-    if (this.#connections.size >= this.maxConnections) return this.#refuse(socket, `connection limit ${this.maxConnections} reached`)
+    if (this.#connections.size >= this.#maxConnections) return this.#refuse(socket, `connection limit ${this.#maxConnections} reached`)
     if (this.maxConnectionsPerClient > 0) {
       const count = this.#perClient.get(clientAddress) ?? 0
       if (count >= this.maxConnectionsPerClient) return this.#refuse(socket, `per-client limit ${this.maxConnectionsPerClient} reached for ${clientAddress}`)
@@ -373,7 +469,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
 
   readonly #onConnectionClosed = (connection: Connection): void => {
     this.#connections.delete(connection)
-    if (this.maxConnectionsPerClient > 0) {
+    // Counted whenever an entry exists: a reload may have changed the limit since this connection came.
+    if (this.#perClient.size > 0) {
       const address = connection.ctx.client.address
       const count = (this.#perClient.get(address) ?? 1) - 1
       if (count <= 0) this.#perClient.delete(address)
@@ -381,6 +478,32 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     }
     if (this.listenerCount('disconnect') > 0) this.emit('disconnect', connection.ctx)
     if (this.#connections.size === 0 && this.#onDrained !== null) this.#onDrained()
+  }
+
+  /**
+   * Errors of an open listener are accept errors (EMFILE, ENFILE, ENOBUFS...): libuv keeps listening
+   * and sheds the connection, so they are survivable; they are logged at most once a second.
+   */
+  readonly #onListenerError = (err: NodeJS.ErrnoException): void => {
+    const now = Date.now()
+    if (now - this.#lastAcceptErrorLog < 1000) return
+    this.#lastAcceptErrorLog = now
+    this.log.error(`accept failed: ${err.code ?? err.message} (further errors this second are not logged)`)
+  }
+
+  /** @internal counts UDP associations per client IP; false when the client is over its limit. */
+  claimAssociation(client: string): boolean {
+    const count = this.#associations.get(client) ?? 0
+    if (count >= this.#udpOptions.maxAssociationsPerClient) return false
+    this.#associations.set(client, count + 1)
+    return true
+  }
+
+  /** @internal */
+  releaseAssociation(client: string): void {
+    const count = (this.#associations.get(client) ?? 1) - 1
+    if (count <= 0) this.#associations.delete(client)
+    else this.#associations.set(client, count)
   }
 
   /** Refusals are cheap (destroy, no reply) and logged at most once a second, not once per connection. */
@@ -394,7 +517,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   }
 
   /** @internal options for UDP associations */
-  get udpOptions(): { acceptFromAnyPeer: boolean; maxSendQueue: number } {
+  get udpOptions(): UdpServerOptions {
     return this.#udpOptions
   }
 
@@ -449,8 +572,14 @@ async function connectTerminal(view: ConnectContext): Promise<void> {
     return
   }
   if (ctx.association !== null) return
-  const association = new UdpAssociation(ctx, server.chains?.datagram ?? null, { idleTimeout: server.timeouts.udpIdle, ...server.udpOptions }, () => {
+  const client = ctx.client.address
+  if (!server.claimAssociation(client)) {
+    throw new SocksError('ERR_SOCKS_NOT_ALLOWED', `${client} holds ${server.udpOptions.maxAssociationsPerClient} UDP associations already`)
+  }
+  // The connection's own chains: after a reload, server.chains are the new pipeline's.
+  const association = new UdpAssociation(ctx, (ctx.driver as Connection).chains.datagram, { idleTimeout: server.timeouts.udpIdle, ...server.udpOptions }, () => {
     // The association ending (idle) ends its control connection, and the other way round.
+    server.releaseAssociation(client)
     if (!ctx.socket.destroyed) ctx.socket.destroy()
   })
   ctx.association = association

@@ -221,3 +221,12 @@ test('UDP: datagram middleware can count, drop and reroute, in both directions',
   assert.equal(got.data.toString(), 'rerouted')
   assert.deepEqual(seen, ['out:drop me', 'out:rerouted', 'in:rerouted'])
 })
+
+test('UDP: associations per client are limited (REP 02 beyond the limit)', async (t) => {
+  const { port } = await startSocks(t, { udp: { maxAssociationsPerClient: 2 } })
+  await associate(t, port)
+  await associate(t, port)
+  const third = await RawClient.connect(t, port)
+  third.send('050100 050300 01 00000000 0000')
+  assert.deepEqual(await third.expectClose(), hex('0500 05020001000000000000'))
+})
