@@ -1,0 +1,120 @@
+/**
+ * The bundled `auth` plugin: username/password authentication (RFC 1929) with scrypt hashes.
+ * Exported as `socksmith/plugins/auth`; written against the public API only.
+ */
+import { randomBytes } from 'node:crypto'
+import { definePlugin, Method, SocksError, type AuthContext, type Middleware, type NegotiateContext, type Next } from 'socksmith'
+import { deriveKey, DEFAULT_SCRYPT_PARAMS, type ScryptHash } from './hash.js'
+import { parseAuthOptions, PlainPassword, type ParsedAuthOptions, type VerifyFunction } from './options.js'
+import { FailureThrottle } from './throttle.js'
+import { readUsersFile, UsersFileError } from './users-file.js'
+import { PasswordChecker } from './verifier.js'
+
+export { hashPassword, verifyPassword, DEFAULT_SCRYPT_PARAMS } from './hash.js'
+export type { ScryptParams } from './hash.js'
+export type { AuthOptions, VerifyFunction } from './options.js'
+export type { ThrottleOptions } from './throttle.js'
+export { DEFAULT_THROTTLE } from './throttle.js'
+
+/**
+ * Username/password authentication (RFC 1929). Selects method 0x02 whenever the client offers it;
+ * unless `allowNoAuth` is set, a client offering only NO AUTH gets `05 FF`. A successful login sets
+ * `ctx.user` for the later phases and plugins; a failed one gets status `01 01` and is closed.
+ *
+ * @example
+ * import { createServer } from 'socksmith'
+ * import auth from 'socksmith/plugins/auth'
+ *
+ * const server = createServer()
+ * server.register(auth, {
+ *   users: { alice: '$scrypt$N=16384,r=8,p=1$...$...' },   // from `socksmith hash-password`
+ *   usersFile: '/etc/socksmith/users',
+ * })
+ * await server.listen({ host: '0.0.0.0', port: 1080 })
+ */
+const auth = definePlugin<ParsedAuthOptions>({
+  name: 'auth',
+  parseOptions: parseAuthOptions,
+  async setup(host, options) {
+    const hashes = await loadUsers(options)
+    if (hashes.size === 0 && options.verify === null) {
+      throw new SocksError('ERR_PLUGIN_OPTIONS', `plugin auth: usersFile: ${options.usersFile ?? ''}: the file defines no users`)
+    }
+    const checker = await PasswordChecker.create(hashes, { cacheTtlMs: options.cacheTtlMs, maxConcurrentHashes: options.maxConcurrentHashes })
+    const throttle = options.throttle === null ? null : new FailureThrottle(options.throttle)
+    if (!options.allowNoAuth) host.requireAuth()
+    host.use('negotiate', selectUsernamePassword)
+    host.use('auth', createAuthenticator(checker, options.verify, throttle, options.throttle?.lockoutMs ?? 0))
+    host.log.info(`auth: ${hashes.size} user(s)${options.verify === null ? '' : ' and a verify function'}${options.allowNoAuth ? ', NO AUTH still allowed' : ''}`)
+  },
+})
+export default auth
+
+/** Builds the name → hash table: inline users (plain text hashed now, once) and the users file. */
+async function loadUsers(options: ParsedAuthOptions): Promise<Map<string, ScryptHash>> {
+  const hashes = new Map<string, ScryptHash>()
+  const plain: Promise<void>[] = []
+  for (const { name, secret } of options.users) {
+    if (secret instanceof PlainPassword) {
+      plain.push(hashPlain(secret).then((hash) => void hashes.set(name, hash)))
+    } else {
+      hashes.set(name, secret)
+    }
+  }
+  await Promise.all(plain)
+  if (options.usersFile !== null) {
+    let entries
+    try {
+      entries = await readUsersFile(options.usersFile)
+    } catch (err) {
+      if (err instanceof UsersFileError) throw new SocksError('ERR_PLUGIN_OPTIONS', `plugin auth: usersFile: ${err.message}`)
+      throw err
+    }
+    for (const entry of entries) {
+      if (hashes.has(entry.name)) {
+        throw new SocksError('ERR_PLUGIN_OPTIONS', `plugin auth: usersFile: ${options.usersFile}:${entry.line}: user "${entry.name}" is also defined in users`)
+      }
+      hashes.set(entry.name, entry.hash)
+    }
+  }
+  return hashes
+}
+
+async function hashPlain(password: PlainPassword): Promise<ScryptHash> {
+  const salt = randomBytes(16)
+  const key = await deriveKey(password.reveal(), salt, DEFAULT_SCRYPT_PARAMS, 32)
+  return { params: DEFAULT_SCRYPT_PARAMS, salt, key }
+}
+
+/** Prefers username/password whenever the client offers it, even when NO AUTH is allowed too. */
+async function selectUsernamePassword(ctx: NegotiateContext, next: Next): Promise<void> {
+  if (ctx.method === null && ctx.offeredMethods.includes(Method.USERNAME_PASSWORD)) ctx.method = Method.USERNAME_PASSWORD
+  await next()
+}
+
+function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | null, throttle: FailureThrottle | null, lockoutMs: number): Middleware<AuthContext> {
+  return async function authenticateUsernamePassword(ctx, next) {
+    const credentials = ctx.credentials
+    if (ctx.method !== Method.USERNAME_PASSWORD || ctx.user !== null || credentials === null) return next()
+    const user = credentials.username
+    const client = ctx.client.address
+    if (throttle !== null && throttle.isLocked(client)) {
+      // Refused before hashing: during a lockout even the right password is turned away, so guessing learns nothing.
+      ctx.log.debug('auth: login refused, client is locked out', { id: ctx.id, client, user })
+      throw new SocksError('ERR_SOCKS_AUTH_FAILED', `too many failed logins from ${client}`)
+    }
+    const accepted = verify === null || checker.has(user)
+      ? await checker.check(user, credentials.password, ctx.signal)
+      : (await verify(user, credentials.password, ctx)) === true
+    if (!accepted) {
+      if (throttle !== null && throttle.recordFailure(client)) {
+        ctx.log.warn('auth: too many failed logins, locking out client', { client, lockoutMs })
+      }
+      ctx.log.info('auth: login failed', { id: ctx.id, client, user })
+      throw new SocksError('ERR_SOCKS_AUTH_FAILED', `login failed for user ${JSON.stringify(user)}`)
+    }
+    ctx.user = user
+    ctx.log.debug('auth: login', { id: ctx.id, client, user })
+    await next()
+  }
+}

@@ -1,0 +1,221 @@
+import { resolve } from 'node:path'
+import { inspect } from 'node:util'
+import type { AuthContext, OptionPath } from 'socksmith'
+import { looksLikeHash, parseHash, type ScryptHash } from './hash.js'
+import { DEFAULT_THROTTLE, type ThrottleOptions } from './throttle.js'
+import { checkUserName } from './users-file.js'
+
+/**
+ * Decides a login for a user who is not in `users` or `usersFile`. Only `true` accepts. It runs for
+ * every such login, so it must bound its own time (and should take as long for an unknown user as
+ * for a wrong password).
+ */
+export type VerifyFunction = (user: string, password: string, ctx: AuthContext) => boolean | Promise<boolean>
+
+/** Options of the `auth` plugin, as written in a config file or passed to `server.register(auth, ...)`. */
+export interface AuthOptions {
+  /** User name → password hash (`$scrypt$...`, from `socksmith hash-password`) or a plain-text password (hashed at start-up). */
+  users?: Record<string, string>
+  /** A file of `user:hash` lines; a relative path is resolved against the working directory. */
+  usersFile?: string
+  /** Decides logins of users found in neither `users` nor `usersFile`. */
+  verify?: VerifyFunction
+  /** Also accept clients that offer only NO AUTH (0x00). Default false. */
+  allowNoAuth?: boolean
+  /** Lock out a client address after repeated failures; `false` turns it off. On by default. */
+  throttle?: ThrottleOptions | boolean
+  /** Milliseconds a successful login is remembered so the next one skips scrypt; 0 turns it off. Default 60000. */
+  cacheTtlMs?: number
+  /** scrypt runs at once (each uses a libuv thread-pool thread and 16 MiB); the rest queue. Default 2. */
+  maxConcurrentHashes?: number
+}
+
+/** A plain-text password from the config, until it is hashed at start-up. Prints as `[secret]`. */
+export class PlainPassword {
+  readonly #value: string
+  constructor(value: string) {
+    this.#value = value
+  }
+  reveal(): string {
+    return this.#value
+  }
+  toJSON(): string {
+    return '[secret]'
+  }
+  toString(): string {
+    return '[secret]'
+  }
+  [inspect.custom](): string {
+    return '[secret]'
+  }
+}
+
+export interface InlineUser {
+  readonly name: string
+  readonly secret: ScryptHash | PlainPassword
+}
+
+/** Options after validation. */
+export interface ParsedAuthOptions {
+  readonly users: readonly InlineUser[]
+  /** Absolute path, or null. */
+  readonly usersFile: string | null
+  readonly verify: VerifyFunction | null
+  readonly allowNoAuth: boolean
+  readonly throttle: Readonly<Required<ThrottleOptions>> | null
+  readonly cacheTtlMs: number
+  readonly maxConcurrentHashes: number
+}
+
+const KEYS = ['users', 'usersFile', 'verify', 'allowNoAuth', 'throttle', 'cacheTtlMs', 'maxConcurrentHashes'] as const
+const THROTTLE_KEYS = ['maxFailures', 'windowMs', 'lockoutMs', 'maxClients'] as const
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/
+// Names people reach for that edit distance would not connect to ours.
+const ALIASES: Readonly<Record<string, string>> = {
+  password: 'users',
+  passwords: 'users',
+  accounts: 'users',
+  file: 'usersFile',
+  passwordFile: 'usersFile',
+  passwdFile: 'usersFile',
+  htpasswd: 'usersFile',
+  verifyUser: 'verify',
+  authenticate: 'verify',
+  noAuth: 'allowNoAuth',
+  optional: 'allowNoAuth',
+}
+
+/** Validates the `auth` options; every failure names the field. */
+export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOptions {
+  if (raw === undefined || raw === null) at.fail('', 'needs options: at least one of users, usersFile or verify')
+  if (!isPlainObject(raw)) at.fail('', `options must be an object, found ${describe(raw)}`)
+  rejectUnknownKeys(raw, KEYS, '', at)
+
+  const users: InlineUser[] = []
+  if (raw.users !== undefined) {
+    if (!isPlainObject(raw.users)) at.fail('users', `must be an object of user name → password or hash, found ${describe(raw.users)}`)
+    for (const [name, value] of Object.entries(raw.users)) {
+      const field = `users${IDENTIFIER.test(name) ? `.${name}` : `[${JSON.stringify(name)}]`}`
+      const nameProblem = checkUserName(name)
+      if (nameProblem !== null) at.fail(field, nameProblem)
+      if (typeof value !== 'string') at.fail(field, `must be a password or a "$scrypt$..." hash string, found ${describe(value)} (in YAML, quote a password that looks like a number)`)
+      if (looksLikeHash(value)) {
+        try {
+          users.push({ name, secret: parseHash(value) })
+        } catch (err) {
+          at.fail(field, `invalid hash: ${(err as Error).message}`)
+        }
+        continue
+      }
+      const length = Buffer.byteLength(value, 'utf8')
+      if (length < 1 || length > 255) at.fail(field, `a password must be 1 to 255 bytes (RFC 1929), found ${length}`)
+      users.push({ name, secret: new PlainPassword(value) })
+    }
+  }
+
+  let usersFile: string | null = null
+  if (raw.usersFile !== undefined) {
+    if (typeof raw.usersFile !== 'string' || raw.usersFile.trim() === '') at.fail('usersFile', `must be a file path, found ${describe(raw.usersFile)}`)
+    usersFile = resolve(process.cwd(), raw.usersFile)
+  }
+
+  let verify: VerifyFunction | null = null
+  if (raw.verify !== undefined) {
+    if (typeof raw.verify !== 'function') at.fail('verify', `must be a function (user, password, ctx) => boolean | Promise<boolean>, found ${describe(raw.verify)}; it can only be given in a JS/TS config or a program`)
+    verify = raw.verify as VerifyFunction
+  }
+
+  if (users.length === 0 && usersFile === null && verify === null) {
+    at.fail(raw.users === undefined ? '' : 'users', 'no users: give at least one user in users, a usersFile, or a verify function')
+  }
+
+  let allowNoAuth = false
+  if (raw.allowNoAuth !== undefined) {
+    if (typeof raw.allowNoAuth !== 'boolean') at.fail('allowNoAuth', `must be true or false, found ${describe(raw.allowNoAuth)}`)
+    allowNoAuth = raw.allowNoAuth
+  }
+
+  return {
+    users,
+    usersFile,
+    verify,
+    allowNoAuth,
+    throttle: parseThrottle(raw.throttle, at),
+    cacheTtlMs: raw.cacheTtlMs === undefined ? 60_000 : integer(raw.cacheTtlMs, 'cacheTtlMs', 0, 86_400_000, at),
+    maxConcurrentHashes: raw.maxConcurrentHashes === undefined ? 2 : integer(raw.maxConcurrentHashes, 'maxConcurrentHashes', 1, 64, at),
+  }
+}
+
+function parseThrottle(raw: unknown, at: OptionPath): Readonly<Required<ThrottleOptions>> | null {
+  if (raw === undefined || raw === true) return DEFAULT_THROTTLE
+  if (raw === false) return null
+  if (!isPlainObject(raw)) at.fail('throttle', `must be an object or false, found ${describe(raw)}`)
+  rejectUnknownKeys(raw, THROTTLE_KEYS, 'throttle.', at)
+  const pick = (key: (typeof THROTTLE_KEYS)[number], max: number): number =>
+    raw[key] === undefined ? DEFAULT_THROTTLE[key] : integer(raw[key], `throttle.${key}`, 1, max, at)
+  return Object.freeze({
+    maxFailures: pick('maxFailures', 1_000_000),
+    windowMs: pick('windowMs', 86_400_000),
+    lockoutMs: pick('lockoutMs', 86_400_000),
+    maxClients: pick('maxClients', 10_000_000),
+  })
+}
+
+function integer(value: unknown, field: string, min: number, max: number, at: OptionPath): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    at.fail(field, `must be an integer from ${min} to ${max}, found ${describe(value, true)}`)
+  }
+  return value
+}
+
+function rejectUnknownKeys(object: Record<string, unknown>, known: readonly string[], prefix: string, at: OptionPath): void {
+  for (const key of Object.keys(object)) {
+    if (known.includes(key)) continue
+    const suggestion = (prefix === '' && Object.hasOwn(ALIASES, key) ? ALIASES[key] : undefined) ?? closest(key, known)
+    at.fail(`${prefix}${key}`, `unknown option${suggestion === null ? '' : `; did you mean "${suggestion}"?`} (known: ${known.join(', ')})`)
+  }
+}
+
+/** The known name nearest to `name` (case-insensitive edit distance ≤ 3, or a shared prefix), or null. */
+export function closest(name: string, known: readonly string[]): string | null {
+  const lower = name.toLowerCase()
+  let best: string | null = null
+  let bestDistance = Infinity
+  for (const candidate of known) {
+    const c = candidate.toLowerCase()
+    const distance = c.startsWith(lower) || lower.startsWith(c) ? Math.min(1, editDistance(lower, c)) : editDistance(lower, c)
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  return bestDistance <= Math.max(2, Math.min(3, Math.floor(name.length / 3))) ? best : null
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]!
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const proto = Object.getPrototypeOf(value) as unknown
+  return proto === Object.prototype || proto === null
+}
+
+/** Says what a value is without printing it (it may be a secret, such as a numeric password in YAML). */
+function describe(value: unknown, showNumber = false): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'string') return 'a string'
+  if (typeof value === 'number') return showNumber ? String(value) : 'a number'
+  if (typeof value === 'boolean') return String(value)
+  return typeof value === 'object' ? 'an object' : typeof value
+}
