@@ -252,7 +252,10 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
       throw new SocksError('ERR_SOCKS_OPEN_PROXY', `refusing to listen on ${listenHost} without authentication: register the auth plugin, or set allowOpenProxy: true (CLI: --allow-open-proxy) if an open proxy is really what you want`)
     }
     // Reads the current chains per connection, so reload() reaches listeners that are already open.
-    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.#accept(socket, this.#chains ?? chains))
+    // A listener bound to one address knows every connection's local endpoint: no getsockname per
+    // connection. Only wildcard listeners ask the socket.
+    let local: Endpoint | null = null
+    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.#accept(socket, this.#chains ?? chains, local))
     listener.on('error', this.#onListenerError)
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject)
@@ -263,6 +266,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     })
     this.#listeners.push(listener)
     const address = listener.address() as AddressInfo
+    const bound = unmapIPv4(address.address)
+    if (bound !== '0.0.0.0' && bound !== '::') local = Object.freeze({ address: bound, port: address.port, family: isIP(bound) === 6 ? 6 : 4 })
     this.log.info(`listening on ${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`)
     this.emit('listening', address)
     return address
@@ -445,7 +450,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     }
   }
 
-  #accept(socket: Socket, chains: CompiledChains): void {
+  #accept(socket: Socket, chains: CompiledChains, fixedLocal: Endpoint | null): void {
     const remote = socket.remoteAddress
     if (remote === undefined || this.#closing !== null) {
       socket.destroy()
@@ -458,9 +463,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
       if (count >= this.maxConnectionsPerClient) return this.#refuse(socket, `per-client limit ${this.maxConnectionsPerClient} reached for ${clientAddress}`)
       this.#perClient.set(clientAddress, count + 1)
     }
-    const localAddress = unmapIPv4(socket.localAddress ?? '127.0.0.1')
     const client: Endpoint = { address: clientAddress, port: socket.remotePort ?? 0, family: isIP(clientAddress) === 6 ? 6 : 4 }
-    const local: Endpoint = { address: localAddress, port: socket.localPort ?? 0, family: isIP(localAddress) === 6 ? 6 : 4 }
+    const local = fixedLocal ?? localEndpointOf(socket)
     const connection = new Connection(this, socket, this.#nextId++, client, local, chains, this.#onConnectionClosed)
     this.#connections.add(connection)
     connection.start(this.timeouts.handshake)
@@ -534,6 +538,11 @@ export function createServer(options?: ServerOptions): SocksServer {
 
 function noop(): void {}
 
+function localEndpointOf(socket: Socket): Endpoint {
+  const address = unmapIPv4(socket.localAddress ?? '127.0.0.1')
+  return { address, port: socket.localPort ?? 0, family: isIP(address) === 6 ? 6 : 4 }
+}
+
 function definedOnly<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
 }
@@ -563,7 +572,10 @@ async function connectTerminal(view: ConnectContext): Promise<void> {
     if (ctx.destination.type === 'domain' && ctx.destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
     const socket = await ctx.dialer.dial(view, { signal: ctx.signal, timeout: server.timeouts.connect })
     ctx.upstream = socket
-    ctx.dialed ??= { type: socket.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4', host: unmapIPv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 }
+    // An IP destination is what was dialled; only a name needs the socket asked (a syscall).
+    ctx.dialed ??= ctx.destination.type !== 'domain' && ctx.resolved === null
+      ? ctx.destination
+      : { type: socket.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4', host: unmapIPv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 }
     return
   }
   if (ctx.command === Command.BIND) {
