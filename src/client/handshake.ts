@@ -55,8 +55,9 @@ interface Waiter {
  *
  * Answers are pulled with `socket.read(n)` in paused mode, never more than one answer's worth at a
  * time, so bytes the proxy sends after its last answer stay in the socket's own buffer; the few that
- * were read along with the answer are unshifted back. Reading exact amounts also means the stream
- * never emits 'end' on our behalf before the caller has had a chance to listen for it.
+ * were read along with the answer are unshifted back. A sized read that returns data never ends the
+ * stream, so a proxy's FIN right after its reply still reaches the caller as 'end' (a bare `read()`
+ * would emit 'end' before the caller could listen, and a 'data' listener would lose the bytes).
  */
 export class Handshake {
   readonly socket: Socket
@@ -79,6 +80,8 @@ export class Handshake {
     socket.on('error', this.#onError)
     socket.on('end', this.#onClose)
     socket.on('close', this.#onClose)
+    // A socket handed in for chaining may already be gone, and then no event would ever come.
+    if (socket.destroyed) this.#onClose()
   }
 
   /**

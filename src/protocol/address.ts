@@ -103,7 +103,7 @@ export function readAddress(buf: Buffer, offset: number): Decoded<Address> | nul
     if (buf.length < offset + 2) return null
     const nameLength = buf[offset + 1]!
     if (buf.length < offset + 2 + nameLength + 2) return null
-    const host = buf.toString('latin1', offset + 2, offset + 2 + nameLength)
+    const host = buf.toString('utf8', offset + 2, offset + 2 + nameLength)
     return { value: { type: 'domain', host, port: buf.readUInt16BE(offset + 2 + nameLength) }, length: 2 + nameLength + 2 }
   }
   throw new SocksError('ERR_SOCKS_ADDRESS_TYPE_NOT_SUPPORTED', `unknown address type 0x${atyp.toString(16).padStart(2, '0')}`)

@@ -3,8 +3,12 @@ import { SocksError } from '../errors.js'
 /** A decoder over the bytes collected so far: a value and its length, or null when more bytes are needed. */
 export type MessageParser<T> = (buf: Buffer) => { readonly value: T; readonly length: number } | null
 
-/** Default hard cap on bytes held while a handshake message is incomplete. */
-export const DEFAULT_READER_CAP = 64 * 1024
+/**
+ * Default hard cap on bytes held. A handshake message is at most 513 bytes, and the driver stops
+ * reading while nobody waits for a message, so what is held is at most a message plus one socket
+ * read (64 KiB) of pipelined payload: the cap leaves room for that and stops anything beyond it.
+ */
+export const DEFAULT_READER_CAP = 192 * 1024
 
 /**
  * Collects handshake bytes until a whole message is there.
