@@ -18,6 +18,9 @@ interface Waiter {
   reject: (err: unknown) => void
 }
 
+/** Pipelined bytes held while no message is awaited, before reading stops (one socket read). */
+const HOLD_WHILE_BUSY = 64 * 1024
+
 /** How long a refused client gets to read our last words before the socket is destroyed. */
 const LINGER_MS = 2000
 
@@ -144,8 +147,6 @@ export class Connection implements ConnectionDriver {
       if (this.#stopped()) return
 
       this.#phase = 'connect'
-      // The client's data waits in the kernel while we connect; its early bytes stay in the reader.
-      this.socket.pause()
       await chains.connect(ctx as ConnectContext)
       if (this.#stopped()) {
         if (!this.#hijacked) this.#cleanUpTarget()
@@ -157,6 +158,7 @@ export class Connection implements ConnectionDriver {
       ctx.replied = true
 
       this.#phase = 'relay'
+      this.socket.pause()
       this.socket.removeListener('data', this.#onData)
       ctx.handshakeBytesRead = this.socket.bytesRead - this.#reader.length
       ctx.handshakeBytesWritten = this.socket.bytesWritten
@@ -248,8 +250,10 @@ export class Connection implements ConnectionDriver {
     }
     const waiter = this.#waiter
     if (waiter === null) {
-      // Nobody is reading: hold what came (pipelined data) and let the kernel apply backpressure.
-      this.socket.pause()
+      // Nobody is reading (a middleware or the dial is running): keep what came (pipelined payload)
+      // and keep listening, so a client that leaves is noticed at once; past a bound, let the
+      // kernel hold the rest.
+      if (this.#reader.length >= HOLD_WHILE_BUSY) this.socket.pause()
       return
     }
     let value: unknown
@@ -263,7 +267,6 @@ export class Connection implements ConnectionDriver {
     }
     if (value !== undefined) {
       this.#waiter = null
-      this.socket.pause()
       waiter.resolve(value)
     }
   }

@@ -222,7 +222,9 @@ export class UdpAssociation {
   sendToClient(peer: Address, data: Buffer): void {
     if (this.#closed || this.#clientPort === 0) return this.#drop()
     this.#activity++
-    this.#sendToClient(peer, data)
+    // Inbound middleware (rules, accounting) sees these datagrams like any other.
+    if (this.#chain !== null) void this.#runChain('in', peer, data)
+    else this.#sendToClient(peer, data)
   }
 
   #sendToClient(peer: Address, data: Buffer): void {

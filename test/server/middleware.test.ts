@@ -218,3 +218,21 @@ test('happy eyeballs: a name with a dead IPv6 and a live IPv4 address still conn
   c.send(Buffer.from('v4'))
   assert.equal((await c.read(2)).toString(), 'v4')
 })
+
+test('a client that resets during the connect phase aborts ctx.signal at once', async (t) => {
+  let aborted!: () => void
+  const abortSeen = new Promise<void>((resolve) => (aborted = resolve))
+  const { port } = await startSocks(t, {}, (server) => {
+    server.use('connect', async function slowDial(ctx: ConnectContext) {
+      // Stands for a dial that takes long: it ends only when the client goes away.
+      await once(ctx.signal, 'abort')
+      aborted()
+      throw ctx.signal.reason
+    })
+  })
+  const c = await RawClient.connect(t, port)
+  c.send(Buffer.concat([hex('050100'), ipv4Request(1, '127.0.0.1', 9)]))
+  assert.deepEqual(await c.read(2), hex('0500'))
+  c.socket.resetAndDestroy()
+  await abortSeen
+})

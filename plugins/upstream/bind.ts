@@ -1,0 +1,61 @@
+import { isIP } from 'node:net'
+import { formatAddress, isSocksError, SocksError, toAddress, toSocksError, type Address, type ConnectContext } from 'socksmith'
+import { socksBind, type BindResult } from 'socksmith/client'
+import { Deadline } from './deadline.js'
+import { clientProxyOptions, destinationFor, type ProxyChain } from './dialer.js'
+
+/**
+ * BIND through a chain whose last hop speaks SOCKS5: the last hop listens, its first reply (where
+ * the peer should connect) is passed to our client, and its second reply (who connected) becomes
+ * ours. The core's own BIND does not run: `ctx.upstream` is the tunnel and `ctx.bound` the peer.
+ *
+ * Up to the first reply a failure is like a failed CONNECT (a pool may fail over). After it the
+ * client already holds an address, so nothing is retried: the wait is bounded by `bindAccept`
+ * (REP 06), and a peer that `ctx.acceptBindPeer` refuses ends the BIND with REP 02 (the upstream
+ * accepts a single peer, so we cannot wait for another).
+ */
+export async function bindThrough(chain: ProxyChain, ctx: ConnectContext, timeouts: { connect: number; bindAccept: number }): Promise<void> {
+  const last = chain.last
+  const destination = await destinationFor(ctx, last.protocol)
+  const deadline = new Deadline(ctx.signal, timeouts.connect, () => new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `BIND through ${chain.label} timed out after ${timeouts.connect} ms`))
+  try {
+    const tunnel = await chain.openTunnel(ctx.server.resolver, deadline)
+    let bind: BindResult
+    try {
+      bind = await socksBind(clientProxyOptions(last), { host: destination.host, port: destination.port }, { socket: tunnel, signal: deadline.signal })
+    } catch (err) {
+      throw chain.finalFailure(err, deadline)
+    }
+    ctx.sendFirstBindReply(reachableAddress(bind.bound, chain, tunnel.remoteAddress))
+    deadline.restart(timeouts.bindAccept, () => new SocksError('ERR_SOCKS_BIND_TIMEOUT', `no peer connected to ${formatAddress(bind.bound)} within ${timeouts.bindAccept} ms`))
+    let peer: Address
+    try {
+      ;({ peer } = await bind.accepted)
+    } catch (err) {
+      if (deadline.abandoned || (isSocksError(err) && (err.code === 'ERR_SOCKS_REPLY' || err.code === 'ERR_SOCKS_BIND_TIMEOUT'))) throw toSocksError(err)
+      throw new SocksError('ERR_SOCKS_CONNECT_FAILED', `upstream ${last.label} failed while waiting for the BIND peer: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    }
+    if (ctx.acceptBindPeer !== null) {
+      let allowed = false
+      try {
+        allowed = await ctx.acceptBindPeer(peer)
+      } finally {
+        if (!allowed) bind.socket.destroy()
+      }
+      if (!allowed) throw new SocksError('ERR_SOCKS_NOT_ALLOWED', `BIND peer ${formatAddress(peer)} is not allowed`)
+    }
+    ctx.upstream = bind.socket
+    ctx.bound = peer
+    ctx.dialed = peer
+  } finally {
+    deadline.clear()
+  }
+}
+
+/** Many servers answer BND.ADDR 0.0.0.0 meaning "the address you reached me at". */
+function reachableAddress(bound: Address, chain: ProxyChain, hop1Address: string | undefined): Address {
+  if (bound.host !== '0.0.0.0' && bound.host !== '::') return bound
+  const last = chain.last
+  const host = isIP(last.host) !== 0 ? last.host : chain.hops.length === 1 && hop1Address !== undefined ? hop1Address : bound.host
+  return toAddress(host.startsWith('::ffff:') ? host.slice(7) : host, bound.port)
+}

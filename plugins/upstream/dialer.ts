@@ -1,0 +1,194 @@
+import { isIP, type Socket } from 'node:net'
+import { dialTcp, isSocksError, SocksError, toAddress, toSocksError, Reply, type Address, type ConnectContext, type Dialer, type DialOptions, type Resolver } from 'socksmith'
+import { socksConnect, type ProxyOptions } from 'socksmith/client'
+import { Deadline } from './deadline.js'
+import { httpConnect } from './http-connect.js'
+import { socks4Connect } from './socks4.js'
+import { isSocks5, type ProxyEndpoint, type ProxyProtocol } from './url.js'
+
+// The SOCKS5 client's own handshake timer must not fire first: our Deadline bounds the whole dial.
+const NO_CLIENT_TIMEOUT = 2_147_483_647
+
+/**
+ * Errors with which a failed final hop still says something true about the destination, so they
+ * go back to the client as they are. Anything else the last hop does (closing, refusing our login,
+ * talking nonsense) means the upstream is broken.
+ */
+const DESTINATION_FAILURES = new Set(['ERR_SOCKS_REPLY', 'ERR_SOCKS_CONNECT_TIMEOUT', 'ERR_SOCKS_ADDRESS_TYPE_NOT_SUPPORTED', 'ERR_SOCKS_BAD_ADDRESS'])
+
+/**
+ * One or more proxies in a row: hop 1 is reached over TCP, every next hop through the previous
+ * hop's tunnel, and the last hop is asked for the destination. A single proxy is a chain of one.
+ *
+ * Failures are sorted into two kinds, because a pool must only fail over on the first:
+ * - the upstream is unavailable (cannot reach hop 1, a hop closes or refuses our login, a hop cannot
+ *   reach the next hop): ERR_SOCKS_PROXY_FAILED, REP 01;
+ * - the last hop answered for the destination (refused, unreachable, timed out): that answer, as
+ *   ERR_SOCKS_REPLY carrying the upstream's REP (or ERR_SOCKS_CONNECT_TIMEOUT, REP 06).
+ */
+export class ProxyChain implements Dialer {
+  readonly hops: readonly ProxyEndpoint[]
+  /** `a -> b -> c`, passwords left out. */
+  readonly label: string
+
+  constructor(hops: readonly ProxyEndpoint[]) {
+    if (hops.length === 0) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'a proxy chain needs at least one hop')
+    this.hops = hops
+    this.label = hops.map((h) => h.label).join(' -> ')
+  }
+
+  get last(): ProxyEndpoint {
+    return this.hops[this.hops.length - 1]!
+  }
+
+  /** BIND needs the last hop to speak SOCKS5; the hops before it only carry the tunnel. */
+  get canBind(): boolean {
+    return isSocks5(this.last)
+  }
+
+  /**
+   * UDP ASSOCIATE needs one SOCKS5 hop: datagrams go straight to its relay, so through a longer
+   * chain they would skip the earlier hops (and show our address to the last one).
+   */
+  get canAssociate(): boolean {
+    return this.hops.length === 1 && isSocks5(this.last)
+  }
+
+  async dial(ctx: ConnectContext, options: DialOptions): Promise<Socket> {
+    const destination = await destinationFor(ctx, this.last.protocol)
+    const deadline = new Deadline(options.signal, options.timeout, () => new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `connect through ${this.label} timed out after ${options.timeout} ms`))
+    try {
+      const socket = await this.openTunnel(ctx.server.resolver, deadline)
+      let bound: Address | null
+      try {
+        bound = await openHop(socket, this.last, destination, deadline.signal)
+      } catch (err) {
+        socket.destroy()
+        throw this.finalFailure(err, deadline)
+      }
+      ctx.dialed = destination
+      // BND of the last hop is where the traffic really leaves from; SOCKS4 and HTTP do not say.
+      if (bound !== null && bound.host !== '0.0.0.0' && bound.host !== '::') ctx.bound = bound
+      return socket
+    } finally {
+      deadline.clear()
+    }
+  }
+
+  /**
+   * Connects to hop 1 and tunnels through every hop but the last, so the returned socket talks to
+   * the last hop. Every failure here is ERR_SOCKS_PROXY_FAILED.
+   */
+  async openTunnel(resolver: Resolver, deadline: Deadline): Promise<Socket> {
+    const first = this.hops[0]!
+    let socket: Socket
+    try {
+      const addresses = isIP(first.host) !== 0 ? null : await resolver.resolve(first.host, { signal: deadline.signal })
+      socket = await dialTcp(first.host, first.port, addresses, { signal: deadline.signal, timeout: 0 })
+    } catch (err) {
+      throw unavailable(`cannot reach upstream ${first.label}`, err, deadline)
+    }
+    for (let i = 1; i < this.hops.length; i++) {
+      const via = this.hops[i - 1]!
+      const next = this.hops[i]!
+      try {
+        const target = await nextHopAddress(next, via.protocol, resolver, deadline.signal)
+        await openHop(socket, via, target, deadline.signal)
+      } catch (err) {
+        socket.destroy()
+        throw unavailable(`cannot reach upstream ${next.label} through ${via.label}`, err, deadline)
+      }
+    }
+    return socket
+  }
+
+  /** Classifies an error of the last hop's request (see the class comment). */
+  finalFailure(err: unknown, deadline: Deadline): SocksError {
+    if (deadline.abandoned) return toSocksError(err)
+    if (isSocksError(err) && DESTINATION_FAILURES.has(err.code)) return err
+    return unavailable(`upstream ${this.last.label} failed`, err, deadline)
+  }
+}
+
+/** The error of an unavailable upstream: REP 01 for the client, failover for a pool. */
+export function unavailable(what: string, cause: unknown, deadline: Deadline | null): SocksError {
+  // The client left: that is the story, not the upstream.
+  if (deadline?.abandoned === true) return toSocksError(cause)
+  const reason = cause instanceof Error ? cause.message : String(cause)
+  return new SocksError('ERR_SOCKS_PROXY_FAILED', `${what}: ${reason}`, { cause, reply: Reply.GENERAL_FAILURE })
+}
+
+/** The options the SOCKS5 client takes for one hop. */
+export function clientProxyOptions(hop: ProxyEndpoint, timeout = NO_CLIENT_TIMEOUT): ProxyOptions {
+  const options: ProxyOptions = { host: hop.host, port: hop.port, timeout: timeout > 0 ? timeout : NO_CLIENT_TIMEOUT }
+  if (hop.username !== null) {
+    options.username = hop.username
+    options.password = hop.password ?? ''
+  }
+  return options
+}
+
+/**
+ * Asks `hop` (which `socket` talks to) for a tunnel to `destination`. Resolves with the address the
+ * hop reports (SOCKS BND), or null when it reports none.
+ */
+export async function openHop(socket: Socket, hop: ProxyEndpoint, destination: Address, signal: AbortSignal): Promise<Address | null> {
+  const name = `upstream ${hop.label}`
+  switch (hop.protocol) {
+    case 'socks5':
+    case 'socks5h': {
+      const result = await socksConnect(clientProxyOptions(hop), { host: destination.host, port: destination.port }, { socket, signal })
+      return result.bound
+    }
+    case 'socks4':
+    case 'socks4a':
+      return socks4Connect(socket, destination, hop.username ?? '', { name, signal })
+    case 'http':
+      await httpConnect(socket, destination, hop.username, hop.password, { name, signal })
+      return null
+  }
+}
+
+/** True when the protocol sends names to the upstream as they are; the others need an IP from us. */
+export function sendsNames(protocol: ProxyProtocol): boolean {
+  return protocol === 'socks5h' || protocol === 'socks4a' || protocol === 'http'
+}
+
+/**
+ * What the last hop is asked for, following design §7: a name some middleware resolved and vetted
+ * (`ctx.resolved`) goes as its first vetted address; an unresolved name goes unchanged to
+ * upstreams that resolve names themselves (socks5h, socks4a, http) and is resolved here first for
+ * the others (socks5 sends the first address, socks4 the first IPv4 one).
+ */
+export async function destinationFor(ctx: ConnectContext, protocol: ProxyProtocol): Promise<Address> {
+  const destination = ctx.destination
+  const ipv4Only = protocol === 'socks4' || protocol === 'socks4a'
+  if (ctx.resolved === null) {
+    if (destination.type !== 'domain') {
+      if (ipv4Only && destination.type === 'ipv6') throw notIPv4(protocol, destination.host)
+      return destination
+    }
+    if (destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
+    if (sendsNames(protocol)) return destination
+  }
+  const addresses = await ctx.resolve()
+  const chosen = ipv4Only ? addresses.find((a) => a.family === 4) : addresses[0]
+  if (chosen === undefined) {
+    if (addresses.length === 0) throw new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `no allowed address for ${destination.host}`)
+    throw notIPv4(protocol, destination.host)
+  }
+  return { type: chosen.family === 6 ? 'ipv6' : 'ipv4', host: chosen.address, port: destination.port }
+}
+
+/** How a hop names the next hop: as written, or resolved here when the hop needs an IP. */
+async function nextHopAddress(next: ProxyEndpoint, viaProtocol: ProxyProtocol, resolver: Resolver, signal: AbortSignal): Promise<Address> {
+  if (isIP(next.host) !== 0 || sendsNames(viaProtocol)) return toAddress(next.host, next.port)
+  const answers = await resolver.resolve(next.host, { signal })
+  const chosen = viaProtocol === 'socks4' ? answers.find((a) => a.family === 4) : answers[0]
+  if (chosen === undefined) throw new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `${next.host} has no usable address`)
+  return toAddress(chosen.address, next.port)
+}
+
+function notIPv4(protocol: ProxyProtocol, host: string): SocksError {
+  return new SocksError('ERR_SOCKS_ADDRESS_TYPE_NOT_SUPPORTED', `a ${protocol} upstream carries IPv4 destinations only; ${host} has none`)
+}

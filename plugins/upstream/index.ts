@@ -1,0 +1,130 @@
+import { Command, definePlugin, type ConnectContext } from 'socksmith'
+import { parseFacts, parseIp } from 'socksmith/plugins/rules'
+import { bindThrough } from './bind.js'
+import { ProxyChain } from './dialer.js'
+import { parseUpstreamOptions, type RouteSpec, type TargetSpec, type UpstreamConfig } from './options.js'
+import { ProxyPool, runThrough, type Upstream } from './pool.js'
+import { associateUpstream, relayUdpThrough, upstreamDatagram } from './udp.js'
+
+export { parseProxyUrl, ProxyUrlError, isSocks5 } from './url.js'
+export type { ProxyEndpoint, ProxyProtocol } from './url.js'
+export { ProxyChain, destinationFor } from './dialer.js'
+export { ProxyPool } from './pool.js'
+export type { PoolStrategy, Upstream } from './pool.js'
+export { parseUpstreamOptions, DEFAULT_COOLDOWN_SECONDS } from './options.js'
+export type { UpstreamOptions, UpstreamRouteOptions, UpstreamTargetOptions, RouteMatch, RouteFunction, UpstreamConfig } from './options.js'
+export { UpstreamUdpRelay } from './udp.js'
+
+/**
+ * Chains connections through other proxies: SOCKS5 (`socks5://`, or `socks5h://` to let the
+ * upstream resolve names), SOCKS4/4a and HTTP CONNECT, one proxy, a chain of several, or a pool with
+ * failover or round-robin; chosen per connection by routes. BIND and UDP ASSOCIATE are relayed
+ * through a SOCKS5 upstream too.
+ *
+ * Register it after plugins that resolve and vet destinations (rules): their vetted address is
+ * what the upstream is sent.
+ *
+ * @example
+ * server.register(upstream, {
+ *   pool: ['socks5://10.0.0.2:1080', 'socks5://10.0.0.3:1080'],
+ *   routes: [
+ *     { match: { domains: '*.internal.example' }, direct: true },
+ *     { match: { users: 'bob' }, chain: ['socks5://10.0.0.2:1080', 'http://user:pass@10.0.9.9:3128'] },
+ *   ],
+ * })
+ */
+const upstream = definePlugin<UpstreamConfig>({
+  name: 'upstream',
+  parseOptions: parseUpstreamOptions,
+  setup(host, config) {
+    host.declareState('upstreamUdp', null)
+    const timeouts = host.server.timeouts
+    const build = (spec: TargetSpec | null): Upstream | null => {
+      if (spec === null) return null
+      if (spec.kind === 'chain') return new ProxyChain(spec.hops)
+      return new ProxyPool(spec.members.map((hop) => new ProxyChain([hop])), spec.strategy, config.cooldown)
+    }
+    const fallback = build(config.target)
+    const routes = config.routes.map((route) => ({ route, upstream: build(route.target) }))
+    const all = [fallback, ...routes.map((r) => r.upstream)].filter((u): u is Upstream => u !== null)
+
+    // Without routes every CONNECT goes the same way: the server's dialer is the upstream.
+    if (routes.length === 0 && fallback !== null) host.setDialer(fallback)
+    const choose = routes.length === 0 ? () => fallback : (ctx: ConnectContext) => chooseRoute(routes, ctx, fallback)
+
+    host.use('connect', async function upstreamConnect(ctx, next) {
+      const chosen = await choose(ctx)
+      if (chosen === null) return next()
+      ctx.log.debug('via upstream', { id: ctx.id, upstream: chosen.label })
+      if (ctx.command === Command.CONNECT) {
+        ctx.dialer = chosen
+        return next()
+      }
+      if (ctx.command === Command.BIND) {
+        // The upstream does the BIND; the core's own must not run.
+        return runThrough(chosen, ctx, canBind, 'BIND', (chain) => bindThrough(chain, ctx, timeouts))
+      }
+      const relay = await runThrough(chosen, ctx, canAssociate, 'UDP ASSOCIATE', (chain) => associateUpstream(chain, ctx, timeouts.connect))
+      return relayUdpThrough(relay, ctx, next)
+    })
+
+    // Only an upstream that can carry UDP makes a per-datagram middleware worth its cost.
+    if (all.some(hasUdp)) host.use('datagram', upstreamDatagram)
+  },
+})
+export default upstream
+
+interface CompiledRoute {
+  readonly route: RouteSpec
+  readonly upstream: Upstream | null
+}
+
+/** First route whose match holds; the top-level target (or direct) when none does. */
+async function chooseRoute(routes: readonly CompiledRoute[], ctx: ConnectContext, fallback: Upstream | null): Promise<Upstream | null> {
+  for (const { route, upstream } of routes) {
+    if (await routeMatches(route, ctx)) return upstream
+  }
+  return fallback
+}
+
+/**
+ * A route's conditions see the same facts as the rules plugin. A UDP ASSOCIATE request names the
+ * client's own endpoint, not a destination, so for it only client, user and command are known.
+ * A `to` condition on a name nobody resolved resolves it (`ctx.resolve()`); from then on the vetted
+ * address, not the name, goes upstream (design §7: whoever resolved decides).
+ */
+async function routeMatches(route: RouteSpec, ctx: ConnectContext): Promise<boolean> {
+  const match = route.match
+  if (!('evaluate' in match)) return (await match(ctx)) === true
+  const destination = ctx.destination
+  const udp = ctx.command === Command.UDP_ASSOCIATE
+  const facts = parseFacts({
+    client: ctx.client.address,
+    user: ctx.user,
+    command: ctx.commandName,
+    name: udp || destination.type !== 'domain' ? null : destination.host,
+    port: udp ? undefined : destination.port,
+    address: udp ? null : destination.type !== 'domain' ? destination.host : undefined,
+  })
+  const verdict = match.evaluate(facts)
+  if (verdict !== undefined) return verdict
+  if (udp || facts.address !== undefined) return false
+  const addresses = ctx.resolved ?? (await ctx.resolve())
+  for (const answer of addresses) {
+    facts.address = parseIp(answer.address)
+    if (match.evaluate(facts) === true) return true
+  }
+  return false
+}
+
+function canBind(chain: ProxyChain): boolean {
+  return chain.canBind
+}
+
+function canAssociate(chain: ProxyChain): boolean {
+  return chain.canAssociate
+}
+
+function hasUdp(upstream: Upstream): boolean {
+  return upstream instanceof ProxyPool ? upstream.members.some(canAssociate) : upstream.canAssociate
+}

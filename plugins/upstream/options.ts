@@ -1,0 +1,188 @@
+import type { ConnectContext, OptionPath } from 'socksmith'
+import { compileMatcher, MATCH_FIELDS, type Matcher } from 'socksmith/plugins/rules'
+import { parseProxyUrl, ProxyUrlError, type ProxyEndpoint } from './url.js'
+import type { PoolStrategy } from './pool.js'
+
+/** A route's condition in a JS/TS config or program: any function of the connect context. */
+export type RouteFunction = (ctx: ConnectContext) => boolean | Promise<boolean>
+
+/** The conditions of a route: the rules plugin's matchers (every one present must hold). */
+export interface RouteMatch {
+  /** Client addresses: CIDRs or presets (`loopback`, `private`, ...). */
+  from?: string | string[]
+  /** Destination addresses: CIDRs or presets. A domain destination is resolved locally to be checked. */
+  to?: string | string[]
+  /** Destination names: `example.com`, `*.example.com` (sub-domains only), `*` (any name). */
+  domains?: string | string[]
+  /** Destination ports: `443`, `[80, 443]`, `'8000-8999'`. */
+  ports?: number | string | (number | string)[]
+  /** Authenticated user names; `*` is any authenticated user. */
+  users?: string | string[]
+  commands?: ('connect' | 'bind' | 'udp') | ('connect' | 'bind' | 'udp')[]
+}
+
+/** Where traffic goes: exactly one of these (or `direct: true` in a route). */
+export interface UpstreamTargetOptions {
+  /** One upstream proxy URL. */
+  proxy?: string
+  /** Proxies in a row: the first is reached directly, each next one through the previous. */
+  chain?: string[]
+  /** Interchangeable upstreams; see `strategy`. */
+  pool?: string[]
+  /** For `pool`: `failover` (default) tries them in order, `round-robin` starts one further each connection. */
+  strategy?: PoolStrategy
+}
+
+export interface UpstreamRouteOptions extends UpstreamTargetOptions {
+  match: RouteMatch | RouteFunction
+  /** Connect directly, not through any upstream. */
+  direct?: true
+}
+
+/** Options of the upstream plugin. */
+export interface UpstreamOptions extends UpstreamTargetOptions {
+  /** Checked in order; the first whose `match` holds decides. Unmatched traffic uses the top-level target, or goes direct without one. */
+  routes?: UpstreamRouteOptions[]
+  /** Seconds a pool member that failed is skipped. Default 30. */
+  cooldown?: number
+}
+
+/** A validated target: hops of a chain, or members of a pool. `null` means direct. */
+export type TargetSpec = { readonly kind: 'chain'; readonly hops: readonly ProxyEndpoint[] } | { readonly kind: 'pool'; readonly members: readonly ProxyEndpoint[]; readonly strategy: PoolStrategy }
+
+export interface RouteSpec {
+  readonly match: Matcher | RouteFunction
+  readonly target: TargetSpec | null
+  /** `routes[2]`, for logs. */
+  readonly source: string
+}
+
+/** What parseOptions returns and setup receives. */
+export interface UpstreamConfig {
+  readonly target: TargetSpec | null
+  readonly routes: readonly RouteSpec[]
+  /** Milliseconds. */
+  readonly cooldown: number
+}
+
+export const DEFAULT_COOLDOWN_SECONDS = 30
+
+const TARGET_KEYS = ['proxy', 'chain', 'pool', 'strategy'] as const
+const TOP_KEYS = [...TARGET_KEYS, 'routes', 'cooldown'] as const
+const ROUTE_KEYS = ['match', ...TARGET_KEYS, 'direct'] as const
+const STRATEGIES: readonly PoolStrategy[] = ['failover', 'round-robin']
+
+/**
+ * Validates the options. Every failure names the field: `chain[1]: unsupported scheme "ftp:"`,
+ * `routes[0].match.users[1]: ...`. URLs are parsed here, once.
+ */
+export function parseUpstreamOptions(raw: unknown, at: OptionPath): UpstreamConfig {
+  if (!isPlainObject(raw)) at.fail('', `options must be an object like { proxy: 'socks5://127.0.0.1:1080' }, found ${describe(raw)}`)
+  checkKeys(raw, TOP_KEYS, '', at)
+  const target = parseTarget(raw, '', at)
+  let routes: RouteSpec[] = []
+  if (raw.routes !== undefined) {
+    if (!Array.isArray(raw.routes)) at.fail('routes', `must be a list of { match, proxy | chain | pool | direct }, found ${describe(raw.routes)}`)
+    routes = raw.routes.map((route, i) => parseRoute(route, `routes[${i}]`, at))
+  }
+  if (target === null && routes.length === 0) at.fail('', 'give an upstream: proxy, chain, pool, or routes')
+  let cooldown = DEFAULT_COOLDOWN_SECONDS
+  if (raw.cooldown !== undefined) {
+    if (typeof raw.cooldown !== 'number' || !Number.isFinite(raw.cooldown) || raw.cooldown < 0) at.fail('cooldown', `must be a non-negative number of seconds, found ${describe(raw.cooldown)}`)
+    cooldown = raw.cooldown
+  }
+  return { target, routes, cooldown: cooldown * 1000 }
+}
+
+function parseRoute(raw: unknown, field: string, at: OptionPath): RouteSpec {
+  if (!isPlainObject(raw)) at.fail(field, `must be an object { match, proxy | chain | pool | direct }, found ${describe(raw)}`)
+  checkKeys(raw, ROUTE_KEYS, field, at)
+  if (raw.match === undefined) at.fail(`${field}.match`, `is required: conditions (${MATCH_FIELDS.join(', ')}) or a function (ctx) => boolean`)
+  const match = typeof raw.match === 'function' ? (raw.match as RouteFunction) : compileMatcher(raw.match, at, `${field}.match`)
+  const target = parseTarget(raw, field, at)
+  if (raw.direct !== undefined) {
+    if (raw.direct !== true) at.fail(`${field}.direct`, `must be true (or left out), found ${describe(raw.direct)}`)
+    if (target !== null) at.fail(field, 'give either direct: true or an upstream (proxy, chain, pool), not both')
+  } else if (target === null) {
+    at.fail(field, 'needs a target: proxy, chain, pool, or direct: true')
+  }
+  return { match, target, source: field }
+}
+
+/** The proxy / chain / pool of an options object; at most one of them. */
+function parseTarget(raw: Record<string, unknown>, field: string, at: OptionPath): TargetSpec | null {
+  const path = (key: string): string => (field === '' ? key : `${field}.${key}`)
+  const given = (['proxy', 'chain', 'pool'] as const).filter((key) => raw[key] !== undefined)
+  if (given.length > 1) at.fail(field === '' ? given[1]! : path(given[1]!), `give only one of proxy, chain and pool (found ${given.join(' and ')})`)
+  if (raw.strategy !== undefined) {
+    if (raw.pool === undefined) at.fail(path('strategy'), 'applies to a pool only')
+    if (typeof raw.strategy !== 'string' || !(STRATEGIES as readonly string[]).includes(raw.strategy)) {
+      at.fail(path('strategy'), `must be ${STRATEGIES.map((s) => `"${s}"`).join(' or ')}, found ${describe(raw.strategy)}`)
+    }
+  }
+  if (raw.proxy !== undefined) return { kind: 'chain', hops: [parseUrl(raw.proxy, path('proxy'), at)] }
+  if (raw.chain !== undefined) return { kind: 'chain', hops: parseUrlList(raw.chain, path('chain'), at) }
+  if (raw.pool !== undefined) return { kind: 'pool', members: parseUrlList(raw.pool, path('pool'), at), strategy: (raw.strategy as PoolStrategy | undefined) ?? 'failover' }
+  return null
+}
+
+function parseUrlList(raw: unknown, field: string, at: OptionPath): ProxyEndpoint[] {
+  if (!Array.isArray(raw) || raw.length === 0) at.fail(field, `must be a non-empty list of proxy URLs, found ${describe(raw)}`)
+  return raw.map((url, i) => parseUrl(url, `${field}[${i}]`, at))
+}
+
+function parseUrl(raw: unknown, field: string, at: OptionPath): ProxyEndpoint {
+  if (typeof raw !== 'string') at.fail(field, `must be a proxy URL such as "socks5://127.0.0.1:1080", found ${describe(raw)}`)
+  try {
+    return parseProxyUrl(raw)
+  } catch (err) {
+    if (err instanceof ProxyUrlError) at.fail(field, err.message)
+    throw err
+  }
+}
+
+function checkKeys(raw: Record<string, unknown>, known: readonly string[], field: string, at: OptionPath): void {
+  for (const key of Object.keys(raw)) {
+    if (!known.includes(key)) at.fail(field === '' ? key : `${field}.${key}`, `unknown option${hint(key, known)} (known: ${known.join(', ')})`)
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const proto: unknown = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing'
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'a list'
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return JSON.stringify(value)
+  return `a ${typeof value}`
+}
+
+/** `; did you mean "chain"?` for a near miss, else ''. */
+function hint(word: string, candidates: readonly string[]): string {
+  let best: string | null = null
+  let bestDistance = Infinity
+  for (const candidate of candidates) {
+    const distance = candidate.toLowerCase() === word.toLowerCase() ? 0 : editDistance(candidate.toLowerCase(), word.toLowerCase())
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  return best !== null && bestDistance <= 2 ? `; did you mean "${best}"?` : ''
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]!
+}

@@ -1,0 +1,86 @@
+import { isSocksError, SocksError, type ConnectContext, type DatagramContext, type Next } from 'socksmith'
+import { socksAssociate, type UdpAssociation as UpstreamAssociation } from 'socksmith/client'
+import { clientProxyOptions, sendsNames, unavailable } from './dialer.js'
+import type { ProxyChain } from './dialer.js'
+
+declare module 'socksmith' {
+  interface SocksState {
+    /** Set by the upstream plugin while a UDP association is relayed through an upstream SOCKS5 proxy. */
+    upstreamUdp: UpstreamUdpRelay | null
+  }
+}
+
+/** A client association's datagrams re-wrapped for an upstream SOCKS5 relay. */
+export class UpstreamUdpRelay {
+  readonly upstream: UpstreamAssociation
+  /** socks5h: domain peers go upstream as names; socks5: they are resolved here first. */
+  readonly sendsNames: boolean
+  readonly label: string
+
+  constructor(upstream: UpstreamAssociation, sendsNamesUpstream: boolean, label: string) {
+    this.upstream = upstream
+    this.sendsNames = sendsNamesUpstream
+    this.label = label
+  }
+}
+
+/**
+ * Opens a UDP ASSOCIATE with the chain's one SOCKS5 hop. A refusal (REP) is passed back as it is;
+ * anything else means the upstream is unavailable (no destination is involved yet, so even a
+ * timeout is the upstream's fault).
+ */
+export async function associateUpstream(chain: ProxyChain, ctx: ConnectContext, timeout: number): Promise<UpstreamUdpRelay> {
+  const hop = chain.last
+  try {
+    const association = await socksAssociate(clientProxyOptions(hop, timeout), { signal: ctx.signal })
+    return new UpstreamUdpRelay(association, sendsNames(hop.protocol), hop.label)
+  } catch (err) {
+    if (ctx.signal.aborted || (isSocksError(err) && err.code === 'ERR_SOCKS_REPLY')) throw err
+    throw unavailable(`upstream ${hop.label} failed to set up UDP ASSOCIATE`, err, null)
+  }
+}
+
+/**
+ * Lets the core set up the client-facing association (`next()`), then ties it to the upstream one:
+ * datagrams from the upstream relay go to the client as if from their peer, and either side ending
+ * ends the other.
+ */
+export async function relayUdpThrough(relay: UpstreamUdpRelay, ctx: ConnectContext, next: Next): Promise<void> {
+  const upstream = relay.upstream
+  try {
+    await next()
+  } catch (err) {
+    upstream.close()
+    throw err
+  }
+  const association = ctx.association
+  if (association === null || association.closed) {
+    upstream.close()
+    if (association === null) throw new SocksError('ERR_SOCKS_CONNECT_FAILED', 'no UDP association was set up for the upstream relay')
+    return
+  }
+  ctx.state.upstreamUdp = relay
+  upstream.on('message', (data, from) => association.sendToClient(from, data))
+  upstream.on('error', (err) => ctx.log.debug('upstream UDP error', { id: ctx.id, upstream: relay.label, error: err.message }))
+  upstream.on('close', () => {
+    ctx.log.debug('upstream UDP association closed', { id: ctx.id, upstream: relay.label })
+    association.close()
+  })
+  ctx.signal.addEventListener('abort', () => upstream.close(), { once: true })
+}
+
+/**
+ * `datagram` middleware: outgoing datagrams of a relayed association go to the upstream relay and
+ * are dropped from the direct path. Incoming ones never pass here: they come from the upstream
+ * association, not from the core's sockets.
+ */
+export async function upstreamDatagram(dctx: DatagramContext, next: Next): Promise<void> {
+  const relay = dctx.association.state.upstreamUdp
+  if (relay === null || dctx.direction !== 'out') return next()
+  dctx.drop()
+  const peer = dctx.peer.type === 'domain' && !relay.sendsNames ? await dctx.resolve() : dctx.peer
+  relay.upstream.send(dctx.data, peer, ignoreSendError)
+}
+
+// A lost datagram is what UDP promises; the association goes on.
+function ignoreSendError(): void {}

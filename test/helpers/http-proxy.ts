@@ -1,0 +1,82 @@
+// A tiny HTTP CONNECT proxy for tests (loopback only): just enough of RFC 9110 §9.3.6 to be a real peer.
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net'
+import { once } from 'node:events'
+import type { TestContext } from 'node:test'
+
+export interface HttpProxyOptions {
+  /** When set, CONNECT needs `Proxy-Authorization: Basic` with these credentials, else 407. */
+  username?: string
+  password?: string
+  /** Maps names in the request target to IPs; unknown names get 502. IP literals are dialled as they are. */
+  hosts?: Record<string, string>
+}
+
+export interface StartedHttpProxy {
+  port: number
+  /** Request targets of every CONNECT, as sent (`host:port`). */
+  requests: string[]
+  /** Decoded `user:pass` of every Proxy-Authorization header seen. */
+  credentials: string[]
+  accepted: () => number
+}
+
+/** Starts the proxy on 127.0.0.1:0; it and its sockets are closed after the test. */
+export async function startHttpProxy(t: TestContext, options: HttpProxyOptions = {}): Promise<StartedHttpProxy> {
+  const sockets = new Set<Socket>()
+  const requests: string[] = []
+  const credentials: string[] = []
+  let accepted = 0
+  const server = createServer({ allowHalfOpen: true }, (client) => {
+    accepted++
+    sockets.add(client)
+    client.on('close', () => sockets.delete(client))
+    client.on('error', () => {})
+    let head = Buffer.alloc(0)
+    const onData = (chunk: Buffer): void => {
+      head = Buffer.concat([head, chunk])
+      const end = head.indexOf('\r\n\r\n')
+      if (end === -1) return
+      client.off('data', onData)
+      client.pause()
+      const rest = head.subarray(end + 4)
+      const lines = head.subarray(0, end).toString('latin1').split('\r\n')
+      const match = /^CONNECT (\S+) HTTP\/1\.[01]$/.exec(lines[0]!)
+      if (match === null) return void client.end('HTTP/1.1 405 Method Not Allowed\r\n\r\n')
+      const target = match[1]!
+      requests.push(target)
+      const auth = lines.find((line) => /^proxy-authorization:/i.test(line))
+      const basic = auth === undefined ? null : /^proxy-authorization:\s*basic\s+(\S+)$/i.exec(auth)
+      const given = basic === null ? null : Buffer.from(basic[1]!, 'base64').toString('utf8')
+      if (given !== null) credentials.push(given)
+      if (options.username !== undefined && given !== `${options.username}:${options.password ?? ''}`) {
+        return void client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test"\r\nContent-Length: 0\r\n\r\n')
+      }
+      const split = /^\[?([^\]]+)\]?:(\d+)$/.exec(target)
+      if (split === null) return void client.end('HTTP/1.1 400 Bad Request\r\n\r\n')
+      const host = options.hosts?.[split[1]!] ?? split[1]!
+      if (!/^[\d.:a-f]+$/i.test(host)) return void client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n')
+      const out = connect({ host, port: Number(split[2]), allowHalfOpen: true })
+      sockets.add(out)
+      out.on('close', () => sockets.delete(out))
+      out.once('error', () => {
+        if (!client.destroyed) client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n')
+      })
+      out.once('connect', () => {
+        out.on('error', () => client.destroy())
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+        if (rest.length > 0) out.write(rest)
+        client.pipe(out)
+        out.pipe(client)
+        client.resume()
+      })
+    }
+    client.on('data', onData)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.after(() => {
+    for (const socket of sockets) socket.destroy()
+    server.close()
+  })
+  return { port: (server.address() as AddressInfo).port, requests, credentials, accepted: () => accepted }
+}
