@@ -35,6 +35,7 @@ export const ERROR_CATALOGUE = {
   ERR_SOCKS_HANDSHAKE_TOO_LARGE: { message: 'handshake message exceeds the size limit', reply: null },
   ERR_SOCKS_IDLE_TIMEOUT: { message: 'connection idle for too long', reply: null },
   ERR_SOCKS_CLIENT_CLOSED: { message: 'client closed the connection', reply: null },
+  ERR_SOCKS_PROXY_HEADER: { message: 'missing or malformed PROXY protocol header', reply: null },
   ERR_SOCKS_SERVER_CLOSING: { message: 'server is shutting down', reply: Reply.GENERAL_FAILURE },
   ERR_SOCKS_TOO_MANY_CONNECTIONS: { message: 'connection limit reached', reply: null },
   ERR_SOCKS_OPEN_PROXY: {

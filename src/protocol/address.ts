@@ -138,7 +138,7 @@ function parseIPv6(host: string): number[] {
 }
 
 /** RFC 5952 text form of 16 bytes: lower-case hex, longest run of zero groups (≥ 2) compressed. */
-function formatIPv6(buf: Buffer, offset: number): string {
+export function formatIPv6(buf: Buffer, offset: number): string {
   const groups = new Array<number>(8)
   for (let i = 0; i < 8; i++) groups[i] = buf.readUInt16BE(offset + i * 2)
   // IPv4-mapped addresses keep their dotted tail so they read (and compare) like Node prints them.
