@@ -1,7 +1,9 @@
 import type { Socket } from 'node:net'
 import { ConnectionContext, type AuthContext, type ConnectContext, type ConnectionDriver, type Credentials, type Endpoint, type NegotiateContext, type RelayContext, type RequestContext } from './context.js'
 import { ByteReader, type MessageParser } from './protocol/reader.js'
+import { isIP } from 'node:net'
 import { parseGreeting, encodeMethodSelection } from './protocol/greeting.js'
+import { parseProxyHeader } from './protocol/proxy-header.js'
 import { parsePasswordRequest, encodePasswordStatus, type PasswordRequest } from './protocol/password.js'
 import { parseRequest, encodeReply } from './protocol/request.js'
 import { Method, Reply } from './protocol/constants.js'
@@ -25,7 +27,7 @@ const HOLD_WHILE_BUSY = 64 * 1024
 const LINGER_MS = 2000
 
 // Errors after which nothing is worth saying to the client: it is gone or not speaking SOCKS5.
-const SILENT_CLOSE = new Set(['ERR_SOCKS_BAD_VERSION', 'ERR_SOCKS_NO_METHODS', 'ERR_SOCKS_HANDSHAKE_TIMEOUT', 'ERR_SOCKS_HANDSHAKE_TOO_LARGE', 'ERR_SOCKS_CLIENT_CLOSED', 'ERR_SOCKS_MALFORMED'])
+const SILENT_CLOSE = new Set(['ERR_SOCKS_PROXY_HEADER', 'ERR_SOCKS_TOO_MANY_CONNECTIONS', 'ERR_SOCKS_BAD_VERSION', 'ERR_SOCKS_NO_METHODS', 'ERR_SOCKS_HANDSHAKE_TIMEOUT', 'ERR_SOCKS_HANDSHAKE_TOO_LARGE', 'ERR_SOCKS_CLIENT_CLOSED', 'ERR_SOCKS_MALFORMED'])
 
 /**
  * Drives one TCP connection through the phases. Owns the socket's lifetime: the handshake deadline
@@ -68,7 +70,12 @@ export class Connection implements ConnectionDriver {
     return this.#phase === 'negotiate' || this.#phase === 'auth' || this.#phase === 'request' || this.#phase === 'connect'
   }
 
-  start(handshakeTimeout: number): void {
+  /** The client address counted against the per-client limit, released when the connection ends. */
+  countedClient: string | null = null
+  #proxyProtocol = false
+
+  start(handshakeTimeout: number, proxyProtocol = false): void {
+    this.#proxyProtocol = proxyProtocol
     const socket = this.socket
     socket.setNoDelay(true)
     socket.on('data', this.#onData)
@@ -124,6 +131,7 @@ export class Connection implements ConnectionDriver {
     const ctx = this.ctx
     const chains = this.#chains
     try {
+      if (this.#proxyProtocol) await this.#readProxyHeader()
       const greeting = await this.readMessage(parseGreeting)
       ctx.offeredMethods = greeting.methods
       ctx.method = null
@@ -167,6 +175,20 @@ export class Connection implements ConnectionDriver {
     } catch (err) {
       this.#fail(err)
     }
+  }
+
+  /** Takes the real client from a load balancer's PROXY header (the LOCAL command keeps the socket's). */
+  async #readProxyHeader(): Promise<void> {
+    const header = await this.readMessage(parseProxyHeader)
+    if (header.command === 'proxy' && header.source !== null) {
+      const address = unmapIPv4(header.source.address)
+      this.ctx.replaceClient({ address, port: header.source.port, family: isIP(address) === 6 ? 6 : 4 })
+    }
+    const address = this.ctx.client.address
+    if (!this.#server.claimClient(address)) {
+      throw new SocksError('ERR_SOCKS_TOO_MANY_CONNECTIONS', `per-client limit ${this.#server.maxConnectionsPerClient} reached for ${address}`)
+    }
+    if (this.#server.maxConnectionsPerClient > 0) this.countedClient = address
   }
 
   #stopped(): boolean {

@@ -129,7 +129,7 @@ export class ConnectionContext {
   readonly id: number
   readonly server: SocksServer
   readonly socket: Socket
-  readonly client: Endpoint
+  #client: Endpoint
   readonly local: Endpoint
   readonly log: Logger
   readonly state: SocksState
@@ -165,13 +165,22 @@ export class ConnectionContext {
     this.id = id
     this.server = server
     this.socket = socket
-    this.client = client
+    this.#client = client
     this.local = local
     this.log = server.log
     this.state = state
     this.startedAt = Date.now()
     this.dialer = server.dialer
     this.#driver = driver
+  }
+
+  get client(): Endpoint {
+    return this.#client
+  }
+
+  /** @internal the driver learned the real client (PROXY protocol header) */
+  replaceClient(client: Endpoint): void {
+    this.#client = client
   }
 
   get commandName(): CommandName {

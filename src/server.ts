@@ -71,6 +71,12 @@ export interface ListenOptions {
   backlog?: number
   /** For an IPv6 host such as `::`: accept IPv6 only. */
   ipv6Only?: boolean
+  /**
+   * Expect a PROXY protocol header (v1 or v2) before the greeting, as sent by haproxy and other
+   * load balancers; the client address in it drives limits, rules and logs. Connections without
+   * one are closed. Default false.
+   */
+  proxyProtocol?: boolean
 }
 
 /** @internal The compiled phases, built once at listen(). */
@@ -255,7 +261,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     // A listener bound to one address knows every connection's local endpoint: no getsockname per
     // connection. Only wildcard listeners ask the socket.
     let local: Endpoint | null = null
-    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.#accept(socket, this.#chains ?? chains, local))
+    const proxyProtocol = opts.proxyProtocol === true
+    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.#accept(socket, this.#chains ?? chains, local, proxyProtocol))
     listener.on('error', this.#onListenerError)
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject)
@@ -450,7 +457,19 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     }
   }
 
-  #accept(socket: Socket, chains: CompiledChains, fixedLocal: Endpoint | null): void {
+  /**
+   * @internal Counts a live connection against the per-client limit; false when the client is at
+   * its limit. Nothing is counted (and true returned) when there is no limit.
+   */
+  claimClient(address: string): boolean {
+    if (this.#maxConnectionsPerClient <= 0) return true
+    const count = this.#perClient.get(address) ?? 0
+    if (count >= this.#maxConnectionsPerClient) return false
+    this.#perClient.set(address, count + 1)
+    return true
+  }
+
+  #accept(socket: Socket, chains: CompiledChains, fixedLocal: Endpoint | null, proxyProtocol: boolean): void {
     const remote = socket.remoteAddress
     if (remote === undefined || this.#closing !== null) {
       socket.destroy()
@@ -458,24 +477,22 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     }
     const clientAddress = unmapIPv4(remote)
     if (this.#connections.size >= this.#maxConnections) return this.#refuse(socket, `connection limit ${this.#maxConnections} reached`)
-    if (this.maxConnectionsPerClient > 0) {
-      const count = this.#perClient.get(clientAddress) ?? 0
-      if (count >= this.maxConnectionsPerClient) return this.#refuse(socket, `per-client limit ${this.maxConnectionsPerClient} reached for ${clientAddress}`)
-      this.#perClient.set(clientAddress, count + 1)
-    }
+    // Behind a PROXY-protocol listener the socket's peer is the load balancer: the per-client
+    // limit waits for the real address in the header.
+    if (!proxyProtocol && !this.claimClient(clientAddress)) return this.#refuse(socket, `per-client limit ${this.#maxConnectionsPerClient} reached for ${clientAddress}`)
     const client: Endpoint = { address: clientAddress, port: socket.remotePort ?? 0, family: isIP(clientAddress) === 6 ? 6 : 4 }
     const local = fixedLocal ?? localEndpointOf(socket)
     const connection = new Connection(this, socket, this.#nextId++, client, local, chains, this.#onConnectionClosed)
+    if (!proxyProtocol && this.#maxConnectionsPerClient > 0) connection.countedClient = clientAddress
     this.#connections.add(connection)
-    connection.start(this.timeouts.handshake)
+    connection.start(this.timeouts.handshake, proxyProtocol)
     if (this.listenerCount('connection') > 0) this.emit('connection', connection.ctx)
   }
 
   readonly #onConnectionClosed = (connection: Connection): void => {
     this.#connections.delete(connection)
-    // Counted whenever an entry exists: a reload may have changed the limit since this connection came.
-    if (this.#perClient.size > 0) {
-      const address = connection.ctx.client.address
+    const address = connection.countedClient
+    if (address !== null) {
       const count = (this.#perClient.get(address) ?? 1) - 1
       if (count <= 0) this.#perClient.delete(address)
       else this.#perClient.set(address, count)
