@@ -7,6 +7,7 @@ export type { ServerOptions, ListenOptions, Timeouts, SocksServerEvents } from '
 export { SocksError, isSocksError, toSocksError, replyForError, ERROR_CATALOGUE } from './errors.js'
 export type { SocksErrorCode, SocksErrorOptions } from './errors.js'
 export { definePlugin, defineMiddleware, PHASES } from './plugin.js'
+export { didYouMean, editDistance } from './suggest.js'
 export type { Plugin, PluginHost, OptionPath, Phase, PhaseContexts } from './plugin.js'
 export type { Middleware, Next } from './compose.js'
 export type {

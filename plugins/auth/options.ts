@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import { inspect } from 'node:util'
+import { didYouMean } from 'socksmith'
 import type { AuthContext, OptionPath } from 'socksmith'
 import { looksLikeHash, parseHash, type ScryptHash } from './hash.js'
 import { DEFAULT_THROTTLE, type ThrottleOptions } from './throttle.js'
@@ -171,37 +172,9 @@ function integer(value: unknown, field: string, min: number, max: number, at: Op
 function rejectUnknownKeys(object: Record<string, unknown>, known: readonly string[], prefix: string, at: OptionPath): void {
   for (const key of Object.keys(object)) {
     if (known.includes(key)) continue
-    const suggestion = (prefix === '' && Object.hasOwn(ALIASES, key) ? ALIASES[key] : undefined) ?? closest(key, known)
+    const suggestion = (prefix === '' && Object.hasOwn(ALIASES, key) ? ALIASES[key] : undefined) ?? didYouMean(key, known)
     at.fail(`${prefix}${key}`, `unknown option${suggestion === null ? '' : `; did you mean "${suggestion}"?`} (known: ${known.join(', ')})`)
   }
-}
-
-/** The known name nearest to `name` (case-insensitive edit distance ≤ 3, or a shared prefix), or null. */
-export function closest(name: string, known: readonly string[]): string | null {
-  const lower = name.toLowerCase()
-  let best: string | null = null
-  let bestDistance = Infinity
-  for (const candidate of known) {
-    const c = candidate.toLowerCase()
-    const distance = c.startsWith(lower) || lower.startsWith(c) ? Math.min(1, editDistance(lower, c)) : editDistance(lower, c)
-    if (distance < bestDistance) {
-      best = candidate
-      bestDistance = distance
-    }
-  }
-  return bestDistance <= Math.max(2, Math.min(3, Math.floor(name.length / 3))) ? best : null
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i]
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-    previous = current
-  }
-  return previous[b.length]!
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

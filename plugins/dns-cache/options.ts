@@ -1,3 +1,4 @@
+import { didYouMean } from 'socksmith'
 import type { OptionPath } from 'socksmith'
 
 /** Options of the dns-cache plugin and of `DnsCache`. Times are in seconds (fractions allowed). */
@@ -50,7 +51,7 @@ export function parseDnsCacheOptions(raw: unknown, at: OptionPath): ResolvedDnsC
   const options = raw as Record<string, unknown>
   for (const key of Object.keys(options)) {
     if (!(KNOWN_KEYS as readonly string[]).includes(key)) {
-      const hint = closestKey(key)
+      const hint = didYouMean(key, KNOWN_KEYS)
       at.fail(key, `unknown option${hint === null ? '' : `; did you mean "${hint}"?`} (known: ${KNOWN_KEYS.join(', ')})`)
     }
   }
@@ -83,28 +84,3 @@ function describe(value: unknown): string {
   return typeof value
 }
 
-/** The known key a typo most likely meant: same letters ignoring case, or at most two edits away. */
-function closestKey(key: string): string | null {
-  let best: string | null = null
-  let bestDistance = 3
-  for (const known of KNOWN_KEYS) {
-    const distance = known.toLowerCase() === key.toLowerCase() ? 0 : editDistance(known.toLowerCase(), key.toLowerCase())
-    if (distance < bestDistance) {
-      best = known
-      bestDistance = distance
-    }
-  }
-  return best
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i]
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-    previous = current
-  }
-  return previous[b.length]!
-}

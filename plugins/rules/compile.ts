@@ -1,6 +1,7 @@
 import { isIP } from 'node:net'
 import { domainToASCII } from 'node:url'
 import ipaddr from 'ipaddr.js'
+import { didYouMean } from 'socksmith'
 import type { CommandName, OptionPath } from 'socksmith'
 import { isPresetName, PRESET_NAMES, PRESETS } from './presets.js'
 
@@ -353,26 +354,7 @@ export function describe(value: unknown): string {
 
 /** ` (did you mean "to"?)` when `word` is a near miss of one of `candidates`, else ''. */
 export function hint(word: string, candidates: readonly string[]): string {
-  let best: string | null = null
-  let bestDistance = Infinity
-  for (const candidate of candidates) {
-    const distance = editDistance(word.toLowerCase(), candidate.toLowerCase())
-    if (distance < bestDistance) {
-      best = candidate
-      bestDistance = distance
-    }
-  }
-  return best !== null && bestDistance <= Math.max(1, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : ''
+  const best = didYouMean(word, candidates)
+  return best === null ? '' : ` (did you mean "${best}"?)`
 }
 
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i]
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-    previous = current
-  }
-  return previous[b.length]!
-}

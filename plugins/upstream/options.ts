@@ -1,3 +1,4 @@
+import { didYouMean } from 'socksmith'
 import type { ConnectContext, OptionPath } from 'socksmith'
 import { compileMatcher, MATCH_FIELDS, type Matcher } from 'socksmith/plugins/rules'
 import { parseProxyUrl, ProxyUrlError, type ProxyEndpoint } from './url.js'
@@ -163,26 +164,7 @@ function describe(value: unknown): string {
 
 /** `; did you mean "chain"?` for a near miss, else ''. */
 function hint(word: string, candidates: readonly string[]): string {
-  let best: string | null = null
-  let bestDistance = Infinity
-  for (const candidate of candidates) {
-    const distance = candidate.toLowerCase() === word.toLowerCase() ? 0 : editDistance(candidate.toLowerCase(), word.toLowerCase())
-    if (distance < bestDistance) {
-      best = candidate
-      bestDistance = distance
-    }
-  }
-  return best !== null && bestDistance <= 2 ? `; did you mean "${best}"?` : ''
+  const best = didYouMean(word, candidates)
+  return best === null ? '' : `; did you mean "${best}"?`
 }
 
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i]
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-    previous = current
-  }
-  return previous[b.length]!
-}
