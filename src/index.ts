@@ -3,7 +3,7 @@
  * This is the public entry; plugins (bundled or third-party) import only from here.
  */
 export { SocksServer, createServer, DEFAULT_TIMEOUTS, isLoopback } from './server.js'
-export type { ServerOptions, ListenOptions, Timeouts, SocksServerEvents } from './server.js'
+export type { ServerOptions, ListenOptions, Timeouts, SocksServerEvents, RegisterWhere } from './server.js'
 export { SocksError, isSocksError, toSocksError, replyForError, ERROR_CATALOGUE } from './errors.js'
 export type { SocksErrorCode, SocksErrorOptions } from './errors.js'
 export { definePlugin, defineMiddleware, PHASES } from './plugin.js'
@@ -33,3 +33,20 @@ export { Method, Command, AddressType, Reply, SOCKS_VERSION } from './protocol/c
 export type { CommandName } from './protocol/constants.js'
 export { toAddress, formatAddress } from './protocol/address.js'
 export type { Address } from './protocol/address.js'
+export { defineConfig, loadConfig, createServerFromConfig, prepareServer, SEARCH_PLACES } from './config/load.js'
+export type { LoadConfigOptions, CreateServerFromConfigOptions } from './config/load.js'
+export { BUNDLED_PLUGINS } from './config/resolve-plugin.js'
+export { reloadFromConfig } from './config/reload.js'
+export type { ReloadOptions, ReloadResult } from './config/reload.js'
+export { parseDuration } from './config/validate.js'
+export type {
+  SocksmithConfig,
+  ListenConfig,
+  Duration,
+  PluginEntry,
+  InlineMiddleware,
+  LoadedPlugin,
+  LoadedConfig,
+  EffectiveConfig,
+  EffectiveListen,
+} from './config/types.js'

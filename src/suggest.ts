@@ -27,7 +27,7 @@ export function editDistance(a: string, b: string): number {
 
 /**
  * The candidate `word` most likely meant, or null: compared without case; a candidate that starts
- * with the word (or the other way round) counts as one edit; up to 2 edits for short words, 3 for
+ * with the word (or the other way round) counts as one and a half edits; up to 2 edits for short words, 3 for
  * long ones.
  *
  * @example
@@ -41,7 +41,8 @@ export function didYouMean(word: string, candidates: Iterable<string>): string |
   for (const candidate of candidates) {
     const c = candidate.toLowerCase()
     let distance = editDistance(lower, c)
-    if (distance > 1 && lower.length >= 3 && (c.startsWith(lower) || lower.startsWith(c))) distance = 1
+    // A shared prefix ("throttleOptions" for "throttle") ranks just behind a real one-edit miss.
+    if (distance > 1.5 && lower.length >= 3 && (c.startsWith(lower) || lower.startsWith(c))) distance = 1.5
     if (distance < bestDistance) {
       best = candidate
       bestDistance = distance

@@ -117,7 +117,7 @@ export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOption
   let usersFile: string | null = null
   if (raw.usersFile !== undefined) {
     if (typeof raw.usersFile !== 'string' || raw.usersFile.trim() === '') at.fail('usersFile', `must be a file path, found ${describe(raw.usersFile)}`)
-    usersFile = resolve(process.cwd(), raw.usersFile)
+    usersFile = resolve(at.dir ?? process.cwd(), raw.usersFile)
   }
 
   let verify: VerifyFunction | null = null

@@ -93,8 +93,9 @@ export function start(t: TestContext, file: string, args: string[], options: { c
     child,
     stdout: () => out,
     stderr: () => err,
-    line: (pattern, timeout = 10_000) => wait(() => out, pattern, timeout, 'stdout'),
-    errLine: (pattern, timeout = 10_000) => wait(() => err, pattern, timeout, 'stderr'),
+    // Generous: a loaded CI machine starting several node processes at once is slow.
+    line: (pattern, timeout = 30_000) => wait(() => out, pattern, timeout, 'stdout'),
+    errLine: (pattern, timeout = 30_000) => wait(() => err, pattern, timeout, 'stderr'),
     exited,
   }
 }

@@ -1,0 +1,112 @@
+import type { Middleware } from '../compose.js'
+import type { LogLevel } from '../logger.js'
+import type { Phase, PhaseContexts, Plugin } from '../plugin.js'
+import type { Timeouts } from '../server.js'
+
+/** Milliseconds, or a string with a unit: `"250ms"`, `"30s"`, `"5m"`, `"1h"`. */
+export type Duration = number | string
+
+/** One listener. */
+export interface ListenConfig {
+  /** Default `127.0.0.1`. Use `::1` or `::` for IPv6. */
+  host?: string
+  /** Default 1080; 0 picks a free port. */
+  port?: number
+  /** For an IPv6 host such as `::`: accept IPv6 only. */
+  ipv6Only?: boolean
+  backlog?: number
+}
+
+/**
+ * Plain middleware put inline in a JS/TS config: it becomes a tiny plugin named `name` (default
+ * `inline-<phase>-<index>`).
+ */
+export type InlineMiddleware = {
+  [P in Phase]: {
+    phase: P
+    middleware: Middleware<PhaseContexts[P]> | Middleware<PhaseContexts[P]>[]
+    name?: string
+  }
+}[Phase]
+
+// Plugin<any>: a config lists plugins of every option type side by side.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyPlugin = Plugin<any>
+
+/**
+ * One entry of `plugins`. Files (YAML, JSON) use the first two forms; JS/TS configs may also put a
+ * plugin object (with or without options) or inline middleware.
+ */
+export type PluginEntry =
+  | string
+  | readonly [name: string, options?: unknown]
+  | AnyPlugin
+  | readonly [plugin: AnyPlugin, options?: unknown]
+  | InlineMiddleware
+
+/** What a config file (or `defineConfig()`) describes. Every key is optional. */
+export interface SocksmithConfig {
+  /** One listener or several. Default `{ host: '127.0.0.1', port: 1080 }`. */
+  listen?: ListenConfig | ListenConfig[]
+  limits?: {
+    /** Live connections over all listeners. Default 10000. */
+    maxConnections?: number
+    /** Live connections from one client IP. Default 0 (no limit). */
+    perClient?: number
+  }
+  timeouts?: { [K in keyof Timeouts]?: Duration }
+  log?: {
+    /** Default `info`. */
+    level?: LogLevel
+  }
+  /** Allow listening on a non-loopback address without authentication. Default false. */
+  allowOpenProxy?: boolean
+  udp?: {
+    /** Accept inbound datagrams from peers the client never sent to. Default false. */
+    acceptFromAnyPeer?: boolean
+    /** Datagrams queued per UDP socket before new ones are dropped. Default 1024. */
+    maxSendQueue?: number
+  }
+  /** Ordered: the order of the list is the order of the middleware. */
+  plugins?: PluginEntry[]
+}
+
+/** A plugin entry after its module was found and loaded. */
+export interface LoadedPlugin {
+  /** Position in `plugins`. */
+  readonly index: number
+  /** `plugins[1] (rules)`: how errors name the entry. */
+  readonly label: string
+  /** Where the plugin came from: `bundled`, `inline`, a file path or a package name. */
+  readonly source: string
+  readonly plugin: Plugin<unknown>
+  /** Options as written in the config; the plugin's parseOptions validates them. */
+  readonly options: unknown
+}
+
+export interface EffectiveListen {
+  host: string
+  port: number
+  ipv6Only?: boolean
+  backlog?: number
+}
+
+/** The configuration with every default filled in, as `socksmith --print-config` shows it. */
+export interface EffectiveConfig {
+  listen: EffectiveListen[]
+  limits: { maxConnections: number; perClient: number }
+  timeouts: Timeouts
+  log: { level: LogLevel }
+  allowOpenProxy: boolean
+  udp: { acceptFromAnyPeer: boolean; maxSendQueue: number }
+  plugins: LoadedPlugin[]
+}
+
+/** What loadConfig() returns. */
+export interface LoadedConfig {
+  /** The config file, or null when none was found (defaults only). */
+  readonly filepath: string | null
+  /** How messages name the file: relative to the working directory when inside it. */
+  readonly displayName: string
+  readonly config: EffectiveConfig
+}

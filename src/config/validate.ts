@@ -1,0 +1,279 @@
+import { SocksError, isSocksError, type SocksErrorCode } from '../errors.js'
+import { isLogLevel } from '../logger.js'
+import { DEFAULT_TIMEOUTS, type Timeouts } from '../server.js'
+import type { EffectiveConfig, EffectiveListen, LoadedPlugin } from './types.js'
+
+/** One problem in a config: where (`timeouts.idle`) and what. */
+export interface ConfigIssue {
+  readonly code: SocksErrorCode
+  /** Field path from the config's root; '' for the file itself. */
+  readonly path: string
+  readonly message: string
+}
+
+/**
+ * Collects problems so one run reports all of them, each as `<file>: <path>: <message>`. The first
+ * one's code becomes the error's code.
+ */
+export class IssueList {
+  readonly issues: ConfigIssue[] = []
+  constructor(readonly file: string) {}
+
+  add(path: string, message: string, code: SocksErrorCode = 'ERR_CONFIG_INVALID'): void {
+    this.issues.push({ code, path, message })
+  }
+
+  /**
+   * Adds an error thrown by something else (a plugin's parseOptions or setup) under `path`, keeping
+   * a SocksError's code; `prefix`, already in the message, is cut so the path is not named twice.
+   */
+  addError(path: string, err: unknown, prefix = ''): void {
+    const message = err instanceof Error ? err.message : String(err)
+    const code: SocksErrorCode = isSocksError(err) ? err.code : 'ERR_PLUGIN_OPTIONS'
+    this.issues.push({ code, path, message: prefix !== '' && message.startsWith(prefix) ? message.slice(prefix.length) : message })
+  }
+
+  get empty(): boolean {
+    return this.issues.length === 0
+  }
+
+  format(issue: ConfigIssue): string {
+    return `${this.file}: ${issue.path === '' ? '' : `${issue.path}: `}${issue.message}`
+  }
+
+  /** Throws one SocksError listing every issue (one per line), if there is any. */
+  throwIfAny(): void {
+    const first = this.issues[0]
+    if (first === undefined) return
+    const lines = this.issues.map((issue) => this.format(issue))
+    const err = new SocksError(first.code, lines.join('\n'))
+    Object.defineProperty(err, 'issues', { value: this.issues.map((issue, i) => ({ ...issue, text: lines[i] })), enumerable: false })
+    throw err
+  }
+}
+
+/** Describes a value for "found ..." messages without dumping large objects. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (value === undefined) return 'undefined'
+  if (Array.isArray(value)) return 'a list'
+  if (typeof value === 'function') return `a function${value.name === '' ? '' : ` (${value.name})`}`
+  if (typeof value === 'object') return 'an object'
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value)
+  return `${typeof value} ${String(value)}`
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const proto = Object.getPrototypeOf(value) as unknown
+  return proto === Object.prototype || proto === null
+}
+
+/**
+ * Edit distance counting an insertion, deletion, substitution or swap of two neighbours as one
+ * (optimal string alignment), for "did you mean" hints: "prot" is one edit from "port".
+ */
+export function editDistance(a: string, b: string): number {
+  if (a === b) return 0
+  const rows: number[][] = [Array.from({ length: b.length + 1 }, (_, j) => j)]
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      let best = Math.min((rows[i - 1]![j] as number) + 1, (row[j - 1] as number) + 1, (rows[i - 1]![j - 1] as number) + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, (rows[i - 2]![j - 2] as number) + 1)
+      row[j] = best
+    }
+    rows.push(row)
+  }
+  return rows[a.length]![b.length] as number
+}
+
+/** The closest candidate within a small distance (case-insensitive), or null. */
+export function didYouMean(word: string, candidates: readonly string[]): string | null {
+  let best: string | null = null
+  let bestDistance = Infinity
+  const lower = word.toLowerCase()
+  for (const candidate of candidates) {
+    const distance = editDistance(lower, candidate.toLowerCase())
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  const allowed = Math.max(1, Math.floor(word.length / 3))
+  return best !== null && bestDistance <= allowed ? best : null
+}
+
+/** Reports keys not in `known`, with a hint when one is close. */
+export function checkKeys(issues: IssueList, object: Record<string, unknown>, known: readonly string[], path: string): void {
+  for (const key of Object.keys(object)) {
+    if (known.includes(key)) continue
+    const hint = didYouMean(key, known)
+    issues.add(join(path, key), `unknown key${hint === null ? ` (known keys: ${known.join(', ')})` : `; did you mean "${hint}"?`}`)
+  }
+}
+
+export function join(path: string, key: string | number): string {
+  if (typeof key === 'number') return `${path}[${key}]`
+  return path === '' ? key : `${path}.${key}`
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+
+/** Milliseconds from a number or a string such as `"30s"`, `"5m"`, `"250ms"`, `"1h"`; null if neither. */
+export function parseDuration(value: unknown): number | null {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : null
+  if (typeof value !== 'string') return null
+  const match = DURATION.exec(value.trim())
+  if (match === null) return null
+  const ms = Number(match[1]) * (UNIT_MS[match[2] ?? 'ms'] as number)
+  return Number.isFinite(ms) ? Math.round(ms) : null
+}
+
+const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'allowOpenProxy', 'udp', 'plugins'] as const
+const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog'] as const
+const LIMIT_KEYS = ['maxConnections', 'perClient'] as const
+const LOG_KEYS = ['level'] as const
+const UDP_KEYS = ['acceptFromAnyPeer', 'maxSendQueue'] as const
+const TIMEOUT_KEYS = Object.keys(DEFAULT_TIMEOUTS) as (keyof Timeouts)[]
+
+export const DEFAULT_LISTEN: Readonly<EffectiveListen> = Object.freeze({ host: '127.0.0.1', port: 1080 })
+
+/**
+ * Checks everything but the plugin list and fills in defaults. Problems are added to `issues`;
+ * the result is only meaningful when none were found.
+ */
+export function validateBase(raw: unknown, issues: IssueList): { config: Omit<EffectiveConfig, 'plugins'>; plugins: unknown[] } {
+  const config: Omit<EffectiveConfig, 'plugins'> = {
+    listen: [{ ...DEFAULT_LISTEN }],
+    limits: { maxConnections: 10_000, perClient: 0 },
+    timeouts: { ...DEFAULT_TIMEOUTS },
+    log: { level: 'info' },
+    allowOpenProxy: false,
+    udp: { acceptFromAnyPeer: false, maxSendQueue: 1024 },
+  }
+  if (raw === null || raw === undefined) return { config, plugins: [] }
+  if (!isPlainObject(raw)) {
+    issues.add('', `the config must be an object of settings, found ${describe(raw)}`)
+    return { config, plugins: [] }
+  }
+  checkKeys(issues, raw, TOP_KEYS, '')
+
+  if (raw.listen !== undefined) {
+    const list = Array.isArray(raw.listen) ? raw.listen : [raw.listen]
+    if (list.length === 0) issues.add('listen', 'needs at least one listener ({ host, port })')
+    config.listen = list.map((entry, i) => validateListen(entry, Array.isArray(raw.listen) ? `listen[${i}]` : 'listen', issues))
+  }
+
+  const limits = section(raw, 'limits', LIMIT_KEYS, issues)
+  if (limits !== null) {
+    config.limits.maxConnections = integer(limits.maxConnections, 'limits.maxConnections', 1, Number.MAX_SAFE_INTEGER, issues) ?? config.limits.maxConnections
+    config.limits.perClient = integer(limits.perClient, 'limits.perClient', 0, Number.MAX_SAFE_INTEGER, issues) ?? config.limits.perClient
+  }
+
+  const timeouts = section(raw, 'timeouts', TIMEOUT_KEYS, issues)
+  if (timeouts !== null) {
+    for (const key of TIMEOUT_KEYS) {
+      const value = timeouts[key]
+      if (value === undefined) continue
+      const ms = parseDuration(value)
+      if (ms === null) issues.add(`timeouts.${key}`, `expected milliseconds or a duration such as "30s", "5m", "250ms", found ${describe(value)}`)
+      else config.timeouts[key] = ms
+    }
+  }
+
+  const log = section(raw, 'log', LOG_KEYS, issues)
+  if (log !== null && log.level !== undefined) {
+    if (isLogLevel(log.level)) config.log.level = log.level
+    else issues.add('log.level', `expected one of silent, error, warn, info, debug, found ${describe(log.level)}`)
+  }
+
+  if (raw.allowOpenProxy !== undefined) {
+    if (typeof raw.allowOpenProxy === 'boolean') config.allowOpenProxy = raw.allowOpenProxy
+    else issues.add('allowOpenProxy', `expected true or false, found ${describe(raw.allowOpenProxy)}`)
+  }
+
+  const udp = section(raw, 'udp', UDP_KEYS, issues)
+  if (udp !== null) {
+    if (udp.acceptFromAnyPeer !== undefined) {
+      if (typeof udp.acceptFromAnyPeer === 'boolean') config.udp.acceptFromAnyPeer = udp.acceptFromAnyPeer
+      else issues.add('udp.acceptFromAnyPeer', `expected true or false, found ${describe(udp.acceptFromAnyPeer)}`)
+    }
+    config.udp.maxSendQueue = integer(udp.maxSendQueue, 'udp.maxSendQueue', 1, Number.MAX_SAFE_INTEGER, issues) ?? config.udp.maxSendQueue
+  }
+
+  let plugins: unknown[] = []
+  if (raw.plugins !== undefined && raw.plugins !== null) {
+    if (Array.isArray(raw.plugins)) plugins = raw.plugins
+    else issues.add('plugins', `expected a list of plugin entries (name or [name, options]), found ${describe(raw.plugins)}`)
+  }
+  return { config, plugins }
+}
+
+function validateListen(entry: unknown, path: string, issues: IssueList): EffectiveListen {
+  const listen: EffectiveListen = { ...DEFAULT_LISTEN }
+  if (!isPlainObject(entry)) {
+    issues.add(path, `expected { host, port }, found ${describe(entry)}`)
+    return listen
+  }
+  checkKeys(issues, entry, LISTEN_KEYS, path)
+  if (entry.host !== undefined) {
+    if (typeof entry.host === 'string' && entry.host.trim() !== '') listen.host = entry.host.trim()
+    else issues.add(`${path}.host`, `expected an address such as 127.0.0.1 or ::1, found ${describe(entry.host)}`)
+  }
+  listen.port = integer(entry.port, `${path}.port`, 0, 65535, issues) ?? listen.port
+  if (entry.ipv6Only !== undefined) {
+    if (typeof entry.ipv6Only === 'boolean') listen.ipv6Only = entry.ipv6Only
+    else issues.add(`${path}.ipv6Only`, `expected true or false, found ${describe(entry.ipv6Only)}`)
+  }
+  const backlog = integer(entry.backlog, `${path}.backlog`, 1, 65535, issues)
+  if (backlog !== null) listen.backlog = backlog
+  return listen
+}
+
+function section<K extends string>(raw: Record<string, unknown>, key: string, known: readonly K[], issues: IssueList): Partial<Record<K, unknown>> | null {
+  const value = raw[key]
+  if (value === undefined || value === null) return null
+  if (!isPlainObject(value)) {
+    issues.add(key, `expected an object with ${known.join(', ')}, found ${describe(value)}`)
+    return null
+  }
+  checkKeys(issues, value, known, key)
+  return value as Partial<Record<K, unknown>>
+}
+
+function integer(value: unknown, path: string, min: number, max: number, issues: IssueList): number | null {
+  if (value === undefined) return null
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    issues.add(path, `expected an integer from ${min}${max === Number.MAX_SAFE_INTEGER ? ' up' : ` to ${max}`}, found ${describe(value)}`)
+    return null
+  }
+  return value
+}
+
+/** Duplicate plugins and dependencies that are missing or listed after their dependent. */
+export function checkPluginOrder(plugins: readonly LoadedPlugin[], issues: IssueList): void {
+  const seen = new Map<string, LoadedPlugin>()
+  for (const entry of plugins) {
+    const name = entry.plugin.name
+    const earlier = seen.get(name)
+    if (earlier !== undefined) {
+      issues.add(entry.label, `plugin "${name}" is already listed at plugins[${earlier.index}]; list each plugin once`, 'ERR_PLUGIN_DUPLICATE')
+      continue
+    }
+    for (const dependency of entry.plugin.dependencies ?? []) {
+      if (seen.has(dependency)) continue
+      const later = plugins.find((p) => p.index > entry.index && p.plugin.name === dependency)
+      issues.add(
+        entry.label,
+        later === undefined
+          ? `needs plugin "${dependency}", which is not listed; add it before this entry`
+          : `needs plugin "${dependency}" listed before it, but it comes later (plugins[${later.index}]); move it up`,
+        'ERR_PLUGIN_DEPENDENCY',
+      )
+    }
+    seen.set(name, entry)
+  }
+}
