@@ -4,7 +4,8 @@ import { dirname, extname, isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { assertPlugin, definePlugin, isPhase, PHASES, type Plugin } from '../plugin.js'
 import { isSocksError, SocksError } from '../errors.js'
-import { describe, didYouMean, isPlainObject, IssueList } from './validate.js'
+import { describe, isPlainObject, IssueList } from './validate.js'
+import { didYouMean } from '../suggest.js'
 import type { LoadedPlugin } from './types.js'
 
 /** Plugins shipped with socksmith, found by these names in a config's `plugins`. */

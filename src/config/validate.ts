@@ -2,6 +2,7 @@ import { SocksError, isSocksError, type SocksErrorCode } from '../errors.js'
 import { isLogLevel } from '../logger.js'
 import { DEFAULT_TIMEOUTS, type Timeouts } from '../server.js'
 import type { EffectiveConfig, EffectiveListen, LoadedPlugin } from './types.js'
+import { didYouMean } from '../suggest.js'
 
 /** One problem in a config: where (`timeouts.idle`) and what. */
 export interface ConfigIssue {
@@ -67,42 +68,6 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
   const proto = Object.getPrototypeOf(value) as unknown
   return proto === Object.prototype || proto === null
-}
-
-/**
- * Edit distance counting an insertion, deletion, substitution or swap of two neighbours as one
- * (optimal string alignment), for "did you mean" hints: "prot" is one edit from "port".
- */
-export function editDistance(a: string, b: string): number {
-  if (a === b) return 0
-  const rows: number[][] = [Array.from({ length: b.length + 1 }, (_, j) => j)]
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i]
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1
-      let best = Math.min((rows[i - 1]![j] as number) + 1, (row[j - 1] as number) + 1, (rows[i - 1]![j - 1] as number) + cost)
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, (rows[i - 2]![j - 2] as number) + 1)
-      row[j] = best
-    }
-    rows.push(row)
-  }
-  return rows[a.length]![b.length] as number
-}
-
-/** The closest candidate within a small distance (case-insensitive), or null. */
-export function didYouMean(word: string, candidates: readonly string[]): string | null {
-  let best: string | null = null
-  let bestDistance = Infinity
-  const lower = word.toLowerCase()
-  for (const candidate of candidates) {
-    const distance = editDistance(lower, candidate.toLowerCase())
-    if (distance < bestDistance) {
-      best = candidate
-      bestDistance = distance
-    }
-  }
-  const allowed = Math.max(1, Math.floor(word.length / 3))
-  return best !== null && bestDistance <= allowed ? best : null
 }
 
 /** Reports keys not in `known`, with a hint when one is close. */

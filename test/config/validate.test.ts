@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { loadConfig, createServerFromConfig, prepareServer, isSocksError, parseDuration, type SocksErrorCode } from 'socksmith'
-import { didYouMean, editDistance } from '../../src/config/validate.js'
+import { didYouMean, editDistance } from 'socksmith'
 import { maskSecrets } from '../../src/config/print.js'
 import { project } from './helpers.js'
 
