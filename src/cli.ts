@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
+import type { AddressInfo } from 'node:net'
+import { announceListening, isClusterWorker, parseWorkers, runPrimary } from './cluster.js'
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import * as nodeModule from 'node:module'
@@ -26,6 +28,7 @@ Options:
   --check               validate the config (and load every plugin), then exit 0 or 1
   --print-config        print the effective config as JSON, secrets masked, then exit
   --watch               reload when the config file changes (as SIGHUP does)
+  --workers N|auto      run N processes sharing the listeners (node:cluster); auto = one per CPU
   -h, --help            show this help
   -v, --version         print the version
 
@@ -46,6 +49,7 @@ interface Flags {
   check?: boolean
   'print-config'?: boolean
   watch?: boolean
+  workers?: string
   help?: boolean
   version?: boolean
 }
@@ -79,6 +83,7 @@ async function main(argv: string[]): Promise<number> {
         check: { type: 'boolean' },
         'print-config': { type: 'boolean' },
         watch: { type: 'boolean' },
+        workers: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -114,6 +119,15 @@ async function main(argv: string[]): Promise<number> {
       fail(`--port must be an integer from 0 to 65535 (got "${values.port}")`)
       return 2
     }
+  }
+  let workers = 1
+  if (values.workers !== undefined) {
+    const parsed = parseWorkers(values.workers)
+    if (parsed === null) {
+      fail(`--workers must be a positive integer or "auto" (got "${values.workers}")`)
+      return 2
+    }
+    workers = parsed
   }
   const adjust = (loaded: LoadedConfig): LoadedConfig => applyFlags(loaded, values, port)
 
@@ -151,13 +165,18 @@ async function main(argv: string[]): Promise<number> {
     await server.close({ drainTimeout: 0 })
     return 0
   }
+  if (workers > 1 && !isClusterWorker()) {
+    // The config was checked above, once; each worker loads it again and listens on the shared sockets.
+    await server.close({ drainTimeout: 0 })
+    return runPrimary(workers, logger, printListening)
+  }
   // Before the first "listening" line: once a script sees it, SIGHUP and --watch must work.
   const reloader = startReloader(server, loaded, logger, adjust, values.watch === true)
   try {
     for (const listen of loaded.config.listen) {
       const address = await server.listen(listen)
-      // One line per listener on stdout that scripts (and tests) can wait for.
-      process.stdout.write(`socksmith listening on ${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}\n`)
+      if (isClusterWorker()) announceListening(address)
+      else printListening(address)
     }
   } catch (err) {
     reloader.stop()
@@ -169,6 +188,9 @@ async function main(argv: string[]): Promise<number> {
     let stopping = false
     const stop = (signal: string): void => {
       if (stopping) {
+        // In a cluster the primary forwards the signal, and a supervisor may signal the whole
+        // process group as well: only the primary decides to cut the drain short.
+        if (isClusterWorker()) return
         logger.warn(`${signal} again: closing now`)
         process.exit(1)
       }
@@ -181,6 +203,11 @@ async function main(argv: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'))
   })
   return 0
+}
+
+/** One line per listener on stdout that scripts (and tests) can wait for. */
+function printListening(address: AddressInfo): void {
+  process.stdout.write(`socksmith listening on ${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}\n`)
 }
 
 /** --host/--port replace the config's listeners with one; the other flags override their key. */

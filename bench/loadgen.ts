@@ -1,0 +1,442 @@
+/**
+ * A load generator process: a raw-socket SOCKS5 client (RFC 1928 / RFC 1929) written for speed,
+ * driven by the orchestrator over IPC. Every socket reads into one shared buffer (`onread`), so the
+ * client allocates nothing per chunk and the server under test, not this process, is the bottleneck.
+ */
+import { connect, type Socket } from 'node:net'
+import { createSocket } from 'node:dgram'
+import { performance } from 'node:perf_hooks'
+import type { LoadCommand, LoadResult, Route } from './messages.js'
+
+const TARGET_HOST = '127.0.0.1'
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024)
+const WRITE_CHUNK = Buffer.alloc(1024 * 1024, 0xa5)
+
+type Destination = { type: 'ip' | 'domain'; port: number }
+
+interface StreamHandlers {
+  /** Handshake done (or, without a proxy, TCP connected). `reply` is the proxy's full reply, if any. */
+  ready(conn: SocksConnection, reply: Buffer | null): void
+  /** Payload bytes in `buf[offset, offset + length)`; valid only during the call. */
+  payload(conn: SocksConnection, length: number, buf: Buffer, offset: number): void
+  failed(conn: SocksConnection, err: Error): void
+}
+
+// Handshake steps of a SocksConnection.
+const Step = { Connecting: 0, Method: 1, Auth: 2, Reply: 3, Ready: 4, Done: 5 } as const
+type Step = (typeof Step)[keyof typeof Step]
+
+function encodeRequest(command: number, destination: Destination, domain: string): Buffer {
+  const port = Buffer.from([destination.port >> 8, destination.port & 0xff])
+  if (destination.type === 'domain') {
+    const name = Buffer.from(domain, 'ascii')
+    return Buffer.concat([Buffer.from([5, command, 0, 3, name.length]), name, port])
+  }
+  // UDP ASSOCIATE names no destination: 0.0.0.0:0, "whatever I send from".
+  if (command === 3) return Buffer.from([5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+  return Buffer.concat([Buffer.from([5, command, 0, 1, 127, 0, 0, 1]), port])
+}
+
+function encodeAuth(auth: { username: string; password: string }): Buffer {
+  const user = Buffer.from(auth.username)
+  const pass = Buffer.from(auth.password)
+  return Buffer.concat([Buffer.from([1, user.length]), user, Buffer.from([pass.length]), pass])
+}
+
+/** Precomputed bytes of one route and destination, shared by all connections of a test. */
+class Dialogue {
+  readonly greeting: Buffer
+  readonly auth: Buffer | null
+  readonly request: Buffer
+
+  constructor(readonly route: Route, command: number, readonly destination: Destination) {
+    this.greeting = Buffer.from(route.auth === null ? [5, 1, 0] : [5, 1, 2])
+    this.auth = route.auth === null ? null : encodeAuth(route.auth)
+    this.request = encodeRequest(command, destination, route.domain)
+  }
+}
+
+/** One client connection: handshake as a small state machine over the bytes `onread` delivers. */
+class SocksConnection {
+  readonly socket: Socket
+  step: Step = Step.Connecting
+  readonly #dialogue: Dialogue
+  readonly #handlers: StreamHandlers
+  readonly #handshake = Buffer.alloc(300)
+  #have = 0
+  #need = 2
+  /** Per-test scratch: bytes seen, bytes expected, the upload's 8-byte acknowledgement. */
+  seen = 0
+  expected = 0
+  ack: Buffer | null = null
+
+  constructor(dialogue: Dialogue, handlers: StreamHandlers) {
+    this.#dialogue = dialogue
+    this.#handlers = handlers
+    const proxy = dialogue.route.proxy
+    const direct = proxy === null
+    const host = direct ? (dialogue.destination.type === 'domain' ? 'localhost' : TARGET_HOST) : proxy.host
+    this.socket = connect({
+      host,
+      port: direct ? dialogue.destination.port : proxy.port,
+      noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.#feed(n, buf as Buffer) },
+    })
+    this.socket.on('connect', () => this.#onConnect())
+    this.socket.on('error', (err) => this.fail(err))
+    this.socket.on('close', () => this.fail(new Error('closed by peer')))
+  }
+
+  fail(err: Error): void {
+    if (this.step === Step.Done) return
+    this.step = Step.Done
+    this.socket.destroy()
+    this.#handlers.failed(this, err)
+  }
+
+  /** Ends the connection on purpose: no failure is reported. */
+  close(): void {
+    this.step = Step.Done
+    this.socket.destroy()
+  }
+
+  #onConnect(): void {
+    if (this.#dialogue.route.proxy === null) {
+      this.step = Step.Ready
+      this.#handlers.ready(this, null)
+      return
+    }
+    this.step = Step.Method
+    this.socket.write(this.#dialogue.greeting)
+  }
+
+  /** Returns true: `onread` pauses the socket on false. */
+  #feed(n: number, buf: Buffer): boolean {
+    let offset = 0
+    while (this.step !== Step.Ready && offset < n) {
+      if (this.step === Step.Done) return true
+      const take = Math.min(this.#need - this.#have, n - offset)
+      buf.copy(this.#handshake, this.#have, offset, offset + take)
+      this.#have += take
+      offset += take
+      if (this.#have === this.#need) this.#advance()
+    }
+    if (offset < n && this.step === Step.Ready) this.#handlers.payload(this, n - offset, buf, offset)
+    return true
+  }
+
+  #advance(): void {
+    const hs = this.#handshake
+    switch (this.step) {
+      case Step.Method: {
+        if (hs[0] !== 5) return this.fail(new Error(`bad version ${hs[0]}`))
+        this.#have = 0
+        if (hs[1] === 2 && this.#dialogue.auth !== null) {
+          this.step = Step.Auth
+          this.socket.write(this.#dialogue.auth)
+        } else if (hs[1] === 0) {
+          this.#sendRequest()
+        } else {
+          return this.fail(new Error(`method 0x${hs[1]!.toString(16)} selected`))
+        }
+        return
+      }
+      case Step.Auth: {
+        if (hs[1] !== 0) return this.fail(new Error(`auth status ${hs[1]}`))
+        this.#have = 0
+        this.#sendRequest()
+        return
+      }
+      case Step.Reply: {
+        if (this.#need === 5) {
+          if (hs[1] !== 0) return this.fail(new Error(`reply ${hs[1]}`))
+          const atyp = hs[3]
+          this.#need = atyp === 1 ? 10 : atyp === 4 ? 22 : 7 + hs[4]!
+          return
+        }
+        this.step = Step.Ready
+        this.#handlers.ready(this, hs.subarray(0, this.#need))
+        return
+      }
+      default:
+    }
+  }
+
+  #sendRequest(): void {
+    this.step = Step.Reply
+    this.#need = 5
+    this.socket.write(this.#dialogue.request)
+  }
+}
+
+function now(): number {
+  return performance.timeOrigin + performance.now()
+}
+
+interface Outcome {
+  errors: number
+  firstError: string | null
+}
+
+function noteError(outcome: Outcome, err: Error): void {
+  outcome.errors++
+  outcome.firstError ??= err.message
+}
+
+function sizeHeader(size: number): Buffer {
+  const header = Buffer.alloc(8)
+  header.writeBigUInt64BE(BigInt(size))
+  return header
+}
+
+function pump(socket: Socket, bytes: number, done: () => void): void {
+  let left = bytes
+  const write = (): void => {
+    while (left > 0) {
+      const n = Math.min(left, WRITE_CHUNK.length)
+      left -= n
+      if (!socket.write(n === WRITE_CHUNK.length ? WRITE_CHUNK : WRITE_CHUNK.subarray(0, n))) {
+        socket.once('drain', write)
+        return
+      }
+    }
+    done()
+  }
+  write()
+}
+
+/** Several streams at once; resolves when all finished. Download: target sends; upload: we send. */
+function streams(command: Extract<LoadCommand, { type: 'download' | 'upload' }>): Promise<LoadResult & { startedAt: number; endedAt: number }> {
+  return new Promise((resolve) => {
+    const outcome: Outcome = { errors: 0, firstError: null }
+    const dialogue = new Dialogue(command.route, 1, { type: 'ip', port: command.port })
+    let open = command.streams
+    let bytes = 0
+    let startedAt = Infinity
+    let endedAt = 0
+    const finish = (conn: SocksConnection): void => {
+      endedAt = Math.max(endedAt, now())
+      conn.close()
+      if (--open === 0) resolve({ id: command.id, count: bytes, ...outcome, elapsedMs: endedAt - startedAt, startedAt, endedAt })
+    }
+    const upload = command.type === 'upload'
+    const handlers: StreamHandlers = {
+      ready(conn) {
+        conn.expected = command.bytesPerStream
+        startedAt = Math.min(startedAt, now())
+        conn.socket.write(sizeHeader(command.bytesPerStream))
+        if (upload) pump(conn.socket, command.bytesPerStream, () => {})
+      },
+      payload(conn, length, buf, offset) {
+        if (upload) {
+          conn.ack ??= Buffer.alloc(8)
+          buf.copy(conn.ack, conn.seen, offset, offset + Math.min(length, 8 - conn.seen))
+          conn.seen += length
+          if (conn.seen < 8) return
+          const acked = Number(conn.ack.readBigUInt64BE(0))
+          if (acked !== conn.expected) noteError(outcome, new Error(`sink got ${acked} of ${conn.expected} bytes`))
+          else bytes += acked
+          finish(conn)
+          return
+        }
+        conn.seen += length
+        if (conn.seen >= conn.expected) {
+          bytes += conn.expected
+          finish(conn)
+        }
+      },
+      failed(conn, err) {
+        noteError(outcome, err)
+        finish(conn)
+      },
+    }
+    for (let i = 0; i < command.streams; i++) new SocksConnection(dialogue, handlers)
+  })
+}
+
+/** `concurrency` loops of connect → handshake → close for `durationMs`. */
+function handshakes(command: Extract<LoadCommand, { type: 'handshakes' }>): Promise<LoadResult & { total: number }> {
+  return new Promise((resolve) => {
+    const outcome: Outcome = { errors: 0, firstError: null }
+    const dialogue = new Dialogue(command.route, 1, { type: command.destination, port: command.port })
+    const startedAt = now()
+    const deadline = startedAt + command.durationMs
+    let inWindow = 0
+    let total = 0
+    let loops = command.concurrency
+    const next = (): void => {
+      if (now() >= deadline) {
+        if (--loops === 0) resolve({ id: command.id, count: inWindow, total, ...outcome, elapsedMs: command.durationMs })
+        return
+      }
+      new SocksConnection(dialogue, handlers)
+    }
+    const handlers: StreamHandlers = {
+      ready(conn) {
+        conn.close()
+        total++
+        if (now() <= deadline) inWindow++
+        next()
+      },
+      payload() {},
+      failed(_conn, err) {
+        noteError(outcome, err)
+        // A refused or reset connection is retried on the next tick, not in a tight loop.
+        setImmediate(next)
+      },
+    }
+    for (let i = 0; i < command.concurrency; i++) next()
+  })
+}
+
+/** Opens `count` connections to the echo target, each proven by one echoed message, and keeps them. */
+const held: SocksConnection[] = []
+
+function hold(command: Extract<LoadCommand, { type: 'hold' }>): Promise<LoadResult> {
+  return new Promise((resolve) => {
+    const outcome: Outcome = { errors: 0, firstError: null }
+    const dialogue = new Dialogue(command.route, 1, { type: 'ip', port: command.port })
+    const probe = Buffer.alloc(16, 0x42)
+    const startedAt = now()
+    let started = 0
+    let settled = 0
+    let holding = 0
+    const settle = (): void => {
+      settled++
+      if (started < command.count) start()
+      else if (settled === command.count) resolve({ id: command.id, count: holding, ...outcome, elapsedMs: now() - startedAt })
+    }
+    const handlers: StreamHandlers = {
+      ready(conn) {
+        conn.socket.write(probe)
+      },
+      payload(conn, length) {
+        conn.seen += length
+        if (conn.seen === probe.length) {
+          holding++
+          held.push(conn)
+          settle()
+        }
+      },
+      failed(conn, err) {
+        // A held connection that breaks later is only reported, not settled twice.
+        if (conn.seen >= probe.length) {
+          noteError(outcome, err)
+          return
+        }
+        noteError(outcome, err)
+        settle()
+      },
+    }
+    const start = (): void => {
+      started++
+      new SocksConnection(dialogue, handlers)
+    }
+    for (let i = 0; i < Math.min(command.concurrency, command.count); i++) start()
+  })
+}
+
+function release(id: number): LoadResult {
+  const count = held.length
+  for (const conn of held.splice(0)) conn.close()
+  return { id, count, errors: 0, firstError: null, elapsedMs: 0 }
+}
+
+/** One association; a window of datagrams in flight to the UDP echo; counts the echoes that come back. */
+function udp(command: Extract<LoadCommand, { type: 'udp' }>): Promise<LoadResult> {
+  return new Promise((resolve) => {
+    const outcome: Outcome = { errors: 0, firstError: null }
+    const payload = Buffer.alloc(command.payload, 0x33)
+    const finish = (count: number, elapsedMs: number): void => resolve({ id: command.id, count, ...outcome, elapsedMs })
+    const run = (relayHost: string, relayPort: number, control: SocksConnection | null): void => {
+      const header = Buffer.from([0, 0, 0, 1, 127, 0, 0, 1, command.port >> 8, command.port & 0xff])
+      const packet = control === null ? payload : Buffer.concat([header, payload])
+      const socket = createSocket('udp4')
+      let received = 0
+      let inFlight = 0
+      let lastTickReceived = 0
+      let running = true
+      const send = (): void => {
+        inFlight++
+        socket.send(packet, relayPort, relayHost)
+      }
+      socket.on('error', (err) => noteError(outcome, err))
+      socket.on('message', () => {
+        if (!running) return
+        received++
+        inFlight--
+        send()
+      })
+      socket.bind(0, TARGET_HOST, () => {
+        const startedAt = now()
+        for (let i = 0; i < command.window; i++) send()
+        // Datagrams get lost under load: when nothing came back for a tick, refill the window.
+        const tick = setInterval(() => {
+          if (received === lastTickReceived && inFlight > 0) {
+            inFlight = 0
+            for (let i = 0; i < command.window; i++) send()
+          }
+          lastTickReceived = received
+        }, 20)
+        setTimeout(() => {
+          running = false
+          const elapsed = now() - startedAt
+          clearInterval(tick)
+          socket.close()
+          control?.close()
+          finish(received, elapsed)
+        }, command.durationMs)
+      })
+    }
+    if (command.route.proxy === null) return run(TARGET_HOST, command.port, null)
+    const proxy = command.route.proxy
+    const dialogue = new Dialogue(command.route, 3, { type: 'ip', port: 0 })
+    new SocksConnection(dialogue, {
+      ready(conn, reply) {
+        // BND.ADDR 0.0.0.0 means "the address you reached me on".
+        const r = reply!
+        const host = r[3] === 1 ? `${r[4]}.${r[5]}.${r[6]}.${r[7]}` : proxy.host
+        const port = r[3] === 1 ? r.readUInt16BE(8) : proxy.port
+        run(host === '0.0.0.0' ? proxy.host : host, port, conn)
+      },
+      payload() {},
+      failed(_conn, err) {
+        noteError(outcome, err)
+        finish(0, 0)
+      },
+    })
+  })
+}
+
+async function execute(command: LoadCommand): Promise<LoadResult> {
+  switch (command.type) {
+    case 'download':
+    case 'upload':
+      return streams(command)
+    case 'handshakes':
+      return handshakes(command)
+    case 'hold':
+      return hold(command)
+    case 'release':
+      return release(command.id)
+    case 'udp':
+      return udp(command)
+    case 'exit':
+      release(command.id)
+      process.disconnect?.()
+      return { id: command.id, count: 0, errors: 0, firstError: null, elapsedMs: 0 }
+  }
+}
+
+process.on('message', (command: LoadCommand) => {
+  execute(command).then(
+    (result) => {
+      if (process.connected) process.send!(result)
+    },
+    (err: unknown) => {
+      if (process.connected) process.send!({ id: command.id, count: 0, errors: 1, firstError: String(err), elapsedMs: 0 })
+    },
+  )
+})
+process.on('disconnect', () => process.exit(0))
+process.send!({ type: 'ready' })

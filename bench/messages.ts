@@ -1,0 +1,43 @@
+/** IPC between the orchestrator (run.ts) and its helper processes (targets.ts, loadgen.ts). */
+
+export interface TargetPorts {
+  /** TCP: reads an 8-byte big-endian size, then sends that many bytes. */
+  source: number
+  /** TCP: reads an 8-byte big-endian size, then that many bytes, then answers the 8-byte count. */
+  sink: number
+  /** TCP: echoes everything (held connections). */
+  echo: number
+  /** TCP: accepts and closes at once (handshake rate). */
+  accept: number
+  /** UDP: echoes every datagram to its sender. */
+  udpEcho: number
+}
+
+/** How a load generator reaches a target: straight (direct baseline) or through a SOCKS5 proxy. */
+export interface Route {
+  /** null: connect to the target itself. */
+  proxy: { host: string; port: number } | null
+  /** RFC 1929 credentials, when the proxy requires them. */
+  auth: { username: string; password: string } | null
+  /** The name the proxy resolves to 127.0.0.1 (domain-destination handshakes). */
+  domain: string
+}
+
+export type LoadCommand =
+  | { id: number; type: 'download'; route: Route; port: number; streams: number; bytesPerStream: number }
+  | { id: number; type: 'upload'; route: Route; port: number; streams: number; bytesPerStream: number }
+  | { id: number; type: 'handshakes'; route: Route; port: number; concurrency: number; durationMs: number; destination: 'ip' | 'domain' }
+  | { id: number; type: 'udp'; route: Route; port: number; durationMs: number; window: number; payload: number }
+  | { id: number; type: 'hold'; route: Route; port: number; count: number; concurrency: number }
+  | { id: number; type: 'release' }
+  | { id: number; type: 'exit' }
+
+export interface LoadResult {
+  id: number
+  /** Bytes moved, handshakes done, datagrams echoed or connections held: the unit depends on the command. */
+  count: number
+  errors: number
+  firstError: string | null
+  /** Milliseconds from the first byte to the last (streams), or the measured window. */
+  elapsedMs: number
+}

@@ -1,0 +1,85 @@
+// socksmith as a server under test: the BUILT package (run `npm run build` first), in its own
+// process so the benchmark can read its CPU time and RSS from /proc.
+//   node bench/servers/socksmith.mjs --port P [--variant bare|full] [--workers N]
+// `full` adds auth (user bench / bench-password) + 20 destination rules + dns-cache.
+import cluster from 'node:cluster'
+import { parseArgs } from 'node:util'
+import { createServer } from '../../dist/src/index.js'
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    variant: { type: 'string', default: 'bare' },
+    workers: { type: 'string', default: '1' },
+    domain: { type: 'string', default: 'bench.test' },
+  },
+})
+const port = Number(values.port)
+const workers = Number(values.workers)
+
+// The domain-destination handshakes ask for this name; it maps to the targets on 127.0.0.1.
+const benchResolver = {
+  async resolve(hostname) {
+    if (hostname === values.domain || hostname === 'localhost') return [{ address: '127.0.0.1', family: 4 }]
+    throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' })
+  },
+}
+
+// Twenty rules that a real deployment might have: nineteen that do not match the benchmark's
+// traffic (so each connection walks the whole list) and the one that lets it through.
+const RULES = [
+  { action: 'deny', from: ['10.0.0.0/8'] },
+  { action: 'deny', from: ['192.168.0.0/16'] },
+  { action: 'deny', to: ['10.0.0.0/8'] },
+  { action: 'deny', to: ['172.16.0.0/12'] },
+  { action: 'deny', to: ['192.168.0.0/16'] },
+  { action: 'deny', to: ['169.254.0.0/16'] },
+  { action: 'deny', to: ['100.64.0.0/10'] },
+  { action: 'deny', to: ['198.18.0.0/15'] },
+  { action: 'deny', to: ['224.0.0.0/4'] },
+  { action: 'deny', to: ['fc00::/7'] },
+  { action: 'deny', to: ['fe80::/10'] },
+  { action: 'deny', domains: ['*.ads.example'] },
+  { action: 'deny', domains: ['tracker.example.com'] },
+  { action: 'deny', domains: ['*.internal.example'] },
+  { action: 'deny', ports: [25] },
+  { action: 'deny', ports: ['6660-6669'] },
+  { action: 'deny', users: ['blocked'] },
+  { action: 'deny', commands: ['bind'] },
+  { action: 'deny', to: ['127.0.0.0/8'], ports: [22] },
+  { action: 'allow', to: ['127.0.0.0/8'] },
+]
+
+async function loadPlugin(name) {
+  return (await import(`../../dist/plugins/${name}/index.js`)).default
+}
+
+async function start() {
+  const server = createServer({ logLevel: 'error', resolver: benchResolver })
+  if (values.variant === 'full') {
+    const [auth, rules, dnsCache] = await Promise.all(['auth', 'rules', 'dns-cache'].map(loadPlugin))
+    server.register(auth, { users: { bench: 'bench-password' } })
+    server.register(dnsCache, {})
+    server.register(rules, { default: 'deny', rules: RULES })
+  } else if (values.variant !== 'bare') {
+    throw new Error(`unknown variant ${values.variant}`)
+  }
+  await server.listen({ host: '127.0.0.1', port, backlog: 4096 })
+}
+
+// Hook for --workers: until the core has its own cluster mode, node:cluster here shares the port.
+// SCHED_NONE lets the kernel spread accepts, so the primary is not a relay of its own.
+if (workers > 1 && cluster.isPrimary) {
+  cluster.schedulingPolicy = cluster.SCHED_NONE
+  for (let i = 0; i < workers; i++) cluster.fork()
+  cluster.on('exit', (_worker, code) => {
+    if (code !== 0) process.exit(1)
+  })
+  process.on('SIGTERM', () => {
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.kill('SIGKILL')
+    process.exit(0)
+  })
+} else {
+  await start()
+  process.on('SIGTERM', () => process.exit(0))
+}

@@ -1,0 +1,162 @@
+/**
+ * The destinations the benchmark dials, in a process of their own so their work is never counted
+ * as the server's and never shares an event loop with the load generators. Loopback only.
+ * Tells the parent its ports over IPC, then serves until the parent says `exit` or goes away.
+ */
+import { createServer, Socket, type Server } from 'node:net'
+import { createSocket } from 'node:dgram'
+import { once } from 'node:events'
+import type { TargetPorts } from './messages.js'
+
+const HOST = '127.0.0.1'
+const CHUNK = Buffer.alloc(1024 * 1024, 0x5a)
+
+const sockets = new Set<Socket>()
+
+function track(socket: Socket): void {
+  sockets.add(socket)
+  socket.on('error', noop)
+  socket.on('close', () => sockets.delete(socket))
+}
+
+/** Reads the 8-byte size header from the first chunk(s); hands any rest to `rest`. */
+function readSize(socket: Socket, onSize: (size: number, rest: Buffer) => void): void {
+  let header: Buffer = Buffer.alloc(0)
+  const onData = (chunk: Buffer): void => {
+    header = header.length === 0 ? chunk : Buffer.concat([header, chunk])
+    if (header.length < 8) return
+    socket.removeListener('data', onData)
+    onSize(Number(header.readBigUInt64BE(0)), header.subarray(8))
+  }
+  socket.on('data', onData)
+}
+
+function sendBytes(socket: Socket, size: number): void {
+  let left = size
+  const pump = (): void => {
+    while (left > 0) {
+      const n = Math.min(left, CHUNK.length)
+      left -= n
+      const more = socket.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))
+      if (!more) {
+        socket.once('drain', pump)
+        return
+      }
+    }
+    socket.end()
+  }
+  pump()
+}
+
+function startSource(): Server {
+  return createServer({ noDelay: true }, (socket) => {
+    track(socket)
+    readSize(socket, (size) => {
+      socket.resume()
+      sendBytes(socket, size)
+    })
+  })
+}
+
+const SINK_BUFFER = Buffer.allocUnsafe(256 * 1024)
+
+/**
+ * Re-wraps an accepted socket's handle in a Socket that reads into a reusable buffer (`onread`).
+ * net.Server offers no `onread` for accepted sockets, and a 'data' listener allocates a 64 KiB
+ * Buffer per read: enough to make the sink, not the server, the bottleneck of the upload test.
+ * `handle` is an internal option of net.Socket (node:cluster uses it); without it, 'data' it is.
+ */
+function fastReader(socket: Socket, onBytes: (n: number, buf: Buffer) => void): Socket {
+  const handle = (socket as unknown as { _handle?: unknown })._handle
+  if (handle === undefined || handle === null) {
+    socket.on('data', (chunk: Buffer) => onBytes(chunk.length, chunk))
+    socket.resume()
+    return socket
+  }
+  const options = { handle, noDelay: true, onread: { buffer: SINK_BUFFER, callback: (n: number, buf: Uint8Array) => (onBytes(n, buf as Buffer), true) } }
+  const fast = new Socket(options as ConstructorParameters<typeof Socket>[0])
+  track(fast)
+  fast.resume()
+  return fast
+}
+
+function startSink(): Server {
+  return createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
+    let size = -1
+    let received = 0
+    const header = Buffer.alloc(8)
+    const socket = fastReader(accepted, (n, buf) => {
+      let offset = 0
+      if (size < 0) {
+        const take = Math.min(n, 8 - received)
+        buf.copy(header, received, 0, take)
+        received += take
+        offset = take
+        if (received < 8) return
+        size = Number(header.readBigUInt64BE(0))
+        received = 0
+      }
+      const before = received
+      received += n - offset
+      if (before < size && received >= size) {
+        const ack = Buffer.alloc(8)
+        ack.writeBigUInt64BE(BigInt(received))
+        socket.write(ack)
+      }
+    })
+  })
+}
+
+function startEcho(): Server {
+  return createServer((socket) => {
+    track(socket)
+    socket.pipe(socket)
+  })
+}
+
+function startAccept(): Server {
+  // Closes first, at once. The side that closes first keeps the TIME_WAIT entry: here that is this
+  // listener, not the proxy's outgoing socket. A proxy that binds before it connects (Dante binds
+  // to its \`external\` address) would otherwise run out of ephemeral ports within seconds and
+  // answer REP 03, and the test would measure port exhaustion instead of handshakes.
+  return createServer((socket) => {
+    track(socket)
+    socket.resume()
+    socket.end()
+  })
+}
+
+async function listen(server: Server): Promise<number> {
+  server.listen({ host: HOST, port: 0, backlog: 4096 })
+  await once(server, 'listening')
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('no port')
+  return address.port
+}
+
+const servers = [startSource(), startSink(), startEcho(), startAccept()]
+const [source, sink, echo, accept] = await Promise.all(servers.map(listen))
+
+const udp = createSocket('udp4')
+udp.on('message', (msg, rinfo) => udp.send(msg, rinfo.port, rinfo.address))
+udp.on('error', noop)
+udp.bind(0, HOST)
+await once(udp, 'listening')
+
+const ports: TargetPorts = { source: source!, sink: sink!, echo: echo!, accept: accept!, udpEcho: udp.address().port }
+process.send!({ type: 'ready', ports })
+
+function shutdown(): void {
+  for (const server of servers) server.close()
+  for (const socket of sockets) socket.destroy()
+  udp.close()
+  process.disconnect?.()
+}
+
+process.on('message', (message: { type: string }) => {
+  if (message.type === 'exit') shutdown()
+})
+// The parent died or closed the channel: nothing left to serve.
+process.on('disconnect', () => process.exit(0))
+
+function noop(): void {}
