@@ -10,6 +10,7 @@ import { Method, Reply } from './protocol/constants.js'
 import { toAddress, unmapIPv4, type Address } from './protocol/address.js'
 import { isSocksError, SocksError, toSocksError } from './errors.js'
 import { channels } from './diagnostics.js'
+import { isLogLevelEnabled } from './logger.js'
 import type { SocksServer, CompiledChains } from './server.js'
 
 type DriverPhase = 'negotiate' | 'auth' | 'request' | 'connect' | 'relay' | 'closing' | 'done'
@@ -46,6 +47,9 @@ export class Connection implements ConnectionDriver {
   #ended = false
   #closed = false
   #hijacked = false
+  // Monotonic clock for the latency figures (ctx.startedAt is wall-clock, for logs).
+  readonly #acceptedAt = performance.now()
+  #connectStartedAt = 0
   readonly #onClosed: (connection: Connection) => void
 
   constructor(server: SocksServer, socket: Socket, id: number, client: Endpoint, local: Endpoint, chains: CompiledChains, onClosed: (connection: Connection) => void) {
@@ -77,7 +81,6 @@ export class Connection implements ConnectionDriver {
   start(handshakeTimeout: number, proxyProtocol = false): void {
     this.#proxyProtocol = proxyProtocol
     const socket = this.socket
-    socket.setNoDelay(true)
     socket.on('data', this.#onData)
     socket.on('end', this.#onEnd)
     socket.on('error', this.#onError)
@@ -151,11 +154,14 @@ export class Connection implements ConnectionDriver {
       const request = await this.readMessage(parseRequest)
       ctx.command = request.command
       ctx.destination = request.destination
+      ctx.handshakeMs = performance.now() - this.#acceptedAt
       await chains.request(ctx as RequestContext)
       if (this.#stopped()) return
 
       this.#phase = 'connect'
+      this.#connectStartedAt = performance.now()
       await chains.connect(ctx as ConnectContext)
+      ctx.connectMs = performance.now() - this.#connectStartedAt
       if (this.#stopped()) {
         if (!this.#hijacked) this.#cleanUpTarget()
         return
@@ -211,10 +217,13 @@ export class Connection implements ConnectionDriver {
     const ctx = this.ctx
     if (this.#hijacked) return
     let err = raw
-    if (this.#phase === 'connect' && !isSocksError(err) && hasErrno(err)) err = toSocksError(err)
+    if (this.#phase === 'connect') {
+      ctx.connectMs ??= performance.now() - this.#connectStartedAt
+      if (!isSocksError(err) && hasErrno(err)) err = toSocksError(err)
+    }
     ctx.error ??= err
     if (!isSocksError(err)) this.#server.reportBug(err, ctx)
-    else if (err.code !== 'ERR_SOCKS_CLIENT_CLOSED') ctx.log.debug('connection refused', { id: ctx.id, phase: this.#phase, code: err.code, message: err.message })
+    else if (err.code !== 'ERR_SOCKS_CLIENT_CLOSED' && isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('connection refused', { id: ctx.id, phase: this.#phase, code: err.code, message: err.message })
     this.#cleanUpTarget()
     if (this.#closed) return
     const phase = this.#phase
@@ -319,7 +328,7 @@ export class Connection implements ConnectionDriver {
     }
     const err = new SocksError('ERR_SOCKS_HANDSHAKE_TIMEOUT', `handshake not completed within ${this.#server.timeouts.handshake} ms`)
     this.ctx.error ??= err
-    this.ctx.log.debug('handshake timeout', { id: this.ctx.id, phase })
+    if (isLogLevelEnabled(this.ctx.log, 'debug')) this.ctx.log.debug('handshake timeout', { id: this.ctx.id, phase })
     this.socket.destroy()
   }
 

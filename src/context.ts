@@ -102,6 +102,11 @@ export interface ConnectContext extends RequestContext {
   bound: Address | null
   /** The address actually dialled, for logs. */
   dialed: Address | null
+  /**
+   * The proxy (or chain of proxies) this connection goes through, for logs and metrics; null when
+   * it goes direct. Set by whoever routes it, such as the upstream plugin.
+   */
+  via: string | null
   /** For BIND: decides whether an inbound peer may connect. The default accepts only DST.ADDR (or anyone for 0.0.0.0/::). */
   acceptBindPeer: ((peer: Address) => boolean | Promise<boolean>) | null
   /** For UDP ASSOCIATE: the association, once set up. */
@@ -145,6 +150,7 @@ export class ConnectionContext {
   upstream: Socket | null = null
   bound: Address | null = null
   dialed: Address | null = null
+  via: string | null = null
   acceptBindPeer: ((peer: Address) => boolean | Promise<boolean>) | null = null
   association: UdpAssociation | null = null
   replied = false
@@ -152,6 +158,10 @@ export class ConnectionContext {
   reply: number | null = null
   /** The error that ended the connection, if any. */
   error: unknown = null
+  /** Milliseconds from accept until the request was read (null if it never was). */
+  handshakeMs: number | null = null
+  /** Milliseconds the connect phase took, success or failure (null if it never ran to an end). */
+  connectMs: number | null = null
   /** Bytes of the handshake, so relay counts report payload only. */
   handshakeBytesRead = 0
   handshakeBytesWritten = 0
@@ -190,7 +200,7 @@ export class ConnectionContext {
   get signal(): AbortSignal {
     // Created on first use: most connections never ask for it.
     this.#abort ??= new AbortController()
-    if (this.socket.destroyed && !this.#abort.signal.aborted) this.#abort.abort(new SocksError('ERR_SOCKS_CLIENT_CLOSED'))
+    if (this.socket.destroyed && !this.#abort.signal.aborted) this.#abort.abort(CLIENT_CLOSED)
     return this.#abort.signal
   }
 
@@ -204,8 +214,7 @@ export class ConnectionContext {
 
   /** Aborts `signal` (called by the driver when the connection ends). */
   abort(reason: unknown): void {
-    // The reason is built only when someone holds the signal: an Error's stack is not free.
-    if (this.#abort !== null && !this.#abort.signal.aborted) this.#abort.abort(reason ?? new SocksError('ERR_SOCKS_CLIENT_CLOSED'))
+    if (this.#abort !== null && !this.#abort.signal.aborted) this.#abort.abort(reason ?? CLIENT_CLOSED)
   }
 
   resolve(): Promise<ResolvedAddress[]> {
@@ -247,4 +256,7 @@ export class ConnectionContext {
 }
 
 const EMPTY: readonly number[] = Object.freeze([])
+// The reason of every ordinary close: one shared error, since building an Error (its stack) per
+// connection is measurable on the handshake path.
+const CLIENT_CLOSED = new SocksError('ERR_SOCKS_CLIENT_CLOSED')
 const UNSET_ADDRESS: Address = Object.freeze({ type: 'ipv4', host: '0.0.0.0', port: 0 })

@@ -11,8 +11,10 @@ import { Command, Method } from './protocol/constants.js'
 import { unmapIPv4 } from './protocol/address.js'
 import { systemResolver, type Resolver } from './resolver.js'
 import { relay } from './relay.js'
+import { avoidHeapTrimming } from './heap.js'
 import { setUpBind } from './bind.js'
 import { UdpAssociation, type DatagramContext } from './udp.js'
+import { logAccess } from './access-log.js'
 
 /** Every wait has a bound. Milliseconds; 0 disables a timeout (not recommended). */
 export interface Timeouts {
@@ -51,6 +53,12 @@ export interface ServerOptions {
   logger?: Logger
   /** Level of the built-in stderr logger. Default 'warn'. */
   logLevel?: LogLevel
+  /**
+   * One `info` line per connection when it ends (message `access`): client, user, command,
+   * destination, dialled address, upstream, reply, bytes each way, duration, error code.
+   * Default false (the config file's `log.access` defaults to true).
+   */
+  accessLog?: boolean
   /** Allow listening on a non-loopback address without authentication. Default false. */
   allowOpenProxy?: boolean
   udp?: {
@@ -141,6 +149,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   dialer: Dialer
   #authRequired = false
   #allowOpenProxy: boolean
+  #accessLog: boolean
   #udpOptions: UdpServerOptions
   readonly #middleware: MiddlewareLists = { negotiate: [], auth: [], request: [], connect: [], relay: [], datagram: [] }
   #plugins: RegisteredPlugin[] = []
@@ -170,6 +179,9 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     this.resolver = options.resolver ?? systemResolver
     this.dialer = options.dialer ?? directDialer
     this.#allowOpenProxy = options.allowOpenProxy ?? false
+    this.#accessLog = options.accessLog === true
+    // A listener, not a check per connection: with the access log off nothing runs for it.
+    if (this.#accessLog) this.on('disconnect', logAccess)
     this.#udpOptions = {
       acceptFromAnyPeer: options.udp?.acceptFromAnyPeer ?? false,
       maxSendQueue: options.udp?.maxSendQueue ?? 1024,
@@ -199,6 +211,18 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   /** Live connections (handshaking, relaying, or holding a UDP association). */
   get connections(): number {
     return this.#connections.size
+  }
+
+  /** Live UDP associations over all clients. */
+  get udpAssociations(): number {
+    let count = 0
+    for (const perClient of this.#associations.values()) count += perClient
+    return count
+  }
+
+  /** True when the server writes an access-log line per connection (`accessLog`). */
+  get accessLog(): boolean {
+    return this.#accessLog
   }
 
   /** True after listen() compiled the chains. */
@@ -262,7 +286,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     // connection. Only wildcard listeners ask the socket.
     let local: Endpoint | null = null
     const proxyProtocol = opts.proxyProtocol === true
-    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.#accept(socket, this.#chains ?? chains, local, proxyProtocol))
+    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => this.#accept(socket, this.#chains ?? chains, local, proxyProtocol))
     listener.on('error', this.#onListenerError)
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject)
@@ -318,6 +342,11 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     this.dialer = next.dialer
     this.#authRequired = next.#authRequired
     this.#allowOpenProxy = next.#allowOpenProxy
+    if (next.#accessLog !== this.#accessLog) {
+      this.#accessLog = next.#accessLog
+      if (this.#accessLog) this.on('disconnect', logAccess)
+      else this.removeListener('disconnect', logAccess)
+    }
     this.#udpOptions = next.#udpOptions
     this.#plugins = next.#plugins
     this.#closeHooks.push(...next.#closeHooks)
@@ -406,6 +435,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   }
 
   async #setUp(): Promise<CompiledChains> {
+    avoidHeapTrimming()
     const host = this.#pluginHost()
     for (const { plugin, options } of this.#plugins) await plugin.setup(host, options)
     const m = this.#middleware
