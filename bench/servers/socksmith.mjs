@@ -1,6 +1,6 @@
 // socksmith as a server under test: the BUILT package (run `npm run build` first), in its own
 // process so the benchmark can read its CPU time and RSS from /proc.
-//   node bench/servers/socksmith.mjs --port P [--variant bare|full] [--workers N]
+//   node bench/servers/socksmith.mjs --port P [--variant bare|full|soak] [--workers N]
 // `full` adds auth (user bench / bench-password) + 20 destination rules + dns-cache.
 import cluster from 'node:cluster'
 import { parseArgs } from 'node:util'
@@ -61,6 +61,12 @@ async function start() {
     server.register(auth, { users: { bench: 'bench-password' } })
     server.register(dnsCache, {})
     server.register(rules, { default: 'deny', rules: RULES })
+  } else if (values.variant === 'soak') {
+    // The soak run's mix: logins, a cached resolver, and rules that allow loopback for every command.
+    const [auth, rules, dnsCache] = await Promise.all(['auth', 'rules', 'dns-cache'].map(loadPlugin))
+    server.register(auth, { users: { bench: 'bench-password' } })
+    server.register(dnsCache, {})
+    server.register(rules, { default: 'deny', rules: [...RULES.slice(0, 17), { action: 'allow', to: ['127.0.0.0/8'] }] })
   } else if (values.variant !== 'bare') {
     throw new Error(`unknown variant ${values.variant}`)
   }

@@ -109,14 +109,16 @@ export function createDestinationCheck(policy: RulesPolicy): Middleware<ConnectC
       return next()
     }
     if (command === 'udp') return next()
-    if (!anyPeer) await keepAllowedAddresses(ctx, policy, facts)
+    // A BIND with DST.PORT 0 may still be undecided by address alone (a port rule); the peer check
+    // below sees the peer's real address and port and decides those. Clear denials refuse now.
+    if (!anyPeer) await keepAllowedAddresses(ctx, policy, facts, command === 'bind' && destination.port === 0)
     if (command === 'bind') checkBindPeer(ctx, policy, facts)
     await next()
   }
 }
 
-/** Resolves the destination (IP literals resolve to themselves), checks every answer, keeps the allowed ones. */
-async function keepAllowedAddresses(ctx: ConnectContext, policy: RulesPolicy, facts: ParsedFacts): Promise<void> {
+/** Resolves the destination (IP literals resolve to themselves), checks every answer, keeps the allowed ones (and, with `keepUndecided`, those only a later check can decide). */
+async function keepAllowedAddresses(ctx: ConnectContext, policy: RulesPolicy, facts: ParsedFacts, keepUndecided = false): Promise<void> {
   const answers = await ctx.resolve()
   const allowed: ResolvedAddress[] = []
   let denial: Verdict | null = null
@@ -124,7 +126,7 @@ async function keepAllowedAddresses(ctx: ConnectContext, policy: RulesPolicy, fa
     // An answer that is not an IP literal is never dialled: it would be resolved again, unchecked.
     facts.address = parseIp(answer.address)
     const verdict = facts.address === null ? null : policy.decide(facts)
-    if (verdict !== null && verdict.action === 'allow') allowed.push(answer)
+    if ((verdict !== null && verdict.action === 'allow') || (verdict === null && keepUndecided && facts.address !== null)) allowed.push(answer)
     else denial ??= verdict
   }
   facts.address = undefined

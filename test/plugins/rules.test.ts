@@ -507,3 +507,12 @@ test('compileMatcher: the reusable matcher (for upstream routes)', () => {
   assert.throws(() => compileMatcher({ proxy: 'socks5://x' }, at, 'routes[3].match'), /routes\[3\]\.match: unknown key "proxy"/)
   assert.doesNotThrow(() => compileMatcher({ proxy: 'socks5://x', to: 'any' }, at, 'routes[3]', ['proxy']))
 })
+
+test('BIND to a specific address with port 0 is judged at the peer, not refused for an undecided port rule', async (t) => {
+  const { port } = await startSocks(t, {}, (s) => s.register(rules, { default: 'deny', rules: [{ action: 'deny', ports: [25] }, { action: 'allow', to: ['127.0.0.0/8'] }] }))
+  const { socket, bound, accepted } = await socksBind({ host: '127.0.0.1', port }, { host: '127.0.0.1', port: 0 })
+  trackClient(t, socket)
+  const peer = trackClient(t, connect({ host: bound.host, port: bound.port }))
+  const { peer: seen } = await accepted
+  assert.equal(seen.port, peer.localPort)
+})
