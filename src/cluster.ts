@@ -47,8 +47,11 @@ export function runPrimary(count: number, log: Logger, onListening: (address: Ad
   let stopping = false
   let lastRestart = 0
   let listening = 0
+  // Counted here: cluster.workers still lists a worker whose 'exit' is being emitted.
+  let alive = 0
   const fork = (): Worker => {
     const worker = cluster.fork({ [ENV_WORKER]: '1' })
+    alive++
     worker.on('message', (message: ListeningMessage) => {
       if (message?.type !== 'socksmith:listening') return
       const key = `${message.address.address}|${message.address.port}`
@@ -64,8 +67,9 @@ export function runPrimary(count: number, log: Logger, onListening: (address: Ad
   return new Promise<number>((resolve) => {
     let exitCode = 0
     cluster.on('exit', (worker, code, signal) => {
+      alive--
       if (stopping) {
-        if (Object.keys(cluster.workers ?? {}).length === 0) resolve(exitCode)
+        if (alive === 0) resolve(exitCode)
         return
       }
       // A worker that fails before any listener came up (bad port, bad config) fails the whole run.
@@ -85,10 +89,9 @@ export function runPrimary(count: number, log: Logger, onListening: (address: Ad
     const stop = (why: string): void => {
       if (stopping) return
       stopping = true
-      log.info(`${why}: draining ${Object.keys(cluster.workers ?? {}).length} worker(s)`)
-      const workers = Object.values(cluster.workers ?? {})
-      if (workers.length === 0) resolve(exitCode)
-      for (const worker of workers) worker?.process.kill('SIGTERM')
+      log.info(`${why}: draining ${alive} worker(s)`)
+      if (alive === 0) resolve(exitCode)
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM')
     }
     process.on('SIGINT', () => stop('SIGINT'))
     process.on('SIGTERM', () => stop('SIGTERM'))
