@@ -5,7 +5,9 @@ import { announceListening, isClusterWorker, parseWorkers, runPrimary } from './
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import * as nodeModule from 'node:module'
-import { createLogger, isLogLevel, type Logger, type LogLevel } from './logger.js'
+import { isLogLevel, type Logger } from './logger.js'
+import { switchableLogger } from './cli-logger.js'
+import { startMetrics, type MetricsServer } from './metrics.js'
 import { isSocksError } from './errors.js'
 import type { SocksServer } from './server.js'
 import { createServerFromConfig, loadConfig, prepareServer } from './config/load.js'
@@ -172,7 +174,10 @@ async function main(argv: string[]): Promise<number> {
   }
   // Before the first "listening" line: once a script sees it, SIGHUP and --watch must work.
   const reloader = startReloader(server, loaded, logger, adjust, values.watch === true)
+  let metrics: MetricsServer | null = null
   try {
+    // First: once a "listening" line is out, every port is open.
+    metrics = await startConfiguredMetrics(server, loaded, logger)
     for (const listen of loaded.config.listen) {
       const address = await server.listen(listen)
       if (isClusterWorker()) announceListening(address)
@@ -180,6 +185,7 @@ async function main(argv: string[]): Promise<number> {
     }
   } catch (err) {
     reloader.stop()
+    await metrics?.close()
     fail(errorText(err))
     await server.close({ drainTimeout: 0 })
     return 1
@@ -197,12 +203,33 @@ async function main(argv: string[]): Promise<number> {
       stopping = true
       reloader.stop()
       logger.info(`${signal}: draining`)
-      server.close().then(resolve, resolve)
+      // The metrics listener stays up while connections drain: that is when they are watched.
+      server.close().then(() => metrics?.close()).then(resolve, resolve)
     }
     process.on('SIGINT', () => stop('SIGINT'))
     process.on('SIGTERM', () => stop('SIGTERM'))
   })
   return 0
+}
+
+/** The config's `metrics` listener, announced on stdout like the SOCKS listeners. */
+async function startConfiguredMetrics(server: SocksServer, loaded: LoadedConfig, logger: Logger): Promise<MetricsServer | null> {
+  const options = loaded.config.metrics
+  if (options === null) return null
+  if (isClusterWorker()) {
+    // Each worker would answer scrapes for itself alone, at random: numbers worse than none.
+    logger.warn('metrics: not served with --workers (each worker counts only its own connections)')
+    return null
+  }
+  let metrics: MetricsServer
+  try {
+    metrics = await startMetrics(server, options)
+  } catch (err) {
+    throw new Error(`metrics: cannot listen on ${options.host}:${options.port}: ${(err as NodeJS.ErrnoException).code ?? errorText(err)}`, { cause: err })
+  }
+  const address = metrics.address()
+  if (address !== null) process.stdout.write(`socksmith metrics on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/metrics\n`)
+  return metrics
 }
 
 /** One line per listener on stdout that scripts (and tests) can wait for. */
@@ -218,23 +245,9 @@ function applyFlags(loaded: LoadedConfig, values: Flags, port: number | undefine
     config.listen = [{ ...first, host: values.host ?? first.host, port: port ?? first.port }]
   }
   const level = values['log-level']
-  if (level !== undefined && isLogLevel(level)) config.log = { level }
+  if (level !== undefined && isLogLevel(level)) config.log = { ...config.log, level }
   if (values['allow-open-proxy'] === true) config.allowOpenProxy = true
   return { ...loaded, config }
-}
-
-/** A logger whose level a reload can change: the server and every context keep the same object. */
-function switchableLogger(level: LogLevel): Logger & { setLevel(level: LogLevel): void } {
-  let inner = createLogger(level)
-  return {
-    error: (message, fields) => inner.error(message, fields),
-    warn: (message, fields) => inner.warn(message, fields),
-    info: (message, fields) => inner.info(message, fields),
-    debug: (message, fields) => inner.debug(message, fields),
-    setLevel(next) {
-      inner = createLogger(next)
-    },
-  }
 }
 
 /**
@@ -432,6 +445,8 @@ function promptHidden(prompt: string): Promise<string> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code
+    // A cluster worker's IPC channel would keep it alive after its drain.
+    if (isClusterWorker()) process.exit(code)
   },
   (err: unknown) => {
     process.stderr.write(`socksmith: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)

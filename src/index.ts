@@ -26,8 +26,11 @@ export { systemResolver } from './resolver.js'
 export type { Resolver, ResolvedAddress } from './resolver.js'
 export { directDialer, dialTcp } from './dialer.js'
 export type { Dialer, DialOptions } from './dialer.js'
-export { createLogger, silentLogger } from './logger.js'
-export type { Logger, LogLevel } from './logger.js'
+export { createLogger, silentLogger, fromPino, isLogLevelEnabled } from './logger.js'
+export type { Logger, LogLevel, LogLineLevel, PinoLike } from './logger.js'
+export { accessFields } from './access-log.js'
+export { startMetrics, collectMetrics } from './metrics.js'
+export type { MetricsOptions, StartMetricsOptions, ServerMetrics, MetricsServer } from './metrics.js'
 export { channels } from './diagnostics.js'
 export { Method, Command, AddressType, Reply, SOCKS_VERSION } from './protocol/constants.js'
 export type { CommandName } from './protocol/constants.js'
@@ -49,4 +52,6 @@ export type {
   LoadedConfig,
   EffectiveConfig,
   EffectiveListen,
+  MetricsConfig,
+  EffectiveMetrics,
 } from './config/types.js'

@@ -2,15 +2,27 @@ import { debuglog, format } from 'node:util'
 
 export type LogLevel = 'silent' | 'error' | 'warn' | 'info' | 'debug'
 
+/** A level a line is logged at. */
+export type LogLineLevel = Exclude<LogLevel, 'silent'>
+
 /**
- * What socksmith logs through. Any object with these four methods works (pino, console-like
- * wrappers). `fields` never carries a password.
+ * What socksmith logs through. Any object with these four methods works (console-like wrappers;
+ * for pino use `fromPino()`). `fields` never carries a password.
+ *
+ * `isLevelEnabled` is optional: when present, socksmith asks it before building the fields of a
+ * line it logs per connection, so a level that is off costs nothing.
  */
 export interface Logger {
   error(message: string, fields?: Record<string, unknown>): void
   warn(message: string, fields?: Record<string, unknown>): void
   info(message: string, fields?: Record<string, unknown>): void
   debug(message: string, fields?: Record<string, unknown>): void
+  isLevelEnabled?(level: LogLineLevel): boolean
+}
+
+/** True unless `log` says `level` is off (a logger without `isLevelEnabled` filters by itself). */
+export function isLogLevelEnabled(log: Logger, level: LogLineLevel): boolean {
+  return log.isLevelEnabled === undefined || log.isLevelEnabled(level)
 }
 
 const LEVELS: Record<LogLevel, number> = { silent: 0, error: 1, warn: 2, info: 3, debug: 4 }
@@ -29,7 +41,9 @@ export function createLogger(level: LogLevel = 'info', stream: NodeJS.WritableSt
     stream.write(`${new Date().toISOString()} ${name} ${line}\n`)
   }
   const debugOut = debuglog('socksmith')
+  const debugEnabled = threshold >= 4 || debugOut.enabled
   return {
+    isLevelEnabled: (lineLevel) => (lineLevel === 'debug' ? debugEnabled : threshold >= LEVELS[lineLevel]),
     error: threshold >= 1 ? write('ERROR') : noop,
     warn: threshold >= 2 ? write('WARN ') : noop,
     info: threshold >= 3 ? write('INFO ') : noop,
@@ -42,7 +56,37 @@ export function createLogger(level: LogLevel = 'info', stream: NodeJS.WritableSt
 }
 
 /** A logger that drops everything. */
-export const silentLogger: Logger = { error: noop, warn: noop, info: noop, debug: noop }
+export const silentLogger: Logger = { error: noop, warn: noop, info: noop, debug: noop, isLevelEnabled: () => false }
+
+/** The part of a pino logger `fromPino()` uses (pino's own methods take the fields first). */
+export interface PinoLike {
+  error(fields: Record<string, unknown>, message: string): void
+  warn(fields: Record<string, unknown>, message: string): void
+  info(fields: Record<string, unknown>, message: string): void
+  debug(fields: Record<string, unknown>, message: string): void
+  isLevelEnabled(level: string): boolean
+}
+
+/**
+ * Adapts a pino logger (or a child of one) to socksmith's `Logger`: fields become the line's
+ * properties, the message its `msg`. The level stays pino's (`pinoLogger.level = 'debug'` takes
+ * effect at once).
+ *
+ * @example
+ * import { pino } from 'pino'
+ * const server = createServer({ logger: fromPino(pino({ level: 'info' })), accessLog: true })
+ */
+export function fromPino(pinoLogger: PinoLike): Logger {
+  return {
+    error: (message, fields) => pinoLogger.error(fields ?? EMPTY_FIELDS, message),
+    warn: (message, fields) => pinoLogger.warn(fields ?? EMPTY_FIELDS, message),
+    info: (message, fields) => pinoLogger.info(fields ?? EMPTY_FIELDS, message),
+    debug: (message, fields) => pinoLogger.debug(fields ?? EMPTY_FIELDS, message),
+    isLevelEnabled: (level) => pinoLogger.isLevelEnabled(level),
+  }
+}
+
+const EMPTY_FIELDS: Record<string, unknown> = Object.freeze({})
 
 export function isLogLevel(value: unknown): value is LogLevel {
   return typeof value === 'string' && Object.hasOwn(LEVELS, value)

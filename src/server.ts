@@ -315,7 +315,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   /**
    * Switches to the pipeline of `next`, a server built the same way that has never listened (for
    * example from a re-read config file): its plugins are set up now, and connections accepted from
-   * then on use its chains, resolver, dialer, timeouts and limits. Listeners stay open and accepted
+   * then on use its chains, resolver, dialer, timeouts and limits; its `accessLog` setting applies at once. Listeners stay open and accepted
    * connections keep the pipeline they started with. On error nothing changes. Close hooks of the
    * old plugins run when this server closes, since old connections may still use those plugins.
    *

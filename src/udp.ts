@@ -6,6 +6,7 @@ import type { CompiledChain } from './compose.js'
 import { encodeDatagramHeader, parseDatagramHeader } from './protocol/datagram.js'
 import { toAddress, unmapIPv4, type Address } from './protocol/address.js'
 import { SocksError } from './errors.js'
+import { isLogLevelEnabled } from './logger.js'
 
 /** A datagram's direction: `out` from the client towards a peer, `in` from a peer back to the client. */
 export type DatagramDirection = 'out' | 'in'
@@ -113,7 +114,7 @@ export class UdpAssociation {
   #checkIdle(): void {
     if (this.#closed) return
     if (this.#activity === this.#lastActivity) {
-      this.ctx.log.debug('udp association idle', { id: this.id })
+      if (isLogLevelEnabled(this.ctx.log, 'debug')) this.ctx.log.debug('udp association idle', { id: this.id })
       this.close()
       return
     }
@@ -146,7 +147,7 @@ export class UdpAssociation {
       await this.#chain!(dctx)
     } catch (err) {
       // A datagram middleware failing drops that packet; the association lives on.
-      this.ctx.log.debug('datagram dropped by middleware error', { id: this.id, error: String(err) })
+      if (isLogLevelEnabled(this.ctx.log, 'debug')) this.ctx.log.debug('datagram dropped by middleware error', { id: this.id, error: String(err) })
       return this.#drop()
     }
     if (dctx.dropped || this.#closed) return this.#drop()

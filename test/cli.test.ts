@@ -236,9 +236,11 @@ export default {
     assert.equal(await echoThrough(port, echo.port, { user: 'bob', password: 'b1' }), 'ping')
 
     writeFileSync(file, config('alice: a1, carol: c1'))
+    // Listening first: bob may be closed before the "reloaded" line reaches us.
+    const bobClosed = new Promise((resolve) => bob.once('close', resolve))
     cli.child.kill('SIGHUP')
     await cli.line(/socksmith reloaded/)
-    await new Promise((resolve) => bob.once('close', resolve))
+    await bobClosed
     assert.equal(await roundTrip(alice, 'still here'), 'still here', "alice's accepted connection is untouched")
     assert.equal(await echoThrough(port, echo.port, { user: 'carol', password: 'c1' }), 'ping')
     await assert.rejects(echoThrough(port, echo.port, { user: 'bob', password: 'b1' }))

@@ -3,7 +3,7 @@
  * Exported as `socksmith/plugins/auth`; written against the public API only.
  */
 import { randomBytes } from 'node:crypto'
-import { definePlugin, Method, SocksError, type AuthContext, type Middleware, type NegotiateContext, type Next } from 'socksmith'
+import { definePlugin, isLogLevelEnabled, Method, SocksError, type AuthContext, type Middleware, type NegotiateContext, type Next } from 'socksmith'
 import { deriveKey, DEFAULT_SCRYPT_PARAMS, type ScryptHash } from './hash.js'
 import { parseAuthOptions, PlainPassword, type ParsedAuthOptions, type VerifyFunction } from './options.js'
 import { FailureThrottle } from './throttle.js'
@@ -100,7 +100,7 @@ function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | 
     const client = ctx.client.address
     if (throttle !== null && throttle.isLocked(client)) {
       // Refused before hashing: during a lockout even the right password is turned away, so guessing learns nothing.
-      ctx.log.debug('auth: login refused, client is locked out', { id: ctx.id, client, user })
+      if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('auth: login refused, client is locked out', { id: ctx.id, client, user })
       throw new SocksError('ERR_SOCKS_AUTH_FAILED', `too many failed logins from ${client}`)
     }
     const accepted = verify === null || checker.has(user)
@@ -114,7 +114,7 @@ function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | 
       throw new SocksError('ERR_SOCKS_AUTH_FAILED', `login failed for user ${JSON.stringify(user)}`)
     }
     ctx.user = user
-    ctx.log.debug('auth: login', { id: ctx.id, client, user })
+    if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('auth: login', { id: ctx.id, client, user })
     await next()
   }
 }

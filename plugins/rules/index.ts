@@ -1,6 +1,7 @@
 import {
   definePlugin,
   formatAddress,
+  isLogLevelEnabled,
   SocksError,
   type Address,
   type ConnectContext,
@@ -135,7 +136,7 @@ async function keepAllowedAddresses(ctx: ConnectContext, policy: RulesPolicy, fa
     throw refusal(denial, `${ctx.commandName} to ${formatAddress(ctx.destination)}${where}`)
   }
   if (allowed.length < answers.length) {
-    ctx.log.debug('rules: dropped denied addresses of the destination', { id: ctx.id, name: ctx.destination.host, kept: allowed.map((a) => a.address), rule: denial?.source })
+    if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('rules: dropped denied addresses of the destination', { id: ctx.id, name: ctx.destination.host, kept: allowed.map((a) => a.address), rule: denial?.source })
   }
   ctx.resolved = allowed
 }
@@ -155,7 +156,7 @@ function checkBindPeer(ctx: ConnectContext, policy: RulesPolicy, requestFacts: P
     facts.port = peer.port
     const verdict = facts.address === null ? null : policy.decide(facts)
     if (verdict !== null && verdict.action === 'allow') return true
-    ctx.log.debug('rules: BIND peer refused', { id: ctx.id, peer: formatAddress(peer), rule: verdict?.source })
+    if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('rules: BIND peer refused', { id: ctx.id, peer: formatAddress(peer), rule: verdict?.source })
     return false
   }
 }
@@ -197,7 +198,7 @@ export function createDatagramCheck(policy: RulesPolicy, log: Logger): Middlewar
     const verdict = address === null ? null : policy.decide(facts)
     if (verdict === null || verdict.action !== 'allow') {
       dctx.drop()
-      log.debug('rules: datagram dropped', { id: association.id, direction: dctx.direction, peer: formatAddress(peer), rule: verdict?.source })
+      if (isLogLevelEnabled(log, 'debug')) log.debug('rules: datagram dropped', { id: association.id, direction: dctx.direction, peer: formatAddress(peer), rule: verdict?.source })
       return
     }
     if (name !== null && dctx.direction === 'out') rememberName(state, key, name)

@@ -2,6 +2,7 @@ import { isIP, type Socket } from 'node:net'
 import { dialTcp, isSocksError, SocksError, toAddress, toSocksError, Reply, type Address, type ConnectContext, type Dialer, type DialOptions, type Resolver } from 'socksmith'
 import { socksConnect, type ProxyOptions } from 'socksmith/client'
 import { Deadline } from './deadline.js'
+import { reportUnavailable } from './report.js'
 import { httpConnect } from './http-connect.js'
 import { socks4Connect } from './socks4.js'
 import { isSocks5, type ProxyEndpoint, type ProxyProtocol } from './url.js'
@@ -58,15 +59,22 @@ export class ProxyChain implements Dialer {
     const destination = await destinationFor(ctx, this.last.protocol)
     const deadline = new Deadline(options.signal, options.timeout, () => new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `connect through ${this.label} timed out after ${options.timeout} ms`))
     try {
-      const socket = await this.openTunnel(ctx.server.resolver, deadline)
+      let socket: Socket
       let bound: Address | null
       try {
-        bound = await openHop(socket, this.last, destination, deadline.signal)
+        socket = await this.openTunnel(ctx.server.resolver, deadline)
+        try {
+          bound = await openHop(socket, this.last, destination, deadline.signal)
+        } catch (err) {
+          socket.destroy()
+          throw this.finalFailure(err, deadline)
+        }
       } catch (err) {
-        socket.destroy()
-        throw this.finalFailure(err, deadline)
+        reportUnavailable(ctx, this, err)
+        throw err
       }
       ctx.dialed = destination
+      ctx.via = this.label
       // BND of the last hop is where the traffic really leaves from; SOCKS4 and HTTP do not say.
       if (bound !== null && bound.host !== '0.0.0.0' && bound.host !== '::') ctx.bound = bound
       return socket

@@ -1,10 +1,11 @@
-import { Command, definePlugin, type ConnectContext } from 'socksmith'
+import { Command, definePlugin, isLogLevelEnabled, type ConnectContext } from 'socksmith'
 import { parseFacts, parseIp } from 'socksmith/plugins/rules'
 import { bindThrough } from './bind.js'
 import { ProxyChain } from './dialer.js'
 import { parseUpstreamOptions, type RouteSpec, type TargetSpec, type UpstreamConfig } from './options.js'
 import { ProxyPool, runThrough, type Upstream } from './pool.js'
 import { associateUpstream, relayUdpThrough, upstreamDatagram } from './udp.js'
+import { attemptThrough } from './report.js'
 
 export { parseProxyUrl, ProxyUrlError, isSocks5 } from './url.js'
 export type { ProxyEndpoint, ProxyProtocol } from './url.js'
@@ -55,16 +56,16 @@ const upstream = definePlugin<UpstreamConfig>({
     host.use('connect', async function upstreamConnect(ctx, next) {
       const chosen = await choose(ctx)
       if (chosen === null) return next()
-      ctx.log.debug('via upstream', { id: ctx.id, upstream: chosen.label })
+      if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('via upstream', { id: ctx.id, upstream: chosen.label })
       if (ctx.command === Command.CONNECT) {
         ctx.dialer = chosen
         return next()
       }
       if (ctx.command === Command.BIND) {
         // The upstream does the BIND; the core's own must not run.
-        return runThrough(chosen, ctx, canBind, 'BIND', (chain) => bindThrough(chain, ctx, timeouts))
+        return runThrough(chosen, ctx, canBind, 'BIND', (chain) => attemptThrough(ctx, chain, (c) => bindThrough(c, ctx, timeouts)))
       }
-      const relay = await runThrough(chosen, ctx, canAssociate, 'UDP ASSOCIATE', (chain) => associateUpstream(chain, ctx, timeouts.connect))
+      const relay = await runThrough(chosen, ctx, canAssociate, 'UDP ASSOCIATE', (chain) => attemptThrough(ctx, chain, (c) => associateUpstream(c, ctx, timeouts.connect)))
       return relayUdpThrough(relay, ctx, next)
     })
 

@@ -1,4 +1,4 @@
-import { isSocksError, SocksError, type ConnectContext, type DatagramContext, type Next } from 'socksmith'
+import { isLogLevelEnabled, isSocksError, SocksError, type ConnectContext, type DatagramContext, type Next } from 'socksmith'
 import { socksAssociate, type UdpAssociation as UpstreamAssociation } from 'socksmith/client'
 import { clientProxyOptions, sendsNames, unavailable } from './dialer.js'
 import type { ProxyChain } from './dialer.js'
@@ -61,9 +61,11 @@ export async function relayUdpThrough(relay: UpstreamUdpRelay, ctx: ConnectConte
   }
   ctx.state.upstreamUdp = relay
   upstream.on('message', (data, from) => association.sendToClient(from, data))
-  upstream.on('error', (err) => ctx.log.debug('upstream UDP error', { id: ctx.id, upstream: relay.label, error: err.message }))
+  upstream.on('error', (err) => {
+    if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('upstream UDP error', { id: ctx.id, upstream: relay.label, error: err.message })
+  })
   upstream.on('close', () => {
-    ctx.log.debug('upstream UDP association closed', { id: ctx.id, upstream: relay.label })
+    if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('upstream UDP association closed', { id: ctx.id, upstream: relay.label })
     association.close()
   })
   ctx.signal.addEventListener('abort', () => upstream.close(), { once: true })

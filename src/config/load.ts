@@ -184,6 +184,7 @@ export function createServerFromConfig(loaded: LoadedConfig, options: CreateServ
     maxConnections: config.limits.maxConnections,
     maxConnectionsPerClient: config.limits.perClient,
     logger: options.logger ?? createLogger(config.log.level),
+    accessLog: config.log.access,
     allowOpenProxy: config.allowOpenProxy,
     udp: config.udp,
   })

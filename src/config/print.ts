@@ -19,6 +19,7 @@ export function printableConfig(loaded: LoadedConfig): Record<string, unknown> {
     limits: config.limits,
     timeouts: config.timeouts,
     log: config.log,
+    metrics: config.metrics,
     allowOpenProxy: config.allowOpenProxy,
     udp: config.udp,
     plugins: config.plugins.map((entry) => ({

@@ -18,7 +18,7 @@ export interface ReloadResult {
   loaded: LoadedConfig
   /** Live connections closed because their user is no longer in the auth plugin's user list. */
   closed: number
-  /** Settings that only a restart applies (listeners). */
+  /** Settings that only a restart applies (listeners, the metrics listener). */
   needsRestart: string[]
 }
 
@@ -50,7 +50,9 @@ export async function reloadFromConfig(server: SocksServer, current: LoadedConfi
     const removed = new Set([...before].filter((user) => !after.has(user)))
     if (removed.size > 0) closed = server.destroyConnections((ctx) => ctx.user !== null && removed.has(ctx.user), new SocksError('ERR_SOCKS_AUTH_FAILED', 'user removed from the configuration'))
   }
-  const needsRestart = JSON.stringify(current.config.listen) === JSON.stringify(loaded.config.listen) ? [] : ['listen']
+  const needsRestart: string[] = []
+  if (JSON.stringify(current.config.listen) !== JSON.stringify(loaded.config.listen)) needsRestart.push('listen')
+  if (JSON.stringify(current.config.metrics) !== JSON.stringify(loaded.config.metrics)) needsRestart.push('metrics')
   return { loaded, closed, needsRestart }
 }
 

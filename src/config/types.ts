@@ -58,7 +58,11 @@ export interface SocksmithConfig {
   log?: {
     /** Default `info`. */
     level?: LogLevel
+    /** One `info` line per connection when it ends. Default true. */
+    access?: boolean
   }
+  /** Prometheus metrics on an HTTP listener of their own (`GET /metrics`). Default: none. */
+  metrics?: MetricsConfig
   /** Allow listening on a non-loopback address without authentication. Default false. */
   allowOpenProxy?: boolean
   udp?: {
@@ -69,6 +73,23 @@ export interface SocksmithConfig {
   }
   /** Ordered: the order of the list is the order of the middleware. */
   plugins?: PluginEntry[]
+}
+
+/** `metrics`: where the Prometheus endpoint listens. */
+export interface MetricsConfig {
+  /** Default `127.0.0.1`. */
+  host?: string
+  /** 0 picks a free port. */
+  port: number
+  /** Per-user counters (labelled by user name). Default false. */
+  perUser?: boolean
+}
+
+/** `metrics` with its defaults filled in. */
+export interface EffectiveMetrics {
+  host: string
+  port: number
+  perUser: boolean
 }
 
 /** A plugin entry after its module was found and loaded. */
@@ -96,7 +117,9 @@ export interface EffectiveConfig {
   listen: EffectiveListen[]
   limits: { maxConnections: number; perClient: number }
   timeouts: Timeouts
-  log: { level: LogLevel }
+  log: { level: LogLevel; access: boolean }
+  /** Null when no metrics listener is configured. */
+  metrics: EffectiveMetrics | null
   allowOpenProxy: boolean
   udp: { acceptFromAnyPeer: boolean; maxSendQueue: number }
   plugins: LoadedPlugin[]

@@ -97,10 +97,11 @@ export function parseDuration(value: unknown): number | null {
   return Number.isFinite(ms) ? Math.round(ms) : null
 }
 
-const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'allowOpenProxy', 'udp', 'plugins'] as const
+const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'metrics', 'allowOpenProxy', 'udp', 'plugins'] as const
 const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog'] as const
 const LIMIT_KEYS = ['maxConnections', 'perClient'] as const
-const LOG_KEYS = ['level'] as const
+const LOG_KEYS = ['level', 'access'] as const
+const METRICS_KEYS = ['host', 'port', 'perUser'] as const
 const UDP_KEYS = ['acceptFromAnyPeer', 'maxSendQueue'] as const
 const TIMEOUT_KEYS = Object.keys(DEFAULT_TIMEOUTS) as (keyof Timeouts)[]
 
@@ -115,7 +116,8 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
     listen: [{ ...DEFAULT_LISTEN }],
     limits: { maxConnections: 10_000, perClient: 0 },
     timeouts: { ...DEFAULT_TIMEOUTS },
-    log: { level: 'info' },
+    log: { level: 'info', access: true },
+    metrics: null,
     allowOpenProxy: false,
     udp: { acceptFromAnyPeer: false, maxSendQueue: 1024 },
   }
@@ -153,6 +155,26 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
   if (log !== null && log.level !== undefined) {
     if (isLogLevel(log.level)) config.log.level = log.level
     else issues.add('log.level', `expected one of silent, error, warn, info, debug, found ${describe(log.level)}`)
+  }
+  if (log !== null && log.access !== undefined) {
+    if (typeof log.access === 'boolean') config.log.access = log.access
+    else issues.add('log.access', `expected true or false, found ${describe(log.access)}`)
+  }
+
+  const metrics = section(raw, 'metrics', METRICS_KEYS, issues)
+  if (metrics !== null) {
+    const effective = { host: '127.0.0.1', port: 0, perUser: false }
+    if (metrics.port === undefined) issues.add('metrics.port', 'is required: the port of the metrics listener (0 picks a free one)')
+    else effective.port = integer(metrics.port, 'metrics.port', 0, 65535, issues) ?? 0
+    if (metrics.host !== undefined) {
+      if (typeof metrics.host === 'string' && metrics.host.trim() !== '') effective.host = metrics.host.trim()
+      else issues.add('metrics.host', `expected an address such as 127.0.0.1 or ::1, found ${describe(metrics.host)}`)
+    }
+    if (metrics.perUser !== undefined) {
+      if (typeof metrics.perUser === 'boolean') effective.perUser = metrics.perUser
+      else issues.add('metrics.perUser', `expected true or false, found ${describe(metrics.perUser)}`)
+    }
+    config.metrics = effective
   }
 
   if (raw.allowOpenProxy !== undefined) {

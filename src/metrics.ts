@@ -1,0 +1,330 @@
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { once } from 'node:events'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import type { Counter, Registry } from 'prom-client'
+import type { ConnectionContext } from './context.js'
+import { SocksError, isSocksError } from './errors.js'
+import { Command, Reply } from './protocol/constants.js'
+import type { Resolver } from './resolver.js'
+import type { SocksServer } from './server.js'
+
+export interface MetricsOptions {
+  /** Per-user counters (`socksmith_user_*`, labelled by user name). Default false. */
+  perUser?: boolean
+}
+
+export interface StartMetricsOptions extends MetricsOptions {
+  /** Default 127.0.0.1: the metrics (user names with `perUser`) are not for everyone. */
+  host?: string
+  /** 0 picks a free port. */
+  port: number
+}
+
+/** The metrics of one server, in a registry of their own. */
+export interface ServerMetrics {
+  /** A prom-client registry holding only this server's metrics: `await registry.metrics()`. */
+  readonly registry: Registry
+  /** Stops counting (removes the server listeners and channel subscriptions). */
+  detach(): void
+}
+
+/** The HTTP listener `startMetrics()` opened. */
+export interface MetricsServer {
+  readonly registry: Registry
+  /** Its bound address (null once closed). */
+  address(): AddressInfo | null
+  /** Stops counting and closes the listener. */
+  close(): Promise<void>
+}
+
+/** Seconds; handshakes and connects on a LAN take milliseconds, across the world up to seconds. */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+/** What the dns-cache plugin's cache tells about itself. */
+interface DnsCacheCounters {
+  stats(): { hits: number; misses: number }
+}
+
+/** Channel name of the upstream failures (see diagnostics.ts); subscribed by name, as anyone can. */
+const UPSTREAM_FAILURE = 'socksmith:upstream:failure'
+
+/**
+ * Collects Prometheus metrics of `server` into a registry of its own (never prom-client's global
+ * one, so several servers and tests do not clash). Everything is counted when a connection or UDP
+ * association ends, or read when the registry is scraped: nothing per byte or per datagram.
+ * prom-client is loaded on first use.
+ *
+ * Metrics: `socksmith_connections_active`, `socksmith_connections_total{outcome,reply}`,
+ * `socksmith_bytes_total{direction}`, `socksmith_handshake_duration_seconds`,
+ * `socksmith_connect_duration_seconds{result}`, `socksmith_udp_associations_active`,
+ * `socksmith_udp_associations_total`, `socksmith_udp_datagrams_total{direction}`,
+ * `socksmith_udp_datagrams_dropped_total`, `socksmith_dns_cache_hits_total`,
+ * `socksmith_dns_cache_misses_total`, `socksmith_upstream_failures_total{upstream}`, and with
+ * `perUser`: `socksmith_user_connections_total{user}`, `socksmith_user_bytes_total{user,direction}`.
+ *
+ * @example
+ * const { registry } = await collectMetrics(server)
+ * app.get('/metrics', async (_req, res) => res.type(registry.contentType).send(await registry.metrics()))
+ */
+export async function collectMetrics(server: SocksServer, options: MetricsOptions = {}): Promise<ServerMetrics> {
+  const prom = await import('prom-client')
+  const findDnsCache = await dnsCacheFinder()
+  const registry = new prom.Registry()
+  const registers = [registry]
+
+  new prom.Gauge({
+    name: 'socksmith_connections_active',
+    help: 'Live connections (handshaking, relaying or holding a UDP association).',
+    registers,
+    collect() {
+      this.set(server.connections)
+    },
+  })
+  const connections = new prom.Counter({
+    name: 'socksmith_connections_total',
+    help: 'Connections that ended, by outcome (success, failed: a failure reply was sent, auth_failed, closed: ended before any reply) and reply code (none when no reply was sent).',
+    labelNames: ['outcome', 'reply'] as const,
+    registers,
+  })
+  const bytes = new prom.Counter({
+    name: 'socksmith_bytes_total',
+    help: 'Payload bytes relayed over TCP, from_client and to_client, counted when a connection ends.',
+    labelNames: ['direction'] as const,
+    registers,
+  })
+  const handshake = new prom.Histogram({
+    name: 'socksmith_handshake_duration_seconds',
+    help: 'Accept to request received (PROXY header, method negotiation, authentication, request).',
+    buckets: LATENCY_BUCKETS,
+    registers,
+  })
+  const connect = new prom.Histogram({
+    name: 'socksmith_connect_duration_seconds',
+    help: 'The connect phase of CONNECT requests (resolve, rules, dial), by result.',
+    labelNames: ['result'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers,
+  })
+  new prom.Gauge({
+    name: 'socksmith_udp_associations_active',
+    help: 'Live UDP associations.',
+    registers,
+    collect() {
+      this.set(server.udpAssociations)
+    },
+  })
+  const associations = new prom.Counter({
+    name: 'socksmith_udp_associations_total',
+    help: 'UDP associations, counted when they end.',
+    registers,
+  })
+  const datagrams = new prom.Counter({
+    name: 'socksmith_udp_datagrams_total',
+    help: 'Datagrams forwarded, out (client to peer) and in (peer to client), counted when the association ends.',
+    labelNames: ['direction'] as const,
+    registers,
+  })
+  const dropped = new prom.Counter({
+    name: 'socksmith_udp_datagrams_dropped_total',
+    help: 'Datagrams dropped (foreign sender, bad header, fragment, middleware, full send queue), counted when the association ends.',
+    registers,
+  })
+  // Read from the dns-cache plugin at scrape time; a reload installs a new cache, whose counts
+  // are added to those of the caches before it so the counters never go back.
+  const dns = { cache: null as DnsCacheCounters | null, hits: 0, misses: 0 }
+  const dnsStats = (): { hits: number; misses: number } => {
+    const cache = findDnsCache(server)
+    if (cache !== dns.cache) {
+      if (dns.cache !== null) {
+        const last = dns.cache.stats()
+        dns.hits += last.hits
+        dns.misses += last.misses
+      }
+      dns.cache = cache
+    }
+    const now = cache?.stats() ?? { hits: 0, misses: 0 }
+    return { hits: dns.hits + now.hits, misses: dns.misses + now.misses }
+  }
+  new prom.Counter({
+    name: 'socksmith_dns_cache_hits_total',
+    help: 'Lookups the dns-cache plugin answered from its cache.',
+    registers,
+    collect() {
+      setCounter(this, dnsStats().hits)
+    },
+  })
+  new prom.Counter({
+    name: 'socksmith_dns_cache_misses_total',
+    help: 'Lookups the dns-cache plugin passed to the resolver.',
+    registers,
+    collect() {
+      setCounter(this, dnsStats().misses)
+    },
+  })
+  const upstreamFailures = new prom.Counter({
+    name: 'socksmith_upstream_failures_total',
+    help: 'Times an upstream proxy was unavailable (unreachable, closed, refused our login), by upstream.',
+    labelNames: ['upstream'] as const,
+    registers,
+  })
+  const perUser = options.perUser === true
+  const userConnections = perUser
+    ? new prom.Counter({ name: 'socksmith_user_connections_total', help: 'Connections that ended, by authenticated user.', labelNames: ['user'] as const, registers })
+    : null
+  const userBytes = perUser
+    ? new prom.Counter({ name: 'socksmith_user_bytes_total', help: 'Payload bytes relayed over TCP, by authenticated user and direction.', labelNames: ['user', 'direction'] as const, registers })
+    : null
+
+  // Series that always exist start at 0, so rate() sees their first increase.
+  for (const direction of ['from_client', 'to_client']) bytes.inc({ direction }, 0)
+  for (const direction of ['out', 'in']) datagrams.inc({ direction }, 0)
+  for (const result of ['success', 'failure']) connect.zero({ result })
+  const fromClient = bytes.labels('from_client')
+  const toClient = bytes.labels('to_client')
+  const datagramsOut = datagrams.labels('out')
+  const datagramsIn = datagrams.labels('in')
+  const connectSuccess = connect.labels('success')
+  const connectFailure = connect.labels('failure')
+  // One child per outcome and reply seen, so a connection's end costs a map lookup, not label hashing.
+  const byOutcome = new Map<string, Counter.Internal>()
+
+  const onDisconnect = (ctx: ConnectionContext): void => {
+    const outcome = outcomeOf(ctx)
+    const reply = ctx.reply === null ? 'none' : String(ctx.reply)
+    const key = `${outcome}|${reply}`
+    let child = byOutcome.get(key)
+    if (child === undefined) {
+      child = connections.labels(outcome, reply)
+      byOutcome.set(key, child)
+    }
+    child.inc()
+    const up = ctx.replied ? ctx.bytesFromClient : 0
+    const down = ctx.replied ? ctx.bytesToClient : 0
+    if (up > 0) fromClient.inc(up)
+    if (down > 0) toClient.inc(down)
+    if (ctx.handshakeMs !== null) handshake.observe(ctx.handshakeMs / 1000)
+    if (ctx.connectMs !== null && ctx.command === Command.CONNECT) (ctx.replied ? connectSuccess : connectFailure).observe(ctx.connectMs / 1000)
+    const association = ctx.association
+    if (association !== null) {
+      associations.inc()
+      if (association.datagramsOut > 0) datagramsOut.inc(association.datagramsOut)
+      if (association.datagramsIn > 0) datagramsIn.inc(association.datagramsIn)
+      if (association.datagramsDropped > 0) dropped.inc(association.datagramsDropped)
+    }
+    if (ctx.user !== null && userConnections !== null && userBytes !== null) {
+      userConnections.inc({ user: ctx.user })
+      if (up > 0) userBytes.inc({ user: ctx.user, direction: 'from_client' }, up)
+      if (down > 0) userBytes.inc({ user: ctx.user, direction: 'to_client' }, down)
+    }
+  }
+  const onUpstreamFailure = (message: unknown): void => {
+    const { ctx, upstream } = message as { ctx?: { server?: unknown }; upstream?: unknown }
+    if (ctx?.server !== server || typeof upstream !== 'string') return
+    upstreamFailures.inc({ upstream })
+  }
+  server.on('disconnect', onDisconnect)
+  subscribe(UPSTREAM_FAILURE, onUpstreamFailure)
+  let attached = true
+  return {
+    registry,
+    detach() {
+      if (!attached) return
+      attached = false
+      server.removeListener('disconnect', onDisconnect)
+      unsubscribe(UPSTREAM_FAILURE, onUpstreamFailure)
+    },
+  }
+}
+
+/**
+ * Serves `server`'s metrics (see `collectMetrics()`) at `GET /metrics` on an HTTP listener of
+ * their own. Close it with `close()`; closing the SOCKS server does not.
+ *
+ * @example
+ * const metrics = await startMetrics(server, { port: 9464, perUser: true })
+ * // curl http://127.0.0.1:9464/metrics
+ * await metrics.close()
+ */
+export async function startMetrics(server: SocksServer, options: StartMetricsOptions): Promise<MetricsServer> {
+  const host = options.host ?? '127.0.0.1'
+  const port = options.port
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `metrics port must be an integer from 0 to 65535 (got ${String(port)})`)
+  const metrics = await collectMetrics(server, options)
+  const { registry } = metrics
+  const http = createHttpServer((req, res) => void serve(registry, req, res))
+  // Scrapers keep connections alive; close() must not wait for them.
+  http.keepAliveTimeout = 5000
+  try {
+    http.listen({ host, port })
+    await once(http, 'listening')
+  } catch (err) {
+    metrics.detach()
+    throw err
+  }
+  let closing: Promise<void> | null = null
+  return {
+    registry,
+    address: () => (http.listening ? (http.address() as AddressInfo) : null),
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        metrics.detach()
+        http.close(() => resolve())
+        http.closeAllConnections()
+      })
+      return closing
+    },
+  }
+}
+
+async function serve(registry: Registry, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const path = (req.url ?? '/').split('?', 1)[0]
+  if (path !== '/metrics') {
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found: metrics are at /metrics\n')
+    return
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('method not allowed\n')
+    return
+  }
+  try {
+    const body = await registry.metrics()
+    res.writeHead(200, { 'content-type': registry.contentType })
+    res.end(req.method === 'HEAD' ? undefined : body)
+  } catch (err) {
+    res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end(`collecting metrics failed: ${err instanceof Error ? err.message : String(err)}\n`)
+  }
+}
+
+function outcomeOf(ctx: ConnectionContext): 'success' | 'failed' | 'auth_failed' | 'closed' {
+  if (ctx.replied) return 'success'
+  if (ctx.reply !== null && ctx.reply !== Reply.SUCCEEDED) return 'failed'
+  const err = ctx.error
+  if (isSocksError(err) && (err.code === 'ERR_SOCKS_AUTH_FAILED' || err.code === 'ERR_SOCKS_NO_ACCEPTABLE_METHOD')) return 'auth_failed'
+  return 'closed'
+}
+
+/** A counter that mirrors a count kept elsewhere (read at scrape time). */
+function setCounter(counter: Counter, value: number): void {
+  counter.reset()
+  if (value > 0) counter.inc(value)
+}
+
+/**
+ * Finds the dns-cache plugin's cache of a server: the installed resolver when it is one (after a
+ * reload that is the new pipeline's), else the one the plugin recorded. The plugin module is
+ * loaded by the package's own name, as any program would, so core and plugin stay apart; when it
+ * cannot be loaded there is simply no cache to report.
+ */
+async function dnsCacheFinder(): Promise<(server: SocksServer) => DnsCacheCounters | null> {
+  type DnsCacheModule = { DnsCache: new (...args: never[]) => Resolver; getDnsCache(server: SocksServer): DnsCacheCounters | undefined }
+  let module: DnsCacheModule
+  try {
+    // A variable specifier: resolved through the package's exports map at run time.
+    const specifier = 'socksmith/plugins/dns-cache'
+    module = (await import(specifier)) as DnsCacheModule
+  } catch {
+    return () => null
+  }
+  return (server) => (server.resolver instanceof module.DnsCache ? (server.resolver as unknown as DnsCacheCounters) : (module.getDnsCache(server) ?? null))
+}
