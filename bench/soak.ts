@@ -108,8 +108,9 @@ async function main(): Promise<void> {
     counts.junk++
   }
   async function worker(n: number): Promise<void> {
-    while (Date.now() < deadline) {
-      const pick = (n + counts.connect + counts.udp) % 10
+    // Each client walks the same mix (6 CONNECT, 2 UDP, 1 BIND, 1 junk in 10), starting at its own place.
+    for (let step = n; Date.now() < deadline; step++) {
+      const pick = step % 10
       try {
         if (pick < 6) await oneConnect()
         else if (pick < 8) await oneUdp()
