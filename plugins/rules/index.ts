@@ -20,7 +20,7 @@ export type { Matcher, MatchFacts, MatchField, ParsedFacts, IpAddress } from './
 export { PRESETS, PRESET_NAMES } from './presets.js'
 export type { PresetName } from './presets.js'
 export { parseRulesOptions, RulesPolicy } from './policy.js'
-export type { RulesOptions, RuleOptions, RuleAction, Verdict } from './policy.js'
+export type { RulesOptions, RuleOptions, MatchOptions, RuleAction, Verdict } from './policy.js'
 
 declare module 'socksmith' {
   interface SocksState {

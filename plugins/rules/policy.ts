@@ -3,9 +3,8 @@ import { compileMatcher, describe, hint, isPlainObject, type Matcher, type Parse
 
 export type RuleAction = 'allow' | 'deny'
 
-/** One rule as written in a config: an action and conditions that must all hold (any value of a list). */
-export interface RuleOptions {
-  action: RuleAction
+/** Conditions as written in a config, all of which must hold (any value of a list). Also the upstream plugin's route `match`. */
+export interface MatchOptions {
   /** Client addresses: CIDRs or presets. */
   from?: string | string[]
   /** Destination addresses (checked after DNS, on every answer): CIDRs or presets. */
@@ -17,6 +16,11 @@ export interface RuleOptions {
   /** Authenticated user names; `*` is any authenticated user. */
   users?: string | string[]
   commands?: ('connect' | 'bind' | 'udp') | ('connect' | 'bind' | 'udp')[]
+}
+
+/** One rule as written in a config: an action and conditions that must all hold. */
+export interface RuleOptions extends MatchOptions {
+  action: RuleAction
 }
 
 /** Options of the rules plugin. */

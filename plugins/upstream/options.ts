@@ -1,6 +1,6 @@
 import { didYouMean } from 'socksmith'
 import type { ConnectContext, OptionPath } from 'socksmith'
-import { compileMatcher, MATCH_FIELDS, type Matcher } from 'socksmith/plugins/rules'
+import { compileMatcher, MATCH_FIELDS, type Matcher, type MatchOptions } from 'socksmith/plugins/rules'
 import { parseProxyUrl, ProxyUrlError, type ProxyEndpoint } from './url.js'
 import type { PoolStrategy } from './pool.js'
 
@@ -8,19 +8,7 @@ import type { PoolStrategy } from './pool.js'
 export type RouteFunction = (ctx: ConnectContext) => boolean | Promise<boolean>
 
 /** The conditions of a route: the rules plugin's matchers (every one present must hold). */
-export interface RouteMatch {
-  /** Client addresses: CIDRs or presets (`loopback`, `private`, ...). */
-  from?: string | string[]
-  /** Destination addresses: CIDRs or presets. A domain destination is resolved locally to be checked. */
-  to?: string | string[]
-  /** Destination names: `example.com`, `*.example.com` (sub-domains only), `*` (any name). */
-  domains?: string | string[]
-  /** Destination ports: `443`, `[80, 443]`, `'8000-8999'`. */
-  ports?: number | string | (number | string)[]
-  /** Authenticated user names; `*` is any authenticated user. */
-  users?: string | string[]
-  commands?: ('connect' | 'bind' | 'udp') | ('connect' | 'bind' | 'udp')[]
-}
+export type RouteMatch = MatchOptions
 
 /** Where traffic goes: exactly one of these (or `direct: true` in a route). */
 export interface UpstreamTargetOptions {
