@@ -1,5 +1,6 @@
 // A tiny HTTP CONNECT proxy for tests (loopback only): just enough of RFC 9110 §9.3.6 to be a real peer.
-import { createServer, connect, type AddressInfo, type Socket } from 'node:net'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { openTunnel } from './tunnel.js'
 import { once } from 'node:events'
 import type { TestContext } from 'node:test'
 
@@ -55,20 +56,7 @@ export async function startHttpProxy(t: TestContext, options: HttpProxyOptions =
       if (split === null) return void client.end('HTTP/1.1 400 Bad Request\r\n\r\n')
       const host = options.hosts?.[split[1]!] ?? split[1]!
       if (!/^[\d.:a-f]+$/i.test(host)) return void client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n')
-      const out = connect({ host, port: Number(split[2]), allowHalfOpen: true })
-      sockets.add(out)
-      out.on('close', () => sockets.delete(out))
-      out.once('error', () => {
-        if (!client.destroyed) client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n')
-      })
-      out.once('connect', () => {
-        out.on('error', () => client.destroy())
-        client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-        if (rest.length > 0) out.write(rest)
-        client.pipe(out)
-        out.pipe(client)
-        client.resume()
-      })
+      openTunnel(client, host, Number(split[2]), rest, sockets, 'HTTP/1.1 200 Connection Established\r\n\r\n', 'HTTP/1.1 502 Bad Gateway\r\n\r\n')
     }
     client.on('data', onData)
   })

@@ -1,5 +1,6 @@
 // A tiny SOCKS4/4a CONNECT server for tests (loopback only). Dante speaks SOCKS4 but not 4a.
-import { createServer, connect, type AddressInfo, type Socket } from 'node:net'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { openTunnel } from './tunnel.js'
 import { once } from 'node:events'
 import type { TestContext } from 'node:test'
 
@@ -45,20 +46,7 @@ export async function startSocks4Proxy(t: TestContext, hosts: Record<string, str
       const address = socks4a ? hosts[host] : host
       if (address === undefined) return void client.end(reply(91))
       const rest = buf.subarray(end)
-      const out = connect({ host: address, port, allowHalfOpen: true })
-      sockets.add(out)
-      out.on('close', () => sockets.delete(out))
-      out.once('error', () => {
-        if (!client.destroyed) client.end(reply(91))
-      })
-      out.once('connect', () => {
-        out.on('error', () => client.destroy())
-        client.write(reply(90))
-        if (rest.length > 0) out.write(rest)
-        client.pipe(out)
-        out.pipe(client)
-        client.resume()
-      })
+      openTunnel(client, address, port, rest, sockets, reply(90), reply(91))
     }
     client.on('data', onData)
   })
