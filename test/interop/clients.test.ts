@@ -2,7 +2,7 @@
 // own client cannot pass: curl, ncat, OpenBSD netcat, proxychains, PySocks and the npm `socks` package.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFileSync, mkdtempSync } from 'node:fs'
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect } from 'node:net'
@@ -167,4 +167,20 @@ test('npm socks: UDP ASSOCIATE', async (t) => {
   const parsed = SocksClient.parseUDPFrame(msg)
   assert.equal(parsed.data.toString(), 'npm udp')
   assert.equal(parsed.remoteHost.port, echo.port)
+})
+
+test('headless Chromium loads a page through the proxy (names resolved by the proxy)', async (t) => {
+  const web = await startHttp(t)
+  // Only the test name resolves: Chromium's own background requests get REP 04 and go nowhere.
+  const resolver = mapResolver({ 'web.test': ['127.0.0.1'] })
+  const { port } = await startSocks(t, { resolver })
+  const profile = mkdtempSync(join(tmpdir(), 'socksmith-chromium-'))
+  t.after(() => rmSync(profile, { recursive: true, force: true }))
+  const r = await run('chromium', [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`,
+    `--proxy-server=socks5://127.0.0.1:${port}`, '--dump-dom', `http://web.test:${web.port}/chromium`,
+  ], { timeout: 60_000 })
+  assert.match(r.stdout, /hello \/chromium/, r.stderr.slice(-2000))
+  assert.ok(resolver.calls.includes('web.test'))
 })
