@@ -24,6 +24,12 @@ export interface DatagramContext {
   /** Drops this packet. */
   drop(): void
   readonly dropped: boolean
+  /**
+   * Takes the packet: the middleware delivered it itself (for example through an upstream relay),
+   * so the association neither forwards it nor counts it as dropped.
+   */
+  consume(): void
+  readonly consumed: boolean
 }
 
 export interface UdpAssociationOptions {
@@ -150,6 +156,11 @@ export class UdpAssociation {
       if (isLogLevelEnabled(this.ctx.log, 'debug')) this.ctx.log.debug('datagram dropped by middleware error', { id: this.id, error: String(err) })
       return this.#drop()
     }
+    if (dctx.consumed) {
+      if (direction === 'out') this.datagramsOut++
+      else this.datagramsIn++
+      return
+    }
     if (dctx.dropped || this.#closed) return this.#drop()
     if (direction === 'in') return this.#sendToClient(dctx.peer, dctx.data)
     if (dctx.peer.type === 'domain') return this.#resolveAndSend(dctx.peer, dctx.data)
@@ -266,6 +277,7 @@ class PacketContext implements DatagramContext {
   peer: Address
   data: Buffer
   dropped = false
+  consumed = false
 
   constructor(association: UdpAssociation, direction: DatagramDirection, peer: Address, data: Buffer) {
     this.association = association
@@ -281,6 +293,10 @@ class PacketContext implements DatagramContext {
 
   drop(): void {
     this.dropped = true
+  }
+
+  consume(): void {
+    this.consumed = true
   }
 }
 

@@ -72,14 +72,14 @@ export async function relayUdpThrough(relay: UpstreamUdpRelay, ctx: ConnectConte
 }
 
 /**
- * `datagram` middleware: outgoing datagrams of a relayed association go to the upstream relay and
- * are dropped from the direct path. Incoming ones never pass here: they come from the upstream
- * association, not from the core's sockets.
+ * `datagram` middleware: outgoing datagrams of a relayed association go to the upstream relay
+ * instead of the direct path (consumed, so they count as forwarded, not dropped). Incoming ones
+ * come from the upstream association through `sendToClient` and pass on to later middleware.
  */
 export async function upstreamDatagram(dctx: DatagramContext, next: Next): Promise<void> {
   const relay = dctx.association.state.upstreamUdp
   if (relay === null || dctx.direction !== 'out') return next()
-  dctx.drop()
+  dctx.consume()
   const peer = dctx.peer.type === 'domain' && !relay.sendsNames ? await dctx.resolve() : dctx.peer
   relay.upstream.send(dctx.data, peer, ignoreSendError)
 }
