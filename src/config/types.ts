@@ -15,6 +15,8 @@ export interface ListenConfig {
   /** For an IPv6 host such as `::`: accept IPv6 only. */
   ipv6Only?: boolean
   backlog?: number
+  /** Expect a PROXY protocol (v1/v2) header from a load balancer before the greeting. */
+  proxyProtocol?: boolean
 }
 
 /**
@@ -110,6 +112,7 @@ export interface EffectiveListen {
   port: number
   ipv6Only?: boolean
   backlog?: number
+  proxyProtocol?: boolean
 }
 
 /** The configuration with every default filled in, as `socksmith --print-config` shows it. */

@@ -98,7 +98,7 @@ export function parseDuration(value: unknown): number | null {
 }
 
 const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'metrics', 'allowOpenProxy', 'udp', 'plugins'] as const
-const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog'] as const
+const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog', 'proxyProtocol'] as const
 const LIMIT_KEYS = ['maxConnections', 'perClient'] as const
 const LOG_KEYS = ['level', 'access'] as const
 const METRICS_KEYS = ['host', 'port', 'perUser'] as const
@@ -217,6 +217,10 @@ function validateListen(entry: unknown, path: string, issues: IssueList): Effect
   }
   const backlog = integer(entry.backlog, `${path}.backlog`, 1, 65535, issues)
   if (backlog !== null) listen.backlog = backlog
+  if (entry.proxyProtocol !== undefined) {
+    if (typeof entry.proxyProtocol === 'boolean') listen.proxyProtocol = entry.proxyProtocol
+    else issues.add(`${path}.proxyProtocol`, `expected true or false, found ${describe(entry.proxyProtocol)}`)
+  }
   return listen
 }
 

@@ -105,3 +105,32 @@ test('a v1 header sent by hand sets the client; the plain listener of the same s
   assert.deepEqual(await plain.read(2), hex('0500'))
   assert.equal(seen[1]!.address, '127.0.0.1')
 })
+
+test('a config file listener with proxyProtocol: true, behind haproxy', async (t) => {
+  const echo = await startEcho(t)
+  const { loadConfig, createServerFromConfig, prepareServer } = await import('socksmith')
+  const loaded = await loadConfig({ config: { listen: { host: '127.0.0.1', port: 0, proxyProtocol: true } } })
+  assert.equal(loaded.config.listen[0]!.proxyProtocol, true)
+  const server = createServerFromConfig(loaded)
+  const seen: string[] = []
+  await prepareServer(server, loaded)
+  server.on('connection', (ctx) => seen.push(ctx.id.toString()))
+  const { port } = await server.listen(loaded.config.listen[0]!)
+  t.after(() => server.close({ drainTimeout: 0 }))
+  const haproxyPort = await startHaproxy(t, port, 'send-proxy-v2')
+  const socket = trackClient(t, connect({ host: '127.0.0.1', port: haproxyPort, localAddress: '127.0.0.3' }))
+  await once(socket, 'connect')
+  const clients: string[] = []
+  server.on('disconnect', (ctx) => clients.push(ctx.client.address))
+  socket.write(Buffer.concat([hex('050100'), ipv4Request(1, '127.0.0.1', echo.port), Buffer.from('cfg')]))
+  let received = Buffer.alloc(0)
+  while (received.length < 12 + 3) {
+    const [chunk] = (await once(socket, 'data')) as [Buffer]
+    received = Buffer.concat([received, chunk])
+  }
+  assert.equal(received.subarray(12).toString(), 'cfg')
+  socket.destroy()
+  // (haproxy's readiness probe from startHaproxy came through too, as 127.0.0.1.)
+  while (!clients.includes('127.0.0.3')) await new Promise((r) => setTimeout(r, 10))
+  assert.ok(seen.length >= 1)
+})
