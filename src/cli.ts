@@ -7,7 +7,7 @@ import { basename, dirname } from 'node:path'
 import * as nodeModule from 'node:module'
 import { isLogLevel, type Logger } from './logger.js'
 import { switchableLogger } from './cli-logger.js'
-import { startMetrics, type MetricsServer } from './metrics.js'
+import { shareMetricsWithPrimary, startClusterMetrics, startMetrics, type MetricsServer } from './metrics.js'
 import { isSocksError } from './errors.js'
 import type { SocksServer } from './server.js'
 import { createServerFromConfig, loadConfig, prepareServer } from './config/load.js'
@@ -170,7 +170,20 @@ async function main(argv: string[]): Promise<number> {
   if (workers > 1 && !isClusterWorker()) {
     // The config was checked above, once; each worker loads it again and listens on the shared sockets.
     await server.close({ drainTimeout: 0 })
-    return runPrimary(workers, logger, printListening)
+    let clusterMetrics: Awaited<ReturnType<typeof startClusterMetrics>> | null = null
+    const metricsOptions = loaded.config.metrics
+    if (metricsOptions !== null) {
+      try {
+        clusterMetrics = await startClusterMetrics(metricsOptions)
+      } catch (err) {
+        fail(`metrics: cannot listen on ${metricsOptions.host}:${metricsOptions.port}: ${(err as NodeJS.ErrnoException).code ?? errorText(err)}`)
+        return 1
+      }
+      printMetricsAddress(clusterMetrics.address())
+    }
+    const code = await runPrimary(workers, logger, printListening)
+    await clusterMetrics?.close()
+    return code
   }
   // Before the first "listening" line: once a script sees it, SIGHUP and --watch must work.
   const reloader = startReloader(server, loaded, logger, adjust, values.watch === true)
@@ -217,9 +230,9 @@ async function startConfiguredMetrics(server: SocksServer, loaded: LoadedConfig,
   const options = loaded.config.metrics
   if (options === null) return null
   if (isClusterWorker()) {
-    // Each worker would answer scrapes for itself alone, at random: numbers worse than none.
-    logger.warn('metrics: not served with --workers (each worker counts only its own connections)')
-    return null
+    // The primary serves the sum of every worker's metrics; a worker only answers its questions.
+    const shared = await shareMetricsWithPrimary(server, options)
+    return { registry: shared.registry, address: () => null, close: async () => shared.detach() }
   }
   let metrics: MetricsServer
   try {
@@ -227,9 +240,12 @@ async function startConfiguredMetrics(server: SocksServer, loaded: LoadedConfig,
   } catch (err) {
     throw new Error(`metrics: cannot listen on ${options.host}:${options.port}: ${(err as NodeJS.ErrnoException).code ?? errorText(err)}`, { cause: err })
   }
-  const address = metrics.address()
-  if (address !== null) process.stdout.write(`socksmith metrics on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/metrics\n`)
+  printMetricsAddress(metrics.address())
   return metrics
+}
+
+function printMetricsAddress(address: AddressInfo | null): void {
+  if (address !== null) process.stdout.write(`socksmith metrics on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/metrics\n`)
 }
 
 /** One line per listener on stdout that scripts (and tests) can wait for. */

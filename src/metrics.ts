@@ -252,7 +252,7 @@ export async function startMetrics(server: SocksServer, options: StartMetricsOpt
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `metrics port must be an integer from 0 to 65535 (got ${String(port)})`)
   const metrics = await collectMetrics(server, options)
   const { registry } = metrics
-  const http = createHttpServer((req, res) => void serve(registry, req, res))
+  const http = createHttpServer((req, res) => void serve(() => registry.metrics(), registry.contentType, req, res))
   // Scrapers keep connections alive; close() must not wait for them.
   http.keepAliveTimeout = 5000
   try {
@@ -277,7 +277,39 @@ export async function startMetrics(server: SocksServer, options: StartMetricsOpt
   }
 }
 
-async function serve(registry: Registry, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/**
+ * `--workers`: the metrics of every cluster worker, summed, served by the primary. Each worker
+ * calls `shareMetricsWithPrimary()`; prom-client's AggregatorRegistry asks them over IPC at each
+ * scrape, so no worker answers for the others and the numbers are the whole server's.
+ */
+export async function startClusterMetrics(options: { host?: string; port: number }): Promise<{ address(): AddressInfo | null; close(): Promise<void> }> {
+  const { AggregatorRegistry } = await import('prom-client')
+  const aggregator = new AggregatorRegistry()
+  const http = createHttpServer((req, res) => void serve(() => aggregator.clusterMetrics(), aggregator.contentType, req, res))
+  http.keepAliveTimeout = 5000
+  http.listen({ host: options.host ?? '127.0.0.1', port: options.port })
+  await once(http, 'listening')
+  return {
+    address: () => (http.listening ? (http.address() as AddressInfo) : null),
+    close: () =>
+      new Promise<void>((resolve) => {
+        http.close(() => resolve())
+        http.closeAllConnections()
+      }),
+  }
+}
+
+/** In a cluster worker: collects `server`'s metrics and answers the primary's scrapes with them. */
+export async function shareMetricsWithPrimary(server: SocksServer, options: MetricsOptions = {}): Promise<ServerMetrics> {
+  const metrics = await collectMetrics(server, options)
+  const { AggregatorRegistry } = await import('prom-client')
+  AggregatorRegistry.setRegistries([metrics.registry])
+  // prom-client installs the worker's IPC answer only when an AggregatorRegistry is constructed.
+  new AggregatorRegistry()
+  return metrics
+}
+
+async function serve(collect: () => Promise<string>, contentType: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?', 1)[0]
   if (path !== '/metrics') {
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found: metrics are at /metrics\n')
@@ -288,8 +320,8 @@ async function serve(registry: Registry, req: IncomingMessage, res: ServerRespon
     return
   }
   try {
-    const body = await registry.metrics()
-    res.writeHead(200, { 'content-type': registry.contentType })
+    const body = await collect()
+    res.writeHead(200, { 'content-type': contentType })
     res.end(req.method === 'HEAD' ? undefined : body)
   } catch (err) {
     res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end(`collecting metrics failed: ${err instanceof Error ? err.message : String(err)}\n`)

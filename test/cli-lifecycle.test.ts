@@ -3,7 +3,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { socksConnect } from 'socksmith/client'
 import { startEcho, startTcpServer } from './helpers/net.js'
-import { CLI, echoThrough, listeningPort, start } from './helpers/spawn.js'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { CLI, echoThrough, listeningPort, start, tempDir } from './helpers/spawn.js'
 
 test('SIGTERM: stops accepting, lets an in-flight transfer finish, exits 0', async (t) => {
   const size = 4 * 1024 * 1024
@@ -48,4 +50,24 @@ test('--workers 2: one listening line, connections relayed, SIGTERM exits 0', as
   running.child.kill('SIGTERM')
   const exit = await running.exited
   assert.equal(exit.code, 0)
+})
+
+test('--workers 2 with metrics: the primary serves the sum over the workers', async (t) => {
+  const echo = await startEcho(t)
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'socksmith.yaml'), 'listen: { port: 0 }\nmetrics: { port: 0 }\n')
+  const running = start(t, process.execPath, [CLI, '--config', join(dir, 'socksmith.yaml'), '--workers', '2'])
+  const port = await listeningPort(running, 30_000)
+  const [, metricsPort] = await running.line(/metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/)
+  for (let i = 0; i < 6; i++) assert.equal(await echoThrough(port, echo.port, { payload: `m${i}` }), `m${i}`)
+  let body = ''
+  // Connections are counted when they end; the last may still be closing in its worker.
+  for (let i = 0; i < 50 && !/socksmith_connections_total\{outcome="success",reply="0"\} 6\n/.test(body); i++) {
+    const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+    body = await res.text()
+    if (!/reply="0"\} 6\n/.test(body)) await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.match(body, /socksmith_connections_total\{outcome="success",reply="0"\} 6\n/)
+  running.child.kill('SIGTERM')
+  assert.equal((await running.exited).code, 0)
 })
