@@ -230,7 +230,7 @@ export class ConnectionContext {
     else if (destination.type === 'ipv6') resolved = [{ address: destination.host, family: 6 }]
     else {
       if (destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
-      resolved = await this.server.resolver.resolve(destination.host, { signal: this.signal })
+      resolved = await withDeadline(this.server.resolver.resolve(destination.host, { signal: this.signal }), this.server.timeouts.connect, destination.host)
       if (resolved.length === 0) throw new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `${destination.host} has no address`)
     }
     this.resolved = resolved
@@ -253,6 +253,19 @@ export class ConnectionContext {
   get driver(): ConnectionDriver {
     return this.#driver
   }
+}
+
+/**
+ * A lookup that never answers must not hold the connection until the handshake deadline: it gets
+ * the connect timeout and is then a DNS failure (REP 04), like a name that does not resolve.
+ */
+function withDeadline<T>(lookup: Promise<T>, timeout: number, name: string): Promise<T> {
+  if (timeout <= 0) return lookup
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `DNS lookup of ${name} timed out after ${timeout} ms`)), timeout)
+  })
+  return Promise.race([lookup, deadline]).finally(() => clearTimeout(timer))
 }
 
 const EMPTY: readonly number[] = Object.freeze([])

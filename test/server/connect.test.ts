@@ -46,3 +46,13 @@ test('refused connect replies 05 and unknown name replies 04', async (t) => {
   assert.deepEqual(await b.read(12), hex('0500 05040001000000000000'))
   await b.expectClose()
 })
+
+test('a DNS lookup that never answers gets the connect timeout and REP 04', async (t) => {
+  const hanging = { resolve: () => new Promise<never>(() => {}) }
+  const { port } = await startSocks(t, { resolver: hanging, timeouts: { connect: 200, handshake: 5000 } })
+  const c = await RawClient.connect(t, port)
+  const started = Date.now()
+  c.send(Buffer.concat([hex('050100'), domainRequest(1, 'slow.test', 80)]))
+  assert.deepEqual(await c.expectClose(3000), hex('0500 05040001000000000000'))
+  assert.ok(Date.now() - started < 2000)
+})
