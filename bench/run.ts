@@ -463,25 +463,17 @@ async function measure(bench: Bench, spec: ServerSpec, route: Route, pid: number
 
   let relayCpu = 0
   let relayBytes = 0
-  if (tests.has('down')) {
+  // One stream each way: from the source (download), then to the sink (upload).
+  for (const [test, type, port] of [['down', 'download', ports.source], ['up', 'upload', ports.sink]] as const) {
+    if (!tests.has(test)) continue
     await settle(pid)
     const c0 = cpu()
-    const r = await withTimeout(first.run({ type: 'download', route, port: ports.source, streams: 1, bytesPerStream: settings.streamBytes }), streamTimeout, 'download')
+    const r = await withTimeout(first.run({ type, route, port, streams: 1, bytesPerStream: settings.streamBytes }), streamTimeout, type)
     relayCpu += cpu() - c0
     relayBytes += r.count
-    checkErrors(spec.name, 'download', [r])
-    if (r.errors === 0) sample.downGBps = r.count / r.elapsedMs / 1e6
-    trace(spec, 'download', `${format(r.elapsedMs / 1000, 2)} s transfer, server CPU ${format(cpu() - c0, 2)} s`)
-  }
-  if (tests.has('up')) {
-    await settle(pid)
-    const c0 = cpu()
-    const r = await withTimeout(first.run({ type: 'upload', route, port: ports.sink, streams: 1, bytesPerStream: settings.streamBytes }), streamTimeout, 'upload')
-    relayCpu += cpu() - c0
-    relayBytes += r.count
-    checkErrors(spec.name, 'upload', [r])
-    if (r.errors === 0) sample.upGBps = r.count / r.elapsedMs / 1e6
-    trace(spec, 'upload', `${format(r.elapsedMs / 1000, 2)} s transfer, server CPU ${format(cpu() - c0, 2)} s`)
+    checkErrors(spec.name, type, [r])
+    if (r.errors === 0) sample[test === 'down' ? 'downGBps' : 'upGBps'] = r.count / r.elapsedMs / 1e6
+    trace(spec, type, `${format(r.elapsedMs / 1000, 2)} s transfer, server CPU ${format(cpu() - c0, 2)} s`)
   }
   if (tests.has('multi')) {
     const streams = split(settings.multiStreams, gens.length)

@@ -1,7 +1,6 @@
 // A tiny HTTP CONNECT proxy for tests (loopback only): just enough of RFC 9110 §9.3.6 to be a real peer.
-import { createServer, type AddressInfo, type Socket } from 'node:net'
-import { openTunnel } from './tunnel.js'
-import { once } from 'node:events'
+import { createServer, type Socket } from 'node:net'
+import { listenForTest, openTunnel } from './tunnel.js'
 import type { TestContext } from 'node:test'
 
 export interface HttpProxyOptions {
@@ -60,11 +59,5 @@ export async function startHttpProxy(t: TestContext, options: HttpProxyOptions =
     }
     client.on('data', onData)
   })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.after(() => {
-    for (const socket of sockets) socket.destroy()
-    server.close()
-  })
-  return { port: (server.address() as AddressInfo).port, requests, credentials, accepted: () => accepted }
+  return { port: await listenForTest(t, server, sockets), requests, credentials, accepted: () => accepted }
 }

@@ -1,7 +1,6 @@
 // A tiny SOCKS4/4a CONNECT server for tests (loopback only). Dante speaks SOCKS4 but not 4a.
-import { createServer, type AddressInfo, type Socket } from 'node:net'
-import { openTunnel } from './tunnel.js'
-import { once } from 'node:events'
+import { createServer, type Socket } from 'node:net'
+import { listenForTest, openTunnel } from './tunnel.js'
 import type { TestContext } from 'node:test'
 
 export interface Socks4Request {
@@ -50,11 +49,5 @@ export async function startSocks4Proxy(t: TestContext, hosts: Record<string, str
     }
     client.on('data', onData)
   })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.after(() => {
-    for (const socket of sockets) socket.destroy()
-    server.close()
-  })
-  return { port: (server.address() as AddressInfo).port, requests }
+  return { port: await listenForTest(t, server, sockets), requests }
 }

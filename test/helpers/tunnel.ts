@@ -1,6 +1,8 @@
 // The common half of the tiny test proxies (HTTP CONNECT, SOCKS4): once a request is parsed,
 // dial the target, answer, and pipe both ways.
-import { connect, type Socket } from 'node:net'
+import { connect, type AddressInfo, type Server, type Socket } from 'node:net'
+import { once } from 'node:events'
+import type { TestContext } from 'node:test'
 
 /**
  * Connects to host:port for `client`; on success writes `success`, sends the bytes the client
@@ -22,4 +24,15 @@ export function openTunnel(client: Socket, host: string, port: number, early: Bu
     out.pipe(client)
     client.resume()
   })
+}
+
+/** Listens on 127.0.0.1:0; after the test the server closes and every tracked socket is destroyed. Resolves with the port. */
+export async function listenForTest(t: TestContext, server: Server, sockets: Set<Socket>): Promise<number> {
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.after(() => {
+    for (const socket of sockets) socket.destroy()
+    server.close()
+  })
+  return (server.address() as AddressInfo).port
 }
