@@ -18,8 +18,10 @@ function readClockTicks(): number {
 
 interface ProcStat {
   readonly ppid: number
-  /** utime + stime of the process (all its threads), plus cutime + cstime of its reaped children, in ticks. */
-  readonly ticks: number
+  /** utime of the process (all its threads) plus cutime of its reaped children, in ticks. */
+  readonly user: number
+  /** stime plus cstime, in ticks. */
+  readonly system: number
 }
 
 function readStat(pid: number): ProcStat | null {
@@ -33,8 +35,9 @@ function readStat(pid: number): ProcStat | null {
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
   // fields[0] is field 3 (state); field N of proc(5) is fields[N - 3].
   const ppid = Number(fields[1])
-  const ticks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])
-  return { ppid, ticks }
+  const user = Number(fields[11]) + Number(fields[13])
+  const system = Number(fields[12]) + Number(fields[14])
+  return { ppid, user, system }
 }
 
 /** The root and all its live descendants. */
@@ -65,9 +68,21 @@ export function processTree(root: number): number[] {
  * so nothing is counted twice.
  */
 export function cpuSeconds(root: number): number {
-  let ticks = 0
-  for (const pid of processTree(root)) ticks += readStat(pid)?.ticks ?? 0
-  return ticks / CLOCK_TICKS
+  const { user, system } = cpuSplit(root)
+  return user + system
+}
+
+/** The same, split into user and system (kernel) seconds: the relay's cost is mostly the kernel's. */
+export function cpuSplit(root: number): { user: number; system: number } {
+  let user = 0
+  let system = 0
+  for (const pid of processTree(root)) {
+    const stat = readStat(pid)
+    if (stat === null) continue
+    user += stat.user
+    system += stat.system
+  }
+  return { user: user / CLOCK_TICKS, system: system / CLOCK_TICKS }
 }
 
 /** Resident set size of the process tree under `root`, in KiB (VmRSS summed; shared pages of forked children count in each). */

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { execFileSync } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { cpuSeconds, processTree, rssKiB } from './proc.js'
+import { cpuSeconds, cpuSplit, processTree, rssKiB } from './proc.js'
 import type { LoadCommand, LoadResult, Route, TargetPorts } from './messages.js'
 
 const REPO = fileURLToPath(new URL('..', import.meta.url))
@@ -43,13 +43,14 @@ const { values: args } = parseArgs({
     json: { type: 'string' },
     verbose: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
+    'node-flags': { type: 'string' },
     tests: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 })
 
 if (args.help) {
-  console.log(`usage: npm run bench -- [--quick] [--reps N] [--only a,b] [--workers N] [--load-procs N] [--hold N] [--json file] [--verbose] [--cpu-prof DIR] [--tests hold,down,up,multi,connect,udp]
+  console.log(`usage: npm run bench -- [--quick] [--reps N] [--only a,b] [--workers N] [--load-procs N] [--hold N] [--json file] [--verbose] [--cpu-prof DIR] [--node-flags="--flag …"] [--tests hold,down,up,multi,connect,udp]
 servers: direct (always run), socksmith, socksmith-full, socksmith-wN (with --workers N), microsocks, dante, socksv5`)
   process.exit(0)
 }
@@ -270,8 +271,11 @@ socks pass { from: 0.0.0.0/0 to: 127.0.0.0/8 command: udpreply }
   return path
 }
 
-/** Node flags for the Node servers under test: --cpu-prof DIR profiles each of them into DIR. */
-const NODE_SERVER_FLAGS = args['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof']]
+/** Node flags for the Node servers under test: --node-flags as given, and --cpu-prof DIR to profile each of them into DIR. */
+const NODE_SERVER_FLAGS = [
+  ...(args['node-flags'] === undefined ? [] : args['node-flags'].split(/\s+/).filter((flag) => flag !== '')),
+  ...(args['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof']]),
+]
 
 function socksmithSpec(name: string, description: string, variant: 'bare' | 'full', workers: number): ServerSpec {
   return {
@@ -426,6 +430,11 @@ async function measure(bench: Bench, spec: ServerSpec, route: Route, pid: number
   lastTrace = Date.now()
   const sample: Sample = { downGBps: null, upGBps: null, multiGBps: null, cpuPerGiB: null, handshakesIp: null, handshakesDomain: null, cpuPer10kIp: null, cpuPer10kDomain: null, udpPerSecond: null, rssPerConnKiB: null }
   const cpu = (): number => (pid === null ? 0 : cpuSeconds(pid))
+  const split0 = (): { user: number; system: number } => (pid === null ? { user: 0, system: 0 } : cpuSplit(pid))
+  const splitSince = (start: { user: number; system: number }): string => {
+    const now = split0()
+    return `(user ${format(now.user - start.user, 2)} s, system ${format(now.system - start.system, 2)} s)`
+  }
   const first = gens[0]!
   // Bounded: a stream slower than 10 MB/s, or a test running 30 s past its window, is a failure.
   const streamTimeout = 30_000 + (settings.streamBytes / 10e6) * 1000
@@ -468,18 +477,20 @@ async function measure(bench: Bench, spec: ServerSpec, route: Route, pid: number
     if (!tests.has(test)) continue
     await settle(pid)
     const c0 = cpu()
+    const s0 = split0()
     const r = await withTimeout(first.run({ type, route, port, streams: 1, bytesPerStream: settings.streamBytes }), streamTimeout, type)
     relayCpu += cpu() - c0
     relayBytes += r.count
     checkErrors(spec.name, type, [r])
     if (r.errors === 0) sample[test === 'down' ? 'downGBps' : 'upGBps'] = r.count / r.elapsedMs / 1e6
-    trace(spec, type, `${format(r.elapsedMs / 1000, 2)} s transfer, server CPU ${format(cpu() - c0, 2)} s`)
+    trace(spec, type, `${format(r.elapsedMs / 1000, 2)} s transfer, server CPU ${format(cpu() - c0, 2)} s ${splitSince(s0)}`)
   }
   if (tests.has('multi')) {
     const streams = split(settings.multiStreams, gens.length)
     const perStream = Math.floor(settings.streamBytes / settings.multiStreams)
     await settle(pid)
     const c0 = cpu()
+    const s0 = split0()
     const results = await withTimeout(
       Promise.all(gens.map((gen, i) => gen.run<LoadResult & { startedAt: number; endedAt: number }>({ type: 'download', route, port: ports.source, streams: streams[i]!, bytesPerStream: perStream }))),
       streamTimeout,
@@ -492,7 +503,7 @@ async function measure(bench: Bench, spec: ServerSpec, route: Route, pid: number
     const started = Math.min(...results.map((r) => r.startedAt))
     const ended = Math.max(...results.map((r) => r.endedAt))
     if (results.every((r) => r.errors === 0)) sample.multiGBps = bytes / (ended - started) / 1e6
-    trace(spec, '8-stream download', `${format((ended - started) / 1000, 2)} s transfer, server CPU ${format(cpu() - c0, 2)} s`)
+    trace(spec, '8-stream download', `${format((ended - started) / 1000, 2)} s transfer, server CPU ${format(cpu() - c0, 2)} s ${splitSince(s0)}`)
   }
   if (pid !== null && relayBytes > 0) sample.cpuPerGiB = relayCpu / (relayBytes / GiB)
 
@@ -500,6 +511,7 @@ async function measure(bench: Bench, spec: ServerSpec, route: Route, pid: number
     const concurrency = split(settings.handshakeConcurrency, gens.length)
     await settle(pid)
     const c0 = cpu()
+    const s0 = split0()
     const results = await withTimeout(
       Promise.all(gens.map((gen, i) => gen.run<LoadResult & { total: number }>({ type: 'handshakes', route, port: ports.accept, concurrency: concurrency[i]!, durationMs: settings.handshakeMs, destination }))),
       settings.handshakeMs + 30_000,
@@ -511,7 +523,7 @@ async function measure(bench: Bench, spec: ServerSpec, route: Route, pid: number
     const total = results.reduce((sum, r) => sum + r.total, 0)
     const rate = inWindow / (settings.handshakeMs / 1000)
     const per10k = pid !== null && total > 0 ? (used / total) * 10_000 : null
-    trace(spec, `${destination} handshakes`, `${total} done, server CPU ${format(used, 2)} s`)
+    trace(spec, `${destination} handshakes`, `${total} done, server CPU ${format(used, 2)} s ${splitSince(s0)}`)
     if (destination === 'ip') {
       sample.handshakesIp = rate
       sample.cpuPer10kIp = per10k

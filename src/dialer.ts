@@ -2,6 +2,7 @@ import { connect, isIP, type Socket, type LookupFunction } from 'node:net'
 import type { ConnectContext } from './context.js'
 import type { ResolvedAddress } from './resolver.js'
 import { SocksError, toSocksError } from './errors.js'
+import { relayReads } from './relay.js'
 
 export interface DialOptions {
   /** Aborts the dial (the client left). */
@@ -49,13 +50,14 @@ export function dialTcp(host: string, port: number, addresses: readonly Resolved
     let socket: Socket
     if (addresses === null || addresses.length === 1) {
       const target = addresses === null ? host : addresses[0]!.address
-      socket = connect({ host: target, port, allowHalfOpen: true, noDelay: true })
+      socket = connect({ host: target, port, allowHalfOpen: true, noDelay: true, onread: relayReads })
     } else {
       socket = connect({
         host,
         port,
         allowHalfOpen: true,
         noDelay: true,
+        onread: relayReads,
         lookup: fixedLookup(addresses),
         autoSelectFamily: true,
         autoSelectFamilyAttemptTimeout: HAPPY_EYEBALLS_DELAY,

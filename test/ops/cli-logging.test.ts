@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { get } from 'node:http'
 import { join } from 'node:path'
-import { startEcho } from '../helpers/net.js'
+import { startEcho, startTcpServer, waitFor } from '../helpers/net.js'
 import { echoThrough, listeningPort, startCli, stop, tempDir } from '../helpers/spawn.js'
 
 const PASSWORD = 'cli-log-secret'
@@ -102,13 +102,20 @@ test('log.access: false and --log-level warn: no access line, nothing at info', 
 })
 
 test('SIGHUP switches the level of the pino logger: the access log comes on with log.level info', async (t) => {
-  const echo = await startEcho(t)
+  let closed = 0
+  const echo = await startTcpServer(t, (socket) => {
+    socket.pipe(socket)
+    socket.on('close', () => closed++)
+  })
   const dir = tempDir(t)
   const file = join(dir, 'socksmith.config.json')
   writeFileSync(file, JSON.stringify({ listen: { port: 0 }, log: { level: 'warn' } }))
   const cli = startCli(t, [], { cwd: dir })
   const port = await listeningPort(cli)
   assert.equal(await echoThrough(port, echo.port, { payload: 'before' }), 'before')
+  // The first connection must be over (and so not logged, at warn) before the level changes.
+  await waitFor(() => closed === 1, 3000)
+  await new Promise((resolve) => setTimeout(resolve, 100))
   writeFileSync(file, JSON.stringify({ listen: { port: 0 }, log: { level: 'info' } }))
   cli.child.kill('SIGHUP')
   await cli.line(/socksmith reloaded/)
