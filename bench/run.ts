@@ -271,11 +271,22 @@ socks pass { from: 0.0.0.0/0 to: 127.0.0.0/8 command: udpreply }
   return path
 }
 
-/** Node flags for the Node servers under test: --node-flags as given, and --cpu-prof DIR to profile each of them into DIR. */
+/**
+ * Node flags for the Node servers under test: those the socksmith CLI runs with (its shebang line,
+ * so the bench measures what users run), then --node-flags as given, then --cpu-prof DIR to profile
+ * each of them into DIR.
+ */
 const NODE_SERVER_FLAGS = [
+  ...cliNodeFlags(),
   ...(args['node-flags'] === undefined ? [] : args['node-flags'].split(/\s+/).filter((flag) => flag !== '')),
   ...(args['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof']]),
 ]
+
+function cliNodeFlags(): string[] {
+  const shebang = readFileSync(join(REPO, 'src/cli.ts'), 'utf8').split('\n', 1)[0]!
+  const match = /^#!\/usr\/bin\/env -S node\s+(.*)$/.exec(shebang)
+  return match === null ? [] : match[1]!.split(/\s+/).filter((flag) => flag !== '')
+}
 
 function socksmithSpec(name: string, description: string, variant: 'bare' | 'full', workers: number): ServerSpec {
   return {

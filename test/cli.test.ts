@@ -1,13 +1,13 @@
 // The built `socksmith` binary, run as a user runs it: a real process, real sockets, real clients.
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFileSync, renameSync, mkdirSync } from 'node:fs'
+import { writeFileSync, renameSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { once } from 'node:events'
 import type { Socket } from 'node:net'
 import { SocksClient } from 'socks'
 import { startEcho } from './helpers/net.js'
-import { echoThrough, listeningPort, runCli, startCli, stop, tempDir, plainEnv, CLI, ROOT } from './helpers/spawn.js'
+import { echoThrough, listeningPort, runCli, start, startCli, stop, tempDir, plainEnv, CLI, ROOT } from './helpers/spawn.js'
 
 describe('socksmith cli', { concurrency: 3 }, () => {
   test('with no config: listens on --port, relays a CONNECT, exits 0 on SIGTERM', async (t) => {
@@ -322,3 +322,21 @@ async function roundTrip(socket: Socket, text: string): Promise<string> {
   }
   return received
 }
+
+test('the socksmith command and npm start run Node with the same flags (a small young generation)', async (t) => {
+  const shebang = readFileSync(CLI, 'utf8').split('\n', 1)[0]!
+  const match = /^#!\/usr\/bin\/env -S node (.+)$/.exec(shebang)
+  assert.ok(match !== null, `shebang of dist/src/cli.js: ${shebang}`)
+  const flags = match[1]!
+  assert.match(flags, /--max-semi-space-size=\d+/)
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+  assert.equal(pkg.scripts.start, `node ${flags} dist/src/cli.js`)
+  // Started as an installed bin is: the kernel reads the shebang and env passes the flags to node.
+  const echo = await startEcho(t)
+  const cli = start(t, CLI, ['--port', '0'], { cwd: tempDir(t) })
+  const port = await listeningPort(cli)
+  assert.equal(await echoThrough(port, echo.port), 'ping')
+  const argv = readFileSync(`/proc/${cli.child.pid}/cmdline`, 'utf8').split('\0')
+  assert.ok(argv.includes(flags.split(' ')[0]!), `node was started as: ${argv.join(' ')}`)
+  await stop(cli)
+})
