@@ -3,7 +3,7 @@ import { EventEmitter, once } from 'node:events'
 import { Connection } from './connection.js'
 import { compileChain, type CompiledChain, type Middleware } from './compose.js'
 import type { AuthContext, BaseContext, ConnectContext, ConnectionContext, Endpoint, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
-import { directDialer, type Dialer } from './dialer.js'
+import { dialDirect, directDialer, type Dialer } from './dialer.js'
 import { SocksError } from './errors.js'
 import { createLogger, type Logger, type LogLevel } from './logger.js'
 import { assertPlugin, isPhase, optionPath, PHASES, type Phase, type PhaseContexts, type Plugin, type PluginHost } from './plugin.js'
@@ -617,7 +617,9 @@ async function connectTerminal(view: ConnectContext): Promise<void> {
   if (ctx.command === Command.CONNECT) {
     if (ctx.upstream !== null) return
     if (ctx.destination.type === 'domain' && ctx.destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
-    const socket = await ctx.dialer.dial(view, { signal: ctx.signal, timeout: server.timeouts.connect })
+    const socket = ctx.dialer === directDialer
+      ? await dialDirect(ctx, server.timeouts.connect)
+      : await ctx.dialer.dial(view, { signal: ctx.signal, timeout: server.timeouts.connect })
     ctx.upstream = socket
     // An IP destination is what was dialled; only a name needs the socket asked (a syscall).
     ctx.dialed ??= ctx.destination.type !== 'domain' && ctx.resolved === null
