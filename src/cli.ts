@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env -S node --max-semi-space-size=4
 import { parseArgs } from 'node:util'
 import type { AddressInfo } from 'node:net'
 import { announceListening, isClusterWorker, parseWorkers, runPrimary } from './cluster.js'
