@@ -1,5 +1,5 @@
 /**
- * Read buffers for the relay's dialled sockets (see onRelayRead in relay.ts).
+ * Read buffers for relayed sockets (see onRelayRead in relay.ts).
  *
  * Large reads are what make the relay cheap: at 1 MiB a read (Node's own reads are 64 KiB) the
  * kernel work per GiB relayed roughly halves (bench/README.md). But a buffer of its own per

@@ -130,9 +130,16 @@ function onClose(this: RelaySocket): void {
   this[kRelay] = undefined
   if (--state.open > 0) {
     // One side is gone for good; nothing more can be delivered to it. Finish the other side's
-    // writes and end it (an unclean close already destroyed both in onError).
+    // writes and end it (an unclean close already destroyed both in onError). If that side was
+    // paused waiting for this one to drain, it reads on (dropping what it reads) to see its end.
     const peer = this[kPeer]
     if (!peer.writableEnded) peer.end()
+    const pinned = peer[kPinned]
+    if (pinned !== undefined) {
+      peer[kPinned] = undefined
+      releaseReadBuffer(pinned)
+    }
+    if (!peer.destroyed && !peer.readableEnded) peer.resume()
     return
   }
   // Both handles are closed: no read lands in their buffers and no write holds one any more.

@@ -85,6 +85,29 @@ test('a target reset mid-stream closes the client too', async (t) => {
   await c.expectClose()
 })
 
+test('an upstream closed by a middleware while the client waits on it: the client side still ends', async (t) => {
+  const target = await startTcpServer(t, (s) => s.pause())
+  let upstream: Socket | null = null
+  const { port, server } = await startSocks(t, {}, (srv) => {
+    srv.use('relay', async (ctx: RelayContext, next) => {
+      upstream = ctx.upstream
+      await next()
+    })
+  })
+  const c = await connectThrough(t, port, target.port)
+  // The target does not read: the proxy's writes to it back up and it stops reading the client.
+  const chunk = Buffer.alloc(1024 * 1024, 0x62)
+  for (let i = 0; i < 48; i++) c.socket.write(chunk)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  assert.ok(upstream !== null)
+  // A clean close (no error): nothing more can go that way, and the proxy's client side must not
+  // stay paused behind it, or it would never see the client's FIN.
+  ;(upstream as Socket).destroy()
+  c.socket.end()
+  await c.readToEnd(5000)
+  await waitFor(() => server.connections === 0, 3000)
+})
+
 test('200 concurrent sessions each get their own bytes back', async (t) => {
   const echo = await startEcho(t)
   const { port, server } = await startSocks(t)
