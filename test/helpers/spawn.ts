@@ -51,7 +51,8 @@ export function start(t: TestContext, file: string, args: string[], options: { c
     wake()
   })
   if (options.input !== undefined) child.stdin?.end(options.input)
-  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
+  // 'close', not 'exit': 'exit' can come before the last of stdout/stderr has been read.
+  const exited = once(child, 'close').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
   let done = false
   void exited.then(() => {
     done = true
