@@ -73,8 +73,9 @@ async function start() {
   await server.listen({ host: '127.0.0.1', port, backlog: 4096 })
 }
 
-// Hook for --workers: until the core has its own cluster mode, node:cluster here shares the port.
-// SCHED_NONE lets the kernel spread accepts, so the primary is not a relay of its own.
+// --workers: node:cluster shares the port, as `socksmith --workers N` does (src/cluster.ts); this
+// script builds its server with createServer(), so it forks the workers itself. SCHED_NONE lets the
+// kernel spread accepts, so the primary is not a relay of its own.
 if (workers > 1 && cluster.isPrimary) {
   cluster.schedulingPolicy = cluster.SCHED_NONE
   for (let i = 0; i < workers; i++) cluster.fork()
