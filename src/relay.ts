@@ -95,11 +95,7 @@ function onData(this: RelaySocket, chunk: Buffer): void {
 
 function onDrain(this: RelaySocket): void {
   const peer = this[kPeer]
-  const pinned = peer[kPinned]
-  if (pinned !== undefined) {
-    peer[kPinned] = undefined
-    releaseReadBuffer(pinned)
-  }
+  releasePinned(peer)
   if (!peer.destroyed && !peer.readableEnded) peer.resume()
 }
 
@@ -134,11 +130,7 @@ function onClose(this: RelaySocket): void {
     // paused waiting for this one to drain, it reads on (dropping what it reads) to see its end.
     const peer = this[kPeer]
     if (!peer.writableEnded) peer.end()
-    const pinned = peer[kPinned]
-    if (pinned !== undefined) {
-      peer[kPinned] = undefined
-      releaseReadBuffer(pinned)
-    }
+    releasePinned(peer)
     if (!peer.destroyed && !peer.readableEnded) peer.resume()
     return
   }
@@ -149,10 +141,14 @@ function onClose(this: RelaySocket): void {
 }
 
 function releaseBuffers(socket: RelaySocket): void {
-  const owned = socket[kOwned]
+  dropOwned(socket)
+  releasePinned(socket)
+}
+
+/** The write that held the socket's pinned buffer is done (drained) or can never be (closed). */
+function releasePinned(socket: RelaySocket): void {
   const pinned = socket[kPinned]
-  socket[kOwned] = socket[kPinned] = undefined
-  if (owned !== undefined) releaseReadBuffer(owned)
+  socket[kPinned] = undefined
   if (pinned !== undefined) releaseReadBuffer(pinned)
 }
 
@@ -173,12 +169,12 @@ function releaseBuffers(socket: RelaySocket): void {
  */
 function onRelayRead(this: RelaySocket, length: number, buffer: Buffer): boolean {
   if (this[kRelay] === undefined || this[kWatched] || this.readableLength > 0) {
-    if (buffer !== sharedReadBuffer) dropOwned(this)
+    dropOwned(this)
     return this.push(copyOf(buffer, length))
   }
   const peer = this[kPeer]
   if (peer.destroyed) {
-    if (buffer !== sharedReadBuffer) dropOwned(this)
+    dropOwned(this)
     return true
   }
   if (buffer === sharedReadBuffer || length < peer.writableHighWaterMark) {
@@ -198,6 +194,7 @@ function onRelayRead(this: RelaySocket, length: number, buffer: Buffer): boolean
   return false
 }
 
+/** Back to the shared buffer (the socket's buffer of its own, if it had one, is spare again). */
 function dropOwned(socket: RelaySocket): void {
   const owned = socket[kOwned]
   socket[kOwned] = undefined
