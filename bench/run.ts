@@ -440,11 +440,14 @@ async function measure(bench: Bench, spec: ServerSpec, route: Route, pid: number
   const { gens, ports } = bench
   lastTrace = Date.now()
   const sample: Sample = { downGBps: null, upGBps: null, multiGBps: null, cpuPerGiB: null, handshakesIp: null, handshakesDomain: null, cpuPer10kIp: null, cpuPer10kDomain: null, udpPerSecond: null, rssPerConnKiB: null }
-  const cpu = (): number => (pid === null ? 0 : cpuSeconds(pid))
-  const split0 = (): { user: number; system: number } => (pid === null ? { user: 0, system: 0 } : cpuSplit(pid))
-  const splitSince = (start: { user: number; system: number }): string => {
-    const now = split0()
-    return `(user ${format(now.user - start.user, 2)} s, system ${format(now.system - start.system, 2)} s)`
+  // One /proc reading when a test starts and one when it ends: the server CPU it used, and how.
+  type CpuReading = { user: number; system: number }
+  const readCpu = (): CpuReading => (pid === null ? { user: 0, system: 0 } : cpuSplit(pid))
+  const cpuSince = (start: CpuReading): { used: number; text: string } => {
+    const now = readCpu()
+    const user = now.user - start.user
+    const system = now.system - start.system
+    return { used: user + system, text: `server CPU ${format(user + system, 2)} s (user ${format(user, 2)} s, system ${format(system, 2)} s)` }
   }
   const first = gens[0]!
   // Bounded: a stream slower than 10 MB/s, or a test running 30 s past its window, is a failure.
@@ -487,54 +490,54 @@ async function measure(bench: Bench, spec: ServerSpec, route: Route, pid: number
   for (const [test, type, port] of [['down', 'download', ports.source], ['up', 'upload', ports.sink]] as const) {
     if (!tests.has(test)) continue
     await settle(pid)
-    const c0 = cpu()
-    const s0 = split0()
+    const c0 = readCpu()
     const r = await withTimeout(first.run({ type, route, port, streams: 1, bytesPerStream: settings.streamBytes }), streamTimeout, type)
-    relayCpu += cpu() - c0
+    const cpu = cpuSince(c0)
+    relayCpu += cpu.used
     relayBytes += r.count
     checkErrors(spec.name, type, [r])
     if (r.errors === 0) sample[test === 'down' ? 'downGBps' : 'upGBps'] = r.count / r.elapsedMs / 1e6
-    trace(spec, type, `${format(r.elapsedMs / 1000, 2)} s transfer, server CPU ${format(cpu() - c0, 2)} s ${splitSince(s0)}`)
+    trace(spec, type, `${format(r.elapsedMs / 1000, 2)} s transfer, ${cpu.text}`)
   }
   if (tests.has('multi')) {
     const streams = split(settings.multiStreams, gens.length)
     const perStream = Math.floor(settings.streamBytes / settings.multiStreams)
     await settle(pid)
-    const c0 = cpu()
-    const s0 = split0()
+    const c0 = readCpu()
     const results = await withTimeout(
       Promise.all(gens.map((gen, i) => gen.run<LoadResult & { startedAt: number; endedAt: number }>({ type: 'download', route, port: ports.source, streams: streams[i]!, bytesPerStream: perStream }))),
       streamTimeout,
       '8-stream download',
     )
-    relayCpu += cpu() - c0
+    const cpu = cpuSince(c0)
+    relayCpu += cpu.used
     const bytes = results.reduce((sum, r) => sum + r.count, 0)
     relayBytes += bytes
     checkErrors(spec.name, '8-stream download', results)
     const started = Math.min(...results.map((r) => r.startedAt))
     const ended = Math.max(...results.map((r) => r.endedAt))
     if (results.every((r) => r.errors === 0)) sample.multiGBps = bytes / (ended - started) / 1e6
-    trace(spec, '8-stream download', `${format((ended - started) / 1000, 2)} s transfer, server CPU ${format(cpu() - c0, 2)} s ${splitSince(s0)}`)
+    trace(spec, '8-stream download', `${format((ended - started) / 1000, 2)} s transfer, ${cpu.text}`)
   }
   if (pid !== null && relayBytes > 0) sample.cpuPerGiB = relayCpu / (relayBytes / GiB)
 
   for (const destination of tests.has('connect') ? (['ip', 'domain'] as const) : []) {
     const concurrency = split(settings.handshakeConcurrency, gens.length)
     await settle(pid)
-    const c0 = cpu()
-    const s0 = split0()
+    const c0 = readCpu()
     const results = await withTimeout(
       Promise.all(gens.map((gen, i) => gen.run<LoadResult & { total: number }>({ type: 'handshakes', route, port: ports.accept, concurrency: concurrency[i]!, durationMs: settings.handshakeMs, destination }))),
       settings.handshakeMs + 30_000,
       `${destination} handshakes`,
     )
-    const used = cpu() - c0
+    const cpu = cpuSince(c0)
+    const used = cpu.used
     checkErrors(spec.name, `${destination} handshakes`, results)
     const inWindow = results.reduce((sum, r) => sum + r.count, 0)
     const total = results.reduce((sum, r) => sum + r.total, 0)
     const rate = inWindow / (settings.handshakeMs / 1000)
     const per10k = pid !== null && total > 0 ? (used / total) * 10_000 : null
-    trace(spec, `${destination} handshakes`, `${total} done, server CPU ${format(used, 2)} s ${splitSince(s0)}`)
+    trace(spec, `${destination} handshakes`, `${total} done, ${cpu.text}`)
     if (destination === 'ip') {
       sample.handshakesIp = rate
       sample.cpuPer10kIp = per10k
