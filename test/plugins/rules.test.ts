@@ -35,6 +35,14 @@ async function expectConnected(t: TestContext, port: number, req: Buffer): Promi
 }
 
 /** TCP servers on several loopback hosts sharing one port (so one name can resolve to all of them). */
+/** A BIND peer from `localAddress` that the proxy must refuse: it is closed without being accepted. */
+async function expectPeerRefused(t: TestContext, bound: { host: string; port: number }, localAddress: string): Promise<void> {
+  const peer = connect({ host: bound.host, port: bound.port, localAddress })
+  peer.on('error', () => {})
+  trackClient(t, peer)
+  await once(peer, 'close')
+}
+
 async function listenOnSamePort(t: TestContext, hosts: string[]): Promise<{ port: number; accepted: Map<string, number> }> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const servers: Server[] = []
@@ -324,10 +332,7 @@ test('BIND: a denied DST.ADDR is refused at the request; a denied inbound peer i
   const proxy = { host: '127.0.0.1', port }
   const { socket, bound, accepted } = await socksBind(proxy, { host: '0.0.0.0', port: 0 })
   trackClient(t, socket)
-  const deniedPeer = connect({ host: bound.host, port: bound.port, localAddress: '127.0.0.2' })
-  deniedPeer.on('error', () => {})
-  trackClient(t, deniedPeer)
-  await once(deniedPeer, 'close')
+  await expectPeerRefused(t, bound, '127.0.0.2')
   const goodPeer = connect({ host: bound.host, port: bound.port, localAddress: '127.0.0.1' })
   trackClient(t, goodPeer)
   const { peer } = await accepted
@@ -341,10 +346,7 @@ test('BIND: with a specific DST.ADDR the core rule still holds (only that IP may
   const { port } = await startSocks(t, {}, (server) => server.register(rules, { rules: [{ action: 'deny', to: '127.0.0.9' }] }))
   const { socket, bound, accepted } = await socksBind({ host: '127.0.0.1', port }, { host: '127.0.0.1', port: 0 })
   trackClient(t, socket)
-  const stranger = connect({ host: bound.host, port: bound.port, localAddress: '127.0.0.3' })
-  stranger.on('error', () => {})
-  trackClient(t, stranger)
-  await once(stranger, 'close')
+  await expectPeerRefused(t, bound, '127.0.0.3')
   const expected = connect({ host: bound.host, port: bound.port, localAddress: '127.0.0.1' })
   trackClient(t, expected)
   assert.equal((await accepted).peer.host, '127.0.0.1')
@@ -360,12 +362,7 @@ test('BIND: an acceptBindPeer set by an earlier middleware is kept and chained w
   })
   const { socket, bound, accepted } = await socksBind({ host: '127.0.0.1', port }, { host: '0.0.0.0', port: 0 })
   trackClient(t, socket)
-  for (const localAddress of ['127.0.0.2', '127.0.0.3']) {
-    const refused = connect({ host: bound.host, port: bound.port, localAddress })
-    refused.on('error', () => {})
-    trackClient(t, refused)
-    await once(refused, 'close')
-  }
+  for (const localAddress of ['127.0.0.2', '127.0.0.3']) await expectPeerRefused(t, bound, localAddress)
   const peer = connect({ host: bound.host, port: bound.port, localAddress: '127.0.0.4' })
   trackClient(t, peer)
   assert.equal((await accepted).peer.host, '127.0.0.4')
