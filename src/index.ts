@@ -4,6 +4,7 @@
  */
 export { SocksServer, createServer, DEFAULT_TIMEOUTS, isLoopback } from './server.js'
 export type { ServerOptions, ListenOptions, Timeouts, SocksServerEvents, RegisterWhere } from './server.js'
+export type { ProxyProtocolOptions } from './proxy-trust.js'
 export { SocksError, isSocksError, toSocksError, replyForError, ERROR_CATALOGUE } from './errors.js'
 export type { SocksErrorCode, SocksErrorOptions } from './errors.js'
 export { definePlugin, defineMiddleware, PHASES } from './plugin.js'

@@ -81,6 +81,12 @@ export interface Plugin<O = undefined> {
   /** Validates and normalises raw options (from a config file or a program); fail with `at.fail(field, message)`. */
   parseOptions?(raw: unknown, at: OptionPath): O
   setup(host: PluginHost, options: O): void | Promise<void>
+  /**
+   * Option paths whose every value is a secret (`users`, `tls.key`; dotted, list items share their
+   * list's path): `socksmith --print-config` masks them. Options named like a secret (`password`,
+   * `token`, `apiKey`...) and passwords in URLs are masked without being listed.
+   */
+  readonly secretOptions?: readonly string[]
 }
 
 /** Identity function that gives a plugin object its types. */
@@ -113,6 +119,9 @@ export function assertPlugin(value: unknown, where: string): asserts value is Pl
   }
   if (plugin.dependencies !== undefined && (!Array.isArray(plugin.dependencies) || plugin.dependencies.some((d) => typeof d !== 'string'))) {
     throw new SocksError('ERR_PLUGIN_INVALID', `${where}: plugin "${plugin.name}" dependencies must be an array of names`)
+  }
+  if (plugin.secretOptions !== undefined && (!Array.isArray(plugin.secretOptions) || plugin.secretOptions.some((p) => typeof p !== 'string'))) {
+    throw new SocksError('ERR_PLUGIN_INVALID', `${where}: plugin "${plugin.name}" secretOptions must be an array of option paths`)
   }
 }
 

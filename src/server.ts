@@ -1,4 +1,4 @@
-import { createServer as createNetServer, isIP, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
+import { createServer as createNetServer, isIP, type AddressInfo, type BlockList, type Server as NetServer, type Socket } from 'node:net'
 import { EventEmitter, once } from 'node:events'
 import { Connection } from './connection.js'
 import { compileChain, type CompiledChain, type Middleware } from './compose.js'
@@ -15,6 +15,7 @@ import { avoidHeapTrimming } from './heap.js'
 import { setUpBind } from './bind.js'
 import { UdpAssociation, type DatagramContext } from './udp.js'
 import { logAccess } from './access-log.js'
+import { compileProxyProtocol, type ProxyProtocolOptions } from './proxy-trust.js'
 
 /** Every wait has a bound. Milliseconds; 0 disables a timeout (not recommended). */
 export interface Timeouts {
@@ -82,9 +83,11 @@ export interface ListenOptions {
   /**
    * Expect a PROXY protocol header (v1 or v2) before the greeting, as sent by haproxy and other
    * load balancers; the client address in it drives limits, rules and logs. Connections without
-   * one are closed. Default false.
+   * one are closed. Only the balancers may connect: `{ trusted: ['10.0.0.5', '10.1.0.0/24'] }`
+   * lists them, `true` means loopback only (127.0.0.0/8, ::1); a connection from anywhere else is
+   * closed at accept, unread. Default false.
    */
-  proxyProtocol?: boolean
+  proxyProtocol?: boolean | ProxyProtocolOptions
 }
 
 /** @internal The compiled phases, built once at listen(). */
@@ -277,6 +280,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     const listenHost = opts.host ?? '127.0.0.1'
     const port = opts.port ?? 1080
     if (this.#closing !== null) throw new SocksError('ERR_SOCKS_SERVER_CLOSING', 'server is closed')
+    // Parsed here, once: a bad list fails this listen(), and a connection only looks its peer up.
+    const trusted = compileProxyProtocol(opts.proxyProtocol)
     const chains = await this.#start()
     if (!this.#authRequired && !this.#allowOpenProxy && !isLoopback(listenHost)) {
       throw new SocksError('ERR_SOCKS_OPEN_PROXY', `refusing to listen on ${listenHost} without authentication: register the auth plugin, or set allowOpenProxy: true (CLI: --allow-open-proxy) if an open proxy is really what you want`)
@@ -285,8 +290,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     // A listener bound to one address knows every connection's local endpoint: no getsockname per
     // connection. Only wildcard listeners ask the socket.
     let local: Endpoint | null = null
-    const proxyProtocol = opts.proxyProtocol === true
-    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => this.#accept(socket, this.#chains ?? chains, local, proxyProtocol))
+    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => this.#accept(socket, this.#chains ?? chains, local, trusted))
     listener.on('error', this.#onListenerError)
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject)
@@ -499,18 +503,26 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     return true
   }
 
-  #accept(socket: Socket, chains: CompiledChains, fixedLocal: Endpoint | null, proxyProtocol: boolean): void {
+  /** `trusted`: on a PROXY-protocol listener, the sources that may send the header; else null. */
+  #accept(socket: Socket, chains: CompiledChains, fixedLocal: Endpoint | null, trusted: BlockList | null): void {
     const remote = socket.remoteAddress
     if (remote === undefined || this.#closing !== null) {
       socket.destroy()
       return
     }
     const clientAddress = unmapIPv4(remote)
+    const family = isIP(clientAddress) === 6 ? 6 : 4
+    const proxyProtocol = trusted !== null
+    // The header names the client that limits, rules and the auth throttle believe, so only a
+    // balancer may send one; anyone else is closed before a byte is read (haproxy's accept-proxy).
+    if (proxyProtocol && !trusted.check(clientAddress, family === 6 ? 'ipv6' : 'ipv4')) {
+      return this.#refuse(socket, `${clientAddress} is not a trusted PROXY protocol source (listener port ${socket.localPort}; see proxyProtocol.trusted)`)
+    }
     if (this.#connections.size >= this.#maxConnections) return this.#refuse(socket, `connection limit ${this.#maxConnections} reached`)
     // Behind a PROXY-protocol listener the socket's peer is the load balancer: the per-client
     // limit waits for the real address in the header.
     if (!proxyProtocol && !this.claimClient(clientAddress)) return this.#refuse(socket, `per-client limit ${this.#maxConnectionsPerClient} reached for ${clientAddress}`)
-    const client: Endpoint = { address: clientAddress, port: socket.remotePort ?? 0, family: isIP(clientAddress) === 6 ? 6 : 4 }
+    const client: Endpoint = { address: clientAddress, port: socket.remotePort ?? 0, family }
     const local = fixedLocal ?? localEndpointOf(socket)
     const connection = new Connection(this, socket, this.#nextId++, client, local, chains, this.#onConnectionClosed)
     if (!proxyProtocol && this.#maxConnectionsPerClient > 0) connection.countedClient = clientAddress

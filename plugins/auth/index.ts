@@ -35,6 +35,8 @@ export { DEFAULT_THROTTLE } from './throttle.js'
 const auth = definePlugin<ParsedAuthOptions>({
   name: 'auth',
   parseOptions: parseAuthOptions,
+  // `users` maps names to passwords or hashes: --print-config masks every value.
+  secretOptions: ['users'],
   async setup(host, options) {
     const hashes = await loadUsers(options)
     if (hashes.size === 0 && options.verify === null) {

@@ -15,8 +15,11 @@ export interface ListenConfig {
   /** For an IPv6 host such as `::`: accept IPv6 only. */
   ipv6Only?: boolean
   backlog?: number
-  /** Expect a PROXY protocol (v1/v2) header from a load balancer before the greeting. */
-  proxyProtocol?: boolean
+  /**
+   * Expect a PROXY protocol (v1/v2) header from a load balancer before the greeting. Only the
+   * balancers may connect: `{ trusted: [CIDRs] }` lists them; `true` is loopback only.
+   */
+  proxyProtocol?: boolean | { trusted: string[] }
 }
 
 /**
@@ -112,7 +115,8 @@ export interface EffectiveListen {
   port: number
   ipv6Only?: boolean
   backlog?: number
-  proxyProtocol?: boolean
+  /** false, or the sources trusted to send the header (`true` in the config is the loopback list). */
+  proxyProtocol?: false | { trusted: string[] }
 }
 
 /** The configuration with every default filled in, as `socksmith --print-config` shows it. */

@@ -3,6 +3,8 @@ import { isLogLevel } from '../logger.js'
 import { DEFAULT_TIMEOUTS, type Timeouts } from '../server.js'
 import type { EffectiveConfig, EffectiveListen, LoadedPlugin } from './types.js'
 import { didYouMean } from '../suggest.js'
+import { describe, isPlainObject } from '../option-values.js'
+import { checkProxyProtocol } from '../proxy-trust.js'
 
 /** One problem in a config: where (`timeouts.idle`) and what. */
 export interface ConfigIssue {
@@ -53,22 +55,7 @@ export class IssueList {
   }
 }
 
-/** Describes a value for "found ..." messages without dumping large objects. */
-export function describe(value: unknown): string {
-  if (value === null) return 'null'
-  if (value === undefined) return 'undefined'
-  if (Array.isArray(value)) return 'a list'
-  if (typeof value === 'function') return `a function${value.name === '' ? '' : ` (${value.name})`}`
-  if (typeof value === 'object') return 'an object'
-  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value)
-  return `${typeof value} ${String(value)}`
-}
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
-  const proto = Object.getPrototypeOf(value) as unknown
-  return proto === Object.prototype || proto === null
-}
+export { describe, isPlainObject }
 
 /** Reports keys not in `known`, with a hint when one is close. */
 export function checkKeys(issues: IssueList, object: Record<string, unknown>, known: readonly string[], path: string): void {
@@ -99,6 +86,7 @@ export function parseDuration(value: unknown): number | null {
 
 const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'metrics', 'allowOpenProxy', 'udp', 'plugins'] as const
 const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog', 'proxyProtocol'] as const
+const PROXY_PROTOCOL_KEYS = ['trusted'] as const
 const LIMIT_KEYS = ['maxConnections', 'perClient'] as const
 const LOG_KEYS = ['level', 'access'] as const
 const METRICS_KEYS = ['host', 'port', 'perUser'] as const
@@ -218,8 +206,11 @@ function validateListen(entry: unknown, path: string, issues: IssueList): Effect
   const backlog = integer(entry.backlog, `${path}.backlog`, 1, 65535, issues)
   if (backlog !== null) listen.backlog = backlog
   if (entry.proxyProtocol !== undefined) {
-    if (typeof entry.proxyProtocol === 'boolean') listen.proxyProtocol = entry.proxyProtocol
-    else issues.add(`${path}.proxyProtocol`, `expected true or false, found ${describe(entry.proxyProtocol)}`)
+    const at = `${path}.proxyProtocol`
+    if (isPlainObject(entry.proxyProtocol)) checkKeys(issues, entry.proxyProtocol, PROXY_PROTOCOL_KEYS, at)
+    // Written out in full (true becomes the loopback list) so --print-config shows who is trusted.
+    const proxyProtocol = checkProxyProtocol(entry.proxyProtocol, (below, message) => issues.add(below === '' ? at : `${at}.${below}`, message))
+    listen.proxyProtocol = proxyProtocol === null ? false : { trusted: [...proxyProtocol.trusted] }
   }
   return listen
 }

@@ -3,7 +3,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { loadConfig, createServerFromConfig, prepareServer, isSocksError, parseDuration, type SocksErrorCode } from 'socksmith'
 import { didYouMean, editDistance } from 'socksmith'
-import { maskSecrets } from '../../src/config/print.js'
+import { join } from 'node:path'
+import { maskSecrets, printableConfig } from '../../src/config/print.js'
 import { project } from './helpers.js'
 
 /** Loads (and builds a server from) `yaml`; resolves with the SocksError it fails with. */
@@ -207,7 +208,7 @@ test('editDistance and didYouMean', () => {
   assert.equal(didYouMean('zzzzzz', ['listen', 'limits']), null)
 })
 
-test('maskSecrets hides passwords in auth users, URLs and password-like keys', () => {
+test('maskSecrets hides passwords in secret option paths (auth users), URLs and password-like keys', () => {
   const masked = maskSecrets(
     {
       users: { alice: 'secret', bob: '$scrypt$...' },
@@ -216,7 +217,7 @@ test('maskSecrets hides passwords in auth users, URLs and password-like keys', (
       login: { password: 'p', apiKey: 'k', token: 't', user: 'frank' },
       verify: function checkLogin() {},
     },
-    'auth',
+    ['users'],
   )
   assert.deepEqual(masked, {
     users: { alice: '********', bob: '********' },
@@ -225,6 +226,57 @@ test('maskSecrets hides passwords in auth users, URLs and password-like keys', (
     login: { password: '********', apiKey: '********', token: '********', user: 'frank' },
     verify: '[function checkLogin]',
   })
+})
+
+test('maskSecrets: a password with "@" is masked whole (userinfo ends at the last "@"); secret-ish keys in any case', () => {
+  const masked = maskSecrets({
+    proxy: 'socks5://carol:p@ss@w0rd@127.0.0.1:1080',
+    path: 'http://dave:x@y@127.0.0.1:8080/a@b?c=d@e',
+    list: 'socks5://a:b@c@h1:1,socks5://d:e@f@h2:2',
+    plain: 'http://127.0.0.1:8080/user@example',
+    passwd: 'p1',
+    PWD: 'p2',
+    Authorization: 'Bearer t1',
+    client_secret: 's1',
+    'api-key': 'k1',
+    APIKey: 'k2',
+    accessToken: 't2',
+    sessionCookie: 'c1',
+    privateKey: 'pk',
+    credentials: { alice: 'c2' },
+    bypass: ['localhost'],
+    passwordFile: '/etc/secret-path',
+  })
+  assert.doesNotMatch(JSON.stringify(masked), /ss@w0rd|w0rd|y@127|"p1"|"p2"|t1|s1|k1|k2|t2|c1|"pk"|c2|secret-path/)
+  assert.deepEqual(masked, {
+    proxy: 'socks5://carol:********@127.0.0.1:1080',
+    path: 'http://dave:********@127.0.0.1:8080/a@b?c=d@e',
+    list: 'socks5://a:********@h1:1,socks5://d:********@h2:2',
+    plain: 'http://127.0.0.1:8080/user@example',
+    passwd: '********',
+    PWD: '********',
+    Authorization: '********',
+    client_secret: '********',
+    'api-key': '********',
+    APIKey: '********',
+    accessToken: '********',
+    sessionCookie: '********',
+    privateKey: '********',
+    credentials: { alice: '********' },
+    bypass: ['localhost'],
+    passwordFile: '********',
+  })
+})
+
+test('--print-config masks the option paths a plugin declares secret (secretOptions), whatever its name', async (t) => {
+  const dir = project(t, {
+    'vault.mjs': "export default { name: 'vault', secretOptions: ['logins', 'nested.keys'], setup() {} }\n",
+    'socksmith.config.yaml': 'plugins:\n  - [./vault.mjs, { logins: { alice: hunter2, bob: [x1, x2] }, nested: { keys: [k9], visible: shown } }]\n',
+  })
+  const loaded = await loadConfig({ cwd: dir })
+  assert.deepEqual(printableConfig(loaded).plugins, [
+    { name: 'vault', from: join(dir, 'vault.mjs'), options: { logins: { alice: '********', bob: ['********', '********'] }, nested: { keys: ['********'], visible: 'shown' } } },
+  ])
 })
 
 test('a JS config that throws or does not parse is ERR_CONFIG_INVALID, naming the file once', async (t) => {

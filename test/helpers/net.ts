@@ -131,8 +131,9 @@ export class RawClient {
     socket.on('error', () => {})
   }
 
-  static async connect(t: TestContext, port: number, host = '127.0.0.1'): Promise<RawClient> {
-    const socket = connect({ port, host, allowHalfOpen: true })
+  /** `localAddress` picks the client's own address (another 127/8 address, to be a different client). */
+  static async connect(t: TestContext, port: number, host = '127.0.0.1', localAddress?: string): Promise<RawClient> {
+    const socket = connect({ port, host, allowHalfOpen: true, ...(localAddress === undefined ? {} : { localAddress }) })
     socket.setNoDelay(true)
     await once(socket, 'connect')
     trackClient(t, socket)

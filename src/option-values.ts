@@ -1,0 +1,21 @@
+/**
+ * Helpers for messages about option values, shared by the config validator and the server's own
+ * option checks (which cannot import the config modules: those import the server).
+ */
+
+/** Describes a value for "found ..." messages without dumping large objects. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (value === undefined) return 'undefined'
+  if (Array.isArray(value)) return 'a list'
+  if (typeof value === 'function') return `a function${value.name === '' ? '' : ` (${value.name})`}`
+  if (typeof value === 'object') return 'an object'
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value)
+  return `${typeof value} ${String(value)}`
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const proto = Object.getPrototypeOf(value) as unknown
+  return proto === Object.prototype || proto === null
+}
