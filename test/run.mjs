@@ -1,7 +1,9 @@
 // Runs every test file under test/ with node:test, TypeScript through tsx.
 // Node 20's --test does not expand globs, so the file list is built here.
-import { readdirSync, statSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
+import { tmpdir } from 'node:os'
+import { fileURLToPath } from 'node:url'
 import { spawnSync } from 'node:child_process'
 
 function collect(dir) {
@@ -18,5 +20,22 @@ function collect(dir) {
 const only = process.argv.slice(2)
 const files = only.length > 0 ? only : collect('test')
 const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import tsx --conditions=source`.trim() }
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=3', '--test-timeout=60000', ...files], { stdio: 'inherit', env })
+// Naming a reporter replaces node's default, so that default (spec on a terminal, else TAP before
+// Node 23) is named first, to stdout, and node's own output and closing lines stay as they were.
+// The second reporter gathers the skips for missing system programs (test/helpers/peers.ts) into
+// one line printed after those closing lines.
+const defaultReporter = process.stdout.isTTY || Number(process.versions.node.split('.')[0]) >= 23 ? 'spec' : 'tap'
+const scratch = mkdtempSync(join(tmpdir(), 'socksmith-test-run-'))
+const summary = join(scratch, 'skipped-peers.txt')
+const reporters = [
+  `--test-reporter=${defaultReporter}`, '--test-reporter-destination=stdout',
+  `--test-reporter=${fileURLToPath(new URL('helpers/peer-summary.mjs', import.meta.url))}`, `--test-reporter-destination=${summary}`,
+]
+const result = spawnSync(process.execPath, ['--test', ...reporters, '--test-concurrency=3', '--test-timeout=60000', ...files], { stdio: 'inherit', env })
+try {
+  process.stdout.write(readFileSync(summary, 'utf8'))
+} catch {
+  // No file: the runner ended before its reporters did (it crashed, or was killed).
+}
+rmSync(scratch, { recursive: true, force: true })
 process.exit(result.status ?? 1)
