@@ -6,11 +6,13 @@ import { parseGreeting, encodeMethodSelection } from './protocol/greeting.js'
 import { parseProxyHeader } from './protocol/proxy-header.js'
 import { parsePasswordRequest, encodePasswordStatus, type PasswordRequest } from './protocol/password.js'
 import { parseRequest, encodeReply } from './protocol/request.js'
-import { Method, Reply } from './protocol/constants.js'
+import { Command, Method, Reply } from './protocol/constants.js'
 import { toAddress, unmapIPv4, type Address } from './protocol/address.js'
 import { isSocksError, SocksError, toSocksError } from './errors.js'
+import { ChainError } from './compose.js'
 import { channels } from './diagnostics.js'
 import { isLogLevelEnabled } from './logger.js'
+import { vetDestination } from './destination.js'
 import type { SocksServer, CompiledChains } from './server.js'
 
 type DriverPhase = 'negotiate' | 'auth' | 'request' | 'connect' | 'relay' | 'closing' | 'done'
@@ -54,6 +56,16 @@ export class Connection implements ConnectionDriver {
   readonly #acceptedAt = performance.now()
   #connectStartedAt = 0
   readonly #onClosed: (connection: Connection) => void
+  /**
+   * The deadline of the phase in progress: the handshake (accept → request handled), then the
+   * connect phase (its own timeout, so a slow dial is answered REP 06, not cut by the handshake's).
+   * A real deadline, not the socket's idle timer: a client trickling a byte at a time cannot stretch it.
+   */
+  #deadline: NodeJS.Timeout | null = null
+  /** Set once the connection has failed and its last words are sent: a chain still running is abandoned. */
+  #failed = false
+  /** The first BIND reply is on the wire (it may be sent once, and only while a BIND is being set up). */
+  #bindReplySent = false
 
   // The socket's listeners are shared by every connection and find theirs on the socket: one set
   // of functions for the process instead of five closures per connection.
@@ -71,6 +83,9 @@ export class Connection implements ConnectionDriver {
   }
   static readonly #onClose = function (this: DrivenSocket): void {
     this[kConnection].#handleClose()
+  }
+  static readonly #onDeadline = function (connection: Connection): void {
+    connection.#handleDeadline()
   }
 
   constructor(server: SocksServer, socket: Socket, id: number, client: Endpoint, local: Endpoint, chains: CompiledChains, onClosed: (connection: Connection) => void) {
@@ -95,7 +110,7 @@ export class Connection implements ConnectionDriver {
     return this.#phase === 'negotiate' || this.#phase === 'auth' || this.#phase === 'request' || this.#phase === 'connect'
   }
 
-  /** The client address counted against the per-client limit, released when the connection ends. */
+  /** The client group counted against the per-client limit (see claimClient), released when the connection ends. */
   countedClient: string | null = null
   #proxyProtocol = false
 
@@ -108,7 +123,7 @@ export class Connection implements ConnectionDriver {
     socket.on('error', Connection.#onError)
     socket.on('close', Connection.#onClose)
     socket.on('timeout', Connection.#onTimeout)
-    socket.setTimeout(handshakeTimeout)
+    this.#arm(handshakeTimeout)
     if (channels.open.hasSubscribers) channels.open.publish({ ctx: this.ctx })
     this.#run().catch(this.#onUnexpected)
   }
@@ -116,6 +131,7 @@ export class Connection implements ConnectionDriver {
   /** Ends the connection now (forced close after the drain deadline). */
   destroy(reason: unknown): void {
     this.ctx.error ??= reason
+    this.#disarm()
     this.socket.destroy()
     this.ctx.upstream?.destroy()
     this.ctx.association?.close()
@@ -145,6 +161,7 @@ export class Connection implements ConnectionDriver {
     socket.removeListener('end', Connection.#onEnd)
     socket.removeListener('timeout', Connection.#onTimeout)
     socket.setTimeout(0)
+    this.#disarm()
     socket.pause()
     const rest = this.#reader.rest()
     if (rest !== null) socket.unshift(rest)
@@ -175,19 +192,28 @@ export class Connection implements ConnectionDriver {
       this.#phase = 'request'
       const request = await this.readMessage(parseRequest)
       ctx.command = request.command
-      ctx.destination = request.destination
       ctx.handshakeMs = performance.now() - this.#acceptedAt
+      // What the client asked for, as the system would dial it: no name that resolves to something
+      // other than what the rules see, no unspecified address standing for loopback (destination.ts).
+      // BIND's DST 0.0.0.0 means "any peer" and UDP's is the client's own endpoint: only names are vetted there.
+      ctx.destination = request.command === Command.CONNECT || request.destination.type === 'domain' ? vetDestination(request.destination) : request.destination
       await chains.request(ctx as RequestContext)
       if (this.#stopped()) return
 
       this.#phase = 'connect'
       this.#connectStartedAt = performance.now()
+      this.#arm(this.#connectPhaseTimeout())
       await chains.connect(ctx as ConnectContext)
       ctx.connectMs = performance.now() - this.#connectStartedAt
       if (this.#stopped()) {
         if (!this.#hijacked) this.#cleanUpTarget()
         return
       }
+      // The success reply reports something that exists, or it is not sent: a middleware that
+      // called next() without awaiting it lets the chain end before the terminal has connected.
+      const missing = this.#missingTarget()
+      if (missing !== null) throw new ChainError(`the connect phase ended without ${missing}: did a middleware call next() without awaiting it?`)
+      this.#disarm()
       const bound = ctx.bound ?? localAddressOf(ctx.upstream)
       ctx.bound = bound
       this.#sendReply(Reply.SUCCEEDED, bound)
@@ -213,14 +239,68 @@ export class Connection implements ConnectionDriver {
       this.ctx.replaceClient({ address, port: header.source.port, family: isIP(address) === 6 ? 6 : 4 })
     }
     const address = this.ctx.client.address
-    if (!this.#server.claimClient(address)) {
+    const counted = this.#server.claimClient(address)
+    if (counted === false) {
       throw new SocksError('ERR_SOCKS_TOO_MANY_CONNECTIONS', `per-client limit ${this.#server.maxConnectionsPerClient} reached for ${address}`)
     }
-    if (this.#server.maxConnectionsPerClient > 0) this.countedClient = address
+    this.countedClient = counted
+  }
+
+  /** True once the connection failed or closed: a terminal finishing late must release what it made. */
+  get finished(): boolean {
+    return this.#failed || this.#closed
   }
 
   #stopped(): boolean {
-    return this.#hijacked || this.#closed
+    return this.#hijacked || this.#closed || this.#failed
+  }
+
+  /** What a successful connect phase must have produced and did not, or null. */
+  #missingTarget(): string | null {
+    const ctx = this.ctx
+    if (ctx.command === Command.UDP_ASSOCIATE) return ctx.association === null || ctx.association.closed || ctx.bound === null ? 'a UDP association' : null
+    const upstream = ctx.upstream
+    if (upstream === null || upstream.destroyed) return ctx.command === Command.BIND ? 'an inbound BIND connection' : 'a connected upstream socket'
+    return null
+  }
+
+  /** The connect phase's bound: the dial (DNS, upstream hops included) and, for BIND, the wait for the peer. */
+  #connectPhaseTimeout(): number {
+    const timeouts = this.#server.timeouts
+    if (this.ctx.command !== Command.BIND) return timeouts.connect
+    return timeouts.bindAccept > 0 && timeouts.connect > 0 ? timeouts.bindAccept + timeouts.connect : 0
+  }
+
+  #arm(ms: number): void {
+    if (this.#deadline !== null) clearTimeout(this.#deadline)
+    this.#deadline = ms > 0 ? setTimeout(Connection.#onDeadline, ms, this) : null
+  }
+
+  #disarm(): void {
+    if (this.#deadline === null) return
+    clearTimeout(this.#deadline)
+    this.#deadline = null
+  }
+
+  #handleDeadline(): void {
+    this.#deadline = null
+    const phase = this.#phase
+    if (this.#closed || this.#failed || phase === 'relay' || phase === 'done' || phase === 'closing') return
+    const ctx = this.ctx
+    if (phase !== 'connect') {
+      const err = new SocksError('ERR_SOCKS_HANDSHAKE_TIMEOUT', `handshake not completed within ${this.#server.timeouts.handshake} ms`)
+      ctx.error ??= err
+      if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('handshake timeout', { id: ctx.id, phase })
+      this.socket.destroy()
+      return
+    }
+    // The connect phase ran out: answer it (REP 06, or REP 04 while the name is still being
+    // looked up), and stop whatever the chain is still doing (dials and BIND waits watch the signal).
+    const err = ctx.lookupPending
+      ? new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `DNS lookup of ${ctx.destination.host} not answered within ${this.#server.timeouts.connect} ms`)
+      : new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `connect phase not completed within ${this.#connectPhaseTimeout()} ms`)
+    this.#fail(err)
+    ctx.abort(err)
   }
 
   #sendReply(reply: number, bound: Address | null): void {
@@ -232,12 +312,26 @@ export class Connection implements ConnectionDriver {
 
   /** First BIND reply: success with the listening address; the connection is not "replied" until the second. */
   sendFirstBindReply(bound: Address): void {
+    if (this.ctx.command !== Command.BIND || this.#phase !== 'connect' || this.#bindReplySent || this.#failed || this.#closed) {
+      throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'sendFirstBindReply() is for the connect phase of a BIND request, once')
+    }
+    this.#bindReplySent = true
     this.#sendReply(Reply.SUCCEEDED, bound)
   }
 
   #fail(raw: unknown): void {
     const ctx = this.ctx
     if (this.#hijacked) return
+    if (this.#failed) {
+      // Already answered (a deadline): what the abandoned chain leaves behind is only cleaned up.
+      this.#cleanUpTarget()
+      return
+    }
+    this.#failed = true
+    this.#disarm()
+    // Work still running for this connection (a BIND wait, a custom dialer) stops; the direct dial
+    // stops when the socket closes.
+    this.ctx.abort(raw)
     let err = raw
     if (this.#phase === 'connect') {
       ctx.connectMs ??= performance.now() - this.#connectStartedAt
@@ -259,8 +353,11 @@ export class Connection implements ConnectionDriver {
       this.#closeWith(ctx.method === Method.USERNAME_PASSWORD ? encodePasswordStatus(false) : null, false)
     } else {
       const reply = isSocksError(err) ? (err.reply ?? Reply.GENERAL_FAILURE) : Reply.GENERAL_FAILURE
-      ctx.reply = reply
-      if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
+      // Logs and metrics report a reply only once it is written.
+      if (this.socket.writable) {
+        ctx.reply = reply
+        if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
+      }
       this.#closeWith(encodeReply(reply), false)
     }
   }
@@ -341,22 +438,15 @@ export class Connection implements ConnectionDriver {
     this.ctx.error ??= err
   }
 
+  /** The socket's idle timer serves only the linger after a refusal (the relay sets its own). */
   #handleTimeout(): void {
-    const phase = this.#phase
-    if (phase === 'relay' || phase === 'done') return
-    if (phase === 'closing') {
-      this.socket.destroy()
-      return
-    }
-    const err = new SocksError('ERR_SOCKS_HANDSHAKE_TIMEOUT', `handshake not completed within ${this.#server.timeouts.handshake} ms`)
-    this.ctx.error ??= err
-    if (isLogLevelEnabled(this.ctx.log, 'debug')) this.ctx.log.debug('handshake timeout', { id: this.ctx.id, phase })
-    this.socket.destroy()
+    if (this.#phase === 'closing') this.socket.destroy()
   }
 
   #handleClose(): void {
     if (this.#closed) return
     this.#closed = true
+    this.#disarm()
     const ctx = this.ctx
     ctx.abort(ctx.error)
     const waiter = this.#waiter

@@ -8,6 +8,7 @@ import type { Logger } from './logger.js'
 import type { SocksServer } from './server.js'
 import type { UdpAssociation } from './udp.js'
 import { SocksError } from './errors.js'
+import { dialableIp, vetDomainName } from './destination.js'
 
 /**
  * Per-connection plugin data. Extend it by declaration merging and declare the initial value in
@@ -38,6 +39,8 @@ export interface ConnectionDriver {
   readMessage<T>(parser: MessageParser<T>): Promise<T>
   hijack(): Socket
   sendFirstBindReply(bound: Address): void
+  /** True once the connection failed or closed: a terminal finishing late releases what it made. */
+  readonly finished: boolean
 }
 
 /** What every phase sees. */
@@ -169,6 +172,8 @@ export class ConnectionContext {
   earlyData: Buffer | null = null
   #abort: AbortController | null = null
   #resolving: Promise<ResolvedAddress[]> | null = null
+  /** @internal true while the destination name is being looked up (a connect-phase timeout then means REP 04) */
+  lookupPending = false
   readonly #driver: ConnectionDriver
 
   constructor(server: SocksServer, socket: Socket, id: number, client: Endpoint, local: Endpoint, state: SocksState, driver: ConnectionDriver) {
@@ -226,12 +231,22 @@ export class ConnectionContext {
   async #resolveOnce(): Promise<ResolvedAddress[]> {
     const destination = this.destination
     let resolved: ResolvedAddress[]
-    if (destination.type === 'ipv4') resolved = [{ address: destination.host, family: 4 }]
-    else if (destination.type === 'ipv6') resolved = [{ address: destination.host, family: 6 }]
+    // The destination may have been rewritten by a middleware since the driver vetted it: what is
+    // resolved and dialled is vetted again here (destination.ts).
+    if (destination.type === 'ipv4') resolved = [{ address: dialableIp(destination.host), family: 4 }]
+    else if (destination.type === 'ipv6') resolved = [{ address: dialableIp(destination.host), family: 6 }]
     else {
       if (destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
-      resolved = await withDeadline(this.server.resolver.resolve(destination.host, { signal: this.signal }), this.server.timeouts.connect, destination.host)
-      if (resolved.length === 0) throw new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `${destination.host} has no address`)
+      const name = vetDomainName(destination.host)
+      this.lookupPending = true
+      let answers: ResolvedAddress[]
+      try {
+        answers = await withDeadline(this.server.resolver.resolve(name, { signal: this.signal }), this.server.timeouts.connect, name)
+      } finally {
+        this.lookupPending = false
+      }
+      resolved = dialableAnswers(answers)
+      if (resolved.length === 0) throw new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `${destination.host} has no address${answers.length > 0 ? ' that can be dialled' : ''}`)
     }
     this.resolved = resolved
     return resolved
@@ -266,6 +281,24 @@ function withDeadline<T>(lookup: Promise<T>, timeout: number, name: string): Pro
     timer = setTimeout(() => reject(new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `DNS lookup of ${name} timed out after ${timeout} ms`)), timeout)
   })
   return Promise.race([lookup, deadline]).finally(() => clearTimeout(timer))
+}
+
+/** Answers as the system dials them: 0.0.0.0 / :: become loopback, the rest of 0.0.0.0/8 is dropped. */
+function dialableAnswers(answers: ResolvedAddress[]): ResolvedAddress[] {
+  let out: ResolvedAddress[] | null = null
+  for (let i = 0; i < answers.length; i++) {
+    const answer = answers[i]!
+    let address: string | null
+    try {
+      address = dialableIp(answer.address)
+    } catch {
+      address = null
+    }
+    if (address === answer.address && out === null) continue
+    out ??= answers.slice(0, i)
+    if (address !== null) out.push({ ...answer, address })
+  }
+  return out ?? answers
 }
 
 const EMPTY: readonly number[] = Object.freeze([])

@@ -3,6 +3,7 @@ import type { ConnectContext, ConnectionContext } from './context.js'
 import type { ResolvedAddress } from './resolver.js'
 import { SocksError, toSocksError } from './errors.js'
 import { relayReads } from './relay.js'
+import { dialableIp } from './destination.js'
 
 export interface DialOptions {
   /** Aborts the dial (the client left). */
@@ -37,7 +38,9 @@ export const directDialer: Dialer = {
 
 /** The vetted addresses, or null for an IP destination nobody resolved (dialled as it is). */
 function addressesToDial(ctx: Pick<ConnectContext, 'destination' | 'resolved' | 'resolve'>): Promise<readonly ResolvedAddress[]> | null {
-  return isIP(ctx.destination.host) !== 0 && ctx.resolved === null ? null : ctx.resolve()
+  // An IP a middleware set after the driver vetted the request goes through resolve() (which vets it) unless it is plainly dialable.
+  const host = ctx.destination.host
+  return isIP(host) !== 0 && ctx.resolved === null && dialableIp(host) === host ? null : ctx.resolve()
 }
 
 /**

@@ -2,6 +2,7 @@ import { isIP } from 'node:net'
 import ipaddr from 'ipaddr.js'
 import { AddressType } from './constants.js'
 import { SocksError } from '../errors.js'
+import { isValidDomainName } from './domain-name.js'
 
 /** A SOCKS address: what DST.ADDR/DST.PORT or BND.ADDR/BND.PORT carry. */
 export interface Address {
@@ -51,6 +52,7 @@ export function encodedAddressLength(address: Address): number {
  *   |  1   | Variable |    2     |
  *   +------+----------+----------+
  *   ATYP 01: 4 bytes; 03: one length byte then the name, no NUL; 04: 16 bytes.
+ *   A name must pass isValidDomainName (ASCII, so its length in bytes is its length in characters).
  */
 export function writeAddress(buf: Buffer, offset: number, address: Address): number {
   if (!Number.isInteger(address.port) || address.port < 0 || address.port > 0xffff) {
@@ -64,8 +66,10 @@ export function writeAddress(buf: Buffer, offset: number, address: Address): num
     const bytes = parseIPv6(address.host)
     for (let i = 0; i < 16; i++) buf[offset++] = bytes[i]!
   } else {
-    const length = Buffer.byteLength(address.host)
-    if (length > 255) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'domain name longer than 255 bytes')
+    // A name that is not one (NUL, whitespace, control characters...) is never forwarded: the next
+    // hop would resolve something other than what was checked here. See domain-name.ts.
+    if (!isValidDomainName(address.host)) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', `not a valid domain name: ${JSON.stringify(address.host)}`)
+    const length = address.host.length
     buf[offset++] = AddressType.DOMAIN
     buf[offset++] = length
     offset += buf.write(address.host, offset, 'utf8')

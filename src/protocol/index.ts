@@ -1,6 +1,7 @@
 /** The pure SOCKS5 codec: no sockets, no timers, no policy. Exported as `socksmith/protocol`. */
 export * from './constants.js'
 export * from './address.js'
+export * from './domain-name.js'
 export * from './reader.js'
 export * from './greeting.js'
 export * from './password.js'

@@ -67,7 +67,7 @@ function mutatedHandshake(random: () => number, targetPort: number): Buffer[] {
 
 test('thousands of random and mutated handshakes leave the server healthy and leak nothing', async (t) => {
   const echo = await startEcho(t)
-  const { port, server } = await startSocks(t, { timeouts: { handshake: 300, connect: 500 }, resolver: mapResolver({ 'fuzz.test': ['127.0.0.1'] }) })
+  const { port, server } = await startSocks(t, { timeouts: { handshake: 300, connect: 500, bindAccept: 500 }, resolver: mapResolver({ 'fuzz.test': ['127.0.0.1'] }) })
   const fdsBefore = openFds()
   const random = prng(0x5eed)
   const total = 2000
