@@ -8,6 +8,9 @@ import type { Socket } from 'node:net'
 import { SocksClient } from 'socks'
 import { startEcho } from './helpers/net.js'
 import { echoThrough, listeningPort, runCli, start, startCli, stop, tempDir, plainEnv, CLI, ROOT } from './helpers/spawn.js'
+import { needs, peer } from './helpers/peers.js'
+
+const python3 = peer('python3')
 
 describe('socksmith cli', { concurrency: 3 }, () => {
   test('with no config: listens on --port, relays a CONNECT, exits 0 on SIGTERM', async (t) => {
@@ -278,10 +281,10 @@ export default {
     assert.match(empty.stderr, /password is empty/)
   })
 
-  test('hash-password on a terminal asks twice and echoes nothing', async () => {
+  test('hash-password on a terminal asks twice and echoes nothing', needs(python3), async () => {
     // A pseudo-terminal from Python's pty module: the password is typed as soon as a prompt shows.
     const { run } = await import('./helpers/processes.js')
-    const result = await run('/usr/bin/python3', [join(ROOT, 'test/fixtures/pty-hash-password.py'), process.execPath, CLI, 'tty-secret'], { env: plainEnv() })
+    const result = await run(python3.path, [join(ROOT, 'test/fixtures/pty-hash-password.py'), process.execPath, CLI, 'tty-secret'], { env: plainEnv() })
     assert.equal(result.code, 0, result.stderr)
     assert.doesNotMatch(result.stdout, /tty-secret/)
     const hash = /\$scrypt\$\S+/.exec(result.stdout)?.[0]

@@ -11,66 +11,74 @@ import { createSocket } from 'node:dgram'
 import { SocksClient } from 'socks'
 import { startEcho, startSocks, startUdpEcho, mapResolver, trackClient } from '../helpers/net.js'
 import { run, startHttp } from '../helpers/processes.js'
+import { needs, peer } from '../helpers/peers.js'
 
-test('curl --socks5 to an IPv4 target', async (t) => {
+const curl = peer('curl')
+const ncat = peer('ncat')
+const netcat = peer('nc.openbsd')
+const proxychains = peer('proxychains4')
+const pysocks = peer('pysocks')
+const chromium = peer('chromium')
+
+test('curl --socks5 to an IPv4 target', needs(curl), async (t) => {
   const web = await startHttp(t)
   const { port } = await startSocks(t)
-  const r = await run('curl', ['-sS', '--max-time', '10', '--socks5', `127.0.0.1:${port}`, `http://127.0.0.1:${web.port}/v4`])
+  const r = await run(curl.path, ['-sS', '--max-time', '10', '--socks5', `127.0.0.1:${port}`, `http://127.0.0.1:${web.port}/v4`])
   assert.equal(r.stderr, '')
   assert.equal(r.stdout, 'hello /v4')
 })
 
-test('curl --socks5 over IPv6 to an IPv6 target', async (t) => {
+test('curl --socks5 over IPv6 to an IPv6 target', needs(curl), async (t) => {
   const web = await startHttp(t, '::1')
   const { port } = await startSocks(t, { host: '::1' })
-  const r = await run('curl', ['-sS', '--max-time', '10', '--socks5', `[::1]:${port}`, `http://[::1]:${web.port}/v6`])
+  const r = await run(curl.path, ['-sS', '--max-time', '10', '--socks5', `[::1]:${port}`, `http://[::1]:${web.port}/v6`])
   assert.equal(r.stdout, 'hello /v6', r.stderr)
 })
 
-test('curl --socks5-hostname sends the name; the server resolves it', async (t) => {
+test('curl --socks5-hostname sends the name; the server resolves it', needs(curl), async (t) => {
   const web = await startHttp(t)
   const resolver = mapResolver({ 'web.test': ['127.0.0.1'] })
   const { port } = await startSocks(t, { resolver })
-  const r = await run('curl', ['-sS', '--max-time', '10', '--socks5-hostname', `127.0.0.1:${port}`, `http://web.test:${web.port}/name`])
+  const r = await run(curl.path, ['-sS', '--max-time', '10', '--socks5-hostname', `127.0.0.1:${port}`, `http://web.test:${web.port}/name`])
   assert.equal(r.stdout, 'hello /name', r.stderr)
   assert.deepEqual(resolver.calls, ['web.test'])
 })
 
-test('curl --socks5-hostname with a hosts-file name and the system resolver', async (t) => {
+test('curl --socks5-hostname with a hosts-file name and the system resolver', needs(curl), async (t) => {
   const web = await startHttp(t)
   const { port } = await startSocks(t)
-  const r = await run('curl', ['-sS', '--max-time', '10', '--socks5-hostname', `127.0.0.1:${port}`, `http://localhost:${web.port}/hosts`])
+  const r = await run(curl.path, ['-sS', '--max-time', '10', '--socks5-hostname', `127.0.0.1:${port}`, `http://localhost:${web.port}/hosts`])
   assert.equal(r.stdout, 'hello /hosts', r.stderr)
 })
 
-test('curl sees a refused connection as a SOCKS failure', async (t) => {
+test('curl sees a refused connection as a SOCKS failure', needs(curl), async (t) => {
   const { port } = await startSocks(t, { resolver: mapResolver({}) })
-  const r = await run('curl', ['-sS', '--max-time', '10', '--socks5-hostname', `127.0.0.1:${port}`, 'http://missing.test/'])
+  const r = await run(curl.path, ['-sS', '--max-time', '10', '--socks5-hostname', `127.0.0.1:${port}`, 'http://missing.test/'])
   assert.notEqual(r.code, 0)
   assert.match(r.stderr, /SOCKS5|socks/i)
 })
 
-test('ncat through the proxy', async (t) => {
+test('ncat through the proxy', needs(ncat), async (t) => {
   const echo = await startEcho(t)
   const { port } = await startSocks(t)
-  const r = await run('ncat', ['--proxy', `127.0.0.1:${port}`, '--proxy-type', 'socks5', '127.0.0.1', String(echo.port)], { input: 'ncat says hi\n' })
+  const r = await run(ncat.path, ['--proxy', `127.0.0.1:${port}`, '--proxy-type', 'socks5', '127.0.0.1', String(echo.port)], { input: 'ncat says hi\n' })
   assert.equal(r.stdout, 'ncat says hi\n', r.stderr)
 })
 
-test('OpenBSD netcat -X 5 through the proxy', async (t) => {
+test('OpenBSD netcat -X 5 through the proxy', needs(netcat), async (t) => {
   const echo = await startEcho(t)
   const { port } = await startSocks(t)
-  const r = await run('nc.openbsd', ['-N', '-X', '5', '-x', `127.0.0.1:${port}`, '127.0.0.1', String(echo.port)], { input: 'netcat says hi\n' })
+  const r = await run(netcat.path, ['-N', '-X', '5', '-x', `127.0.0.1:${port}`, '127.0.0.1', String(echo.port)], { input: 'netcat says hi\n' })
   assert.equal(r.stdout, 'netcat says hi\n', r.stderr)
 })
 
-test('proxychains4 runs curl through the proxy', async (t) => {
+test('proxychains4 runs curl through the proxy', needs(proxychains, curl), async (t) => {
   const web = await startHttp(t)
   const { port } = await startSocks(t)
   const dir = mkdtempSync(join(tmpdir(), 'socksmith-pc-'))
   const conf = join(dir, 'proxychains.conf')
   writeFileSync(conf, `strict_chain\nquiet_mode\ntcp_read_time_out 5000\ntcp_connect_time_out 5000\n[ProxyList]\nsocks5 127.0.0.1 ${port}\n`)
-  const r = await run('proxychains4', ['-q', '-f', conf, 'curl', '-sS', '--max-time', '10', `http://127.0.0.1:${web.port}/pc`])
+  const r = await run(proxychains.path, ['-q', '-f', conf, curl.path, '-sS', '--max-time', '10', `http://127.0.0.1:${web.port}/pc`])
   assert.equal(r.stdout, 'hello /pc', r.stderr)
   assert.equal(web.requests(), 1)
 })
@@ -96,17 +104,17 @@ print(data.decode(), addr[0], addr[1])
 s.close()
 `
 
-test('PySocks: TCP CONNECT', async (t) => {
+test('PySocks: TCP CONNECT', needs(pysocks), async (t) => {
   const echo = await startEcho(t)
   const { port } = await startSocks(t)
-  const r = await run('/usr/bin/python3', ['-c', PYSOCKS_TCP, String(port), String(echo.port)])
+  const r = await run(pysocks.path, ['-c', PYSOCKS_TCP, String(port), String(echo.port)])
   assert.equal(r.stdout.trim(), 'pysocks tcp', r.stderr)
 })
 
-test('PySocks: UDP ASSOCIATE', async (t) => {
+test('PySocks: UDP ASSOCIATE', needs(pysocks), async (t) => {
   const echo = await startUdpEcho(t)
   const { port } = await startSocks(t)
-  const r = await run('/usr/bin/python3', ['-c', PYSOCKS_UDP, String(port), String(echo.port)])
+  const r = await run(pysocks.path, ['-c', PYSOCKS_UDP, String(port), String(echo.port)])
   assert.equal(r.stdout.trim(), `pysocks udp 127.0.0.1 ${echo.port}`, r.stderr)
 })
 
@@ -169,14 +177,14 @@ test('npm socks: UDP ASSOCIATE', async (t) => {
   assert.equal(parsed.remoteHost.port, echo.port)
 })
 
-test('headless Chromium loads a page through the proxy (names resolved by the proxy)', async (t) => {
+test('headless Chromium loads a page through the proxy (names resolved by the proxy)', needs(chromium), async (t) => {
   const web = await startHttp(t)
   // Only the test name resolves: Chromium's own background requests get REP 04 and go nowhere.
   const resolver = mapResolver({ 'web.test': ['127.0.0.1'] })
   const { port } = await startSocks(t, { resolver })
   const profile = mkdtempSync(join(tmpdir(), 'socksmith-chromium-'))
   t.after(() => rmSync(profile, { recursive: true, force: true }))
-  const r = await run('chromium', [
+  const r = await run(chromium.path, [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`,
     `--proxy-server=socks5://127.0.0.1:${port}`, '--dump-dom', `http://web.test:${web.port}/chromium`,

@@ -16,6 +16,9 @@ import { FailureThrottle, clientKey } from '../../plugins/auth/throttle.js'
 import { PasswordChecker } from '../../plugins/auth/verifier.js'
 import { parseHash, verifyAgainst, type ScryptHash } from '../../plugins/auth/hash.js'
 import { RawClient, hex, ipv4Request, startEcho, startSocks, trackClient } from '../helpers/net.js'
+import { needs, peer } from '../helpers/peers.js'
+
+const curlPeer = peer('curl')
 
 // Cheap hashes (N=1024) keep the suite fast; the dummy hash for unknown users follows the users' parameters.
 const SECRET = 'open sesame'
@@ -483,7 +486,7 @@ test('interop: socksmith/client logs in and a rejected login surfaces as ERR_SOC
   )
 })
 
-test('interop: curl --socks5 user:pass@host fetches a page through the proxy', async (t) => {
+test('interop: curl --socks5 user:pass@host fetches a page through the proxy', needs(curlPeer), async (t) => {
   const http = createHttpServer((req, res) => res.end(`hello ${req.url}`))
   http.listen(0, '127.0.0.1')
   await once(http, 'listening')
@@ -495,7 +498,7 @@ test('interop: curl --socks5 user:pass@host fetches a page through the proxy', a
   const { port } = await startSocks(t, {}, (server) => server.register(auth, { users: { alice: SECRET_HASH } }))
   const curl = (proxyUser: string) =>
     new Promise<{ code: number; stdout: string }>((resolve) => {
-      execFile('curl', ['-sS', '--max-time', '10', '--socks5', `${proxyUser}@127.0.0.1:${port}`, `http://127.0.0.1:${httpPort}/page`], (err, stdout) => {
+      execFile(curlPeer.path, ['-sS', '--max-time', '10', '--socks5', `${proxyUser}@127.0.0.1:${port}`, `http://127.0.0.1:${httpPort}/page`], (err, stdout) => {
         resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout })
       })
     })

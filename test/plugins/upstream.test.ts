@@ -14,6 +14,10 @@ import rules from 'socksmith/plugins/rules'
 import { RawClient, hex, domainRequest, ipv4Request, mapResolver, startEcho, startSocks, startTcpServer, startUdpEcho, trackClient, waitFor } from '../helpers/net.js'
 import { startHttpProxy } from '../helpers/http-proxy.js'
 import { startSocks4Proxy } from '../helpers/socks4-proxy.js'
+import { needs, peer } from '../helpers/peers.js'
+
+const microsocksPeer = peer('microsocks')
+const danted = peer('danted')
 
 // ---- fixtures ----
 
@@ -145,7 +149,7 @@ async function waitForPort(port: number, child: ChildProcess): Promise<void> {
 
 async function startMicrosocks(t: TestContext): Promise<number> {
   const port = await freePort()
-  const child = spawn('microsocks', ['-i', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
+  const child = spawn(microsocksPeer.path, ['-i', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
   t.after(() => {
     child.kill()
   })
@@ -281,7 +285,7 @@ test('http:// tunnels with CONNECT and basic auth; a refused login is REP 01', a
   assert.equal(echo.accepted(), 1, 'the destination was reached only by the good login')
 })
 
-test('microsocks as an upstream: every connection passes through it', async (t) => {
+test('microsocks as an upstream: every connection passes through it', needs(microsocksPeer), async (t) => {
   const echo = await startEcho(t)
   const microsocks = await startMicrosocks(t)
   const forwarder = await startCountingForwarder(t, microsocks)
@@ -292,7 +296,7 @@ test('microsocks as an upstream: every connection passes through it', async (t) 
   assert.equal(echo.accepted(), 2)
 })
 
-test('a 2-hop chain: microsocks, then socksmith reached through it, which gets the name', async (t) => {
+test('a 2-hop chain: microsocks, then socksmith reached through it, which gets the name', needs(microsocksPeer), async (t) => {
   const echo = await startEcho(t)
   const microsocks = await startMicrosocks(t)
   const forwarder = await startCountingForwarder(t, microsocks)
@@ -533,6 +537,7 @@ describe('through Dante', () => {
   let dir = ''
 
   before(async () => {
+    if (danted.skipped) return
     dantePort = await freePort()
     dir = mkdtempSync(join(tmpdir(), 'socksmith-dante-'))
     const config = join(dir, 'danted.conf')
@@ -548,7 +553,7 @@ describe('through Dante', () => {
       'socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: connect }',
       '',
     ].join('\n'))
-    dante = spawn('danted', ['-f', config], { stdio: ['ignore', 'ignore', 'pipe'] })
+    dante = spawn(danted.path, ['-f', config], { stdio: ['ignore', 'ignore', 'pipe'] })
     dante.stderr!.setEncoding('utf8')
     dante.stderr!.on('data', (chunk: string) => (danteLog += chunk))
     await waitFor(() => danteLog.includes('running') || dante!.exitCode !== null, 5000)
@@ -560,7 +565,7 @@ describe('through Dante', () => {
     rmSync(dir, { recursive: true, force: true })
   })
 
-  test('socks5:// and socks4:// CONNECT through Dante, seen in its log', async (t) => {
+  test('socks5:// and socks4:// CONNECT through Dante, seen in its log', needs(danted), async (t) => {
     const echo = await startEcho(t)
     for (const scheme of ['socks5', 'socks4']) {
       const front = await startFront(t, { proxy: `${scheme}://127.0.0.1:${dantePort}` })
@@ -571,7 +576,7 @@ describe('through Dante', () => {
     assert.equal(echo.accepted(), 2)
   })
 
-  test('BIND through Dante', async (t) => {
+  test('BIND through Dante', needs(danted), async (t) => {
     const front = await startFront(t, { proxy: `socks5://127.0.0.1:${dantePort}` })
     const { socket, bound, accepted } = await socksBind({ host: '127.0.0.1', port: front.port }, { host: '127.0.0.1', port: 0 })
     trackClient(t, socket)
@@ -589,7 +594,7 @@ describe('through Dante', () => {
     await waitFor(() => front.server.connections === 0)
   })
 
-  test('UDP ASSOCIATE through Dante', async (t) => {
+  test('UDP ASSOCIATE through Dante', needs(danted), async (t) => {
     const udpEcho = await startUdpEcho(t)
     const front = await startFront(t, { proxy: `socks5://127.0.0.1:${dantePort}` })
     const association = await socksAssociate({ host: '127.0.0.1', port: front.port })

@@ -6,11 +6,14 @@ import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { startEcho } from '../helpers/net.js'
 import { CLI, echoThrough, listeningPort, plainEnv, start } from '../helpers/spawn.js'
+import { needs, peer } from '../helpers/peers.js'
 
-test('EMFILE on accept: the server survives and recovers', async (t) => {
+const prlimit = peer('prlimit')
+
+test('EMFILE on accept: the server survives and recovers', needs(prlimit), async (t) => {
   const echo = await startEcho(t)
   // A soft and hard limit of 64 descriptors for the server process.
-  const running = start(t, 'prlimit', ['--nofile=64:64', process.execPath, CLI, '--port', '0', '--log-level', 'warn'], { env: plainEnv() })
+  const running = start(t, prlimit.path, ['--nofile=64:64', process.execPath, CLI, '--port', '0', '--log-level', 'warn'], { env: plainEnv() })
   const port = await listeningPort(running)
   const held: Socket[] = []
   t.after(() => held.forEach((s) => s.destroy()))

@@ -5,7 +5,10 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import { RawClient, startEcho, startSocks, startTcpServer, ipv4Request, domainRequest, mapResolver, hex, waitFor } from '../helpers/net.js'
+import { needs, peer } from '../helpers/peers.js'
 import { createServer, SocksError, isSocksError, definePlugin, silentLogger, type ConnectContext } from 'socksmith'
+
+const python3 = peer('python3')
 
 async function handshake(c: RawClient, request: Buffer): Promise<Buffer> {
   c.send(Buffer.concat([hex('050100'), request]))
@@ -172,9 +175,9 @@ test('listening without auth on a non-loopback address is refused unless allowOp
   await server.close()
 })
 
-test('connect timeout replies 06 (a listener whose accept queue is full never answers the SYN)', async (t) => {
+test('connect timeout replies 06 (a listener whose accept queue is full never answers the SYN)', needs(python3), async (t) => {
   // A Python listener with backlog 0 that never accepts: once its queue is full, further SYNs are dropped.
-  const py = spawn('/usr/bin/python3', ['-c', [
+  const py = spawn(python3.path, ['-c', [
     'import socket,sys,time',
     's=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(0)',
     'print(s.getsockname()[1], flush=True)',

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { connect, createServer as createNetServer, type AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import { RawClient, startEcho, startSocks, ipv4Request, hex, trackClient } from '../helpers/net.js'
+import { needs, peer } from '../helpers/peers.js'
 import { encodeProxyHeaderV1 } from 'socksmith/protocol'
 import { isSocksError, loadConfig, type Endpoint, type SocksmithConfig, type SocksServer } from 'socksmith'
 import rules from 'socksmith/plugins/rules'
@@ -31,6 +32,8 @@ function canConnect(port: number): Promise<boolean> {
   })
 }
 
+const haproxy = peer('haproxy')
+
 /** Starts haproxy in TCP mode in front of `backendPort`, sending a PROXY header (`send-proxy` is v1). */
 async function startHaproxy(t: TestContext, backendPort: number, version: 'send-proxy' | 'send-proxy-v2'): Promise<number> {
   const port = await freePort()
@@ -41,7 +44,7 @@ async function startHaproxy(t: TestContext, backendPort: number, version: 'send-
     'frontend socks', `  bind 127.0.0.1:${port}`, '  default_backend socksmith',
     'backend socksmith', `  server s1 127.0.0.1:${backendPort} ${version}`, '',
   ].join('\n'))
-  const child = spawn('haproxy', ['-db', '-f', conf], { stdio: 'ignore' })
+  const child = spawn(haproxy.path, ['-db', '-f', conf], { stdio: 'ignore' })
   t.after(() => child.kill('SIGKILL'))
   for (let i = 0; i < 100 && child.exitCode === null; i++) {
     if (await canConnect(port)) return port
@@ -64,7 +67,7 @@ async function startBehindProxy(t: TestContext): Promise<{ server: SocksServer; 
 }
 
 for (const version of ['send-proxy', 'send-proxy-v2'] as const) {
-  test(`behind haproxy (${version}) the real client address reaches the middleware`, async (t) => {
+  test(`behind haproxy (${version}) the real client address reaches the middleware`, needs(haproxy), async (t) => {
     const echo = await startEcho(t)
     const { proxyPort, seen } = await startBehindProxy(t)
     const haproxyPort = await startHaproxy(t, proxyPort, version)
@@ -107,7 +110,7 @@ test('a v1 header sent by hand sets the client; the plain listener of the same s
   assert.equal(seen[1]!.address, '127.0.0.1')
 })
 
-test('a config file listener with proxyProtocol: true, behind haproxy', async (t) => {
+test('a config file listener with proxyProtocol: true, behind haproxy', needs(haproxy), async (t) => {
   const echo = await startEcho(t)
   const { createServerFromConfig, prepareServer } = await import('socksmith')
   const loaded = await loadConfig({ config: { listen: { host: '127.0.0.1', port: 0, proxyProtocol: true } } })
