@@ -9,6 +9,8 @@ export { SocksError, isSocksError, toSocksError, replyForError, ERROR_CATALOGUE 
 export type { SocksErrorCode, SocksErrorOptions } from './errors.js'
 export { definePlugin, defineMiddleware, PHASES } from './plugin.js'
 export { didYouMean, editDistance } from './suggest.js'
+export { clientGroup, DEFAULT_CLIENT_PREFIX } from './client-group.js'
+export type { ClientPrefix } from './client-group.js'
 export type { Plugin, PluginHost, OptionPath, Phase, PhaseContexts } from './plugin.js'
 export type { Middleware, Next } from './compose.js'
 export type {

@@ -15,6 +15,7 @@ import { avoidHeapTrimming } from './heap.js'
 import { setUpBind } from './bind.js'
 import { UdpAssociation, type DatagramContext } from './udp.js'
 import { logAccess } from './access-log.js'
+import { clientGroup, toClientPrefix, type ClientPrefix } from './client-group.js'
 import { compileProxyProtocol, type ProxyProtocolOptions } from './proxy-trust.js'
 
 /** Every wait has a bound. Milliseconds; 0 disables a timeout (not recommended). */
@@ -46,8 +47,14 @@ export interface ServerOptions {
   timeouts?: Partial<Timeouts>
   /** Live connections over all listeners; new ones beyond it are closed at once. Default 10000. */
   maxConnections?: number
-  /** Live connections from one client IP. Default: no limit. */
+  /** Live connections from one client (an address, or a block: see `clientPrefix`). Default: no limit. */
   maxConnectionsPerClient?: number
+  /**
+   * Leading bits of an address that make one client, for the per-client limits here and the
+   * `auth` plugin's throttle. Default `{ ipv4: 32, ipv6: 64 }`: each IPv4 address, each IPv6 /64
+   * (what one subscriber usually holds, so rotating through it does not escape a limit).
+   */
+  clientPrefix?: Partial<ClientPrefix>
   resolver?: Resolver
   dialer?: Dialer
   /** A logger (pino and console-like objects fit), or use `logLevel` for the built-in one. */
@@ -67,7 +74,7 @@ export interface ServerOptions {
     acceptFromAnyPeer?: boolean
     /** Datagrams queued per UDP socket before new ones are dropped. Default 1024. */
     maxSendQueue?: number
-    /** Live UDP associations per client IP; more are refused with REP 02. Default 64. */
+    /** Live UDP associations per client (see `clientPrefix`); more are refused with REP 02. Default 64. */
     maxAssociationsPerClient?: number
   }
 }
@@ -148,6 +155,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   #timeouts: Readonly<Timeouts>
   #maxConnections: number
   #maxConnectionsPerClient: number
+  #clientPrefix: Readonly<ClientPrefix>
   resolver: Resolver
   dialer: Dialer
   #authRequired = false
@@ -178,6 +186,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     }
     this.#maxConnections = options.maxConnections ?? 10_000
     this.#maxConnectionsPerClient = options.maxConnectionsPerClient ?? 0
+    this.#clientPrefix = toClientPrefix(options.clientPrefix)
     this.log = options.logger ?? createLogger(options.logLevel ?? 'warn')
     this.resolver = options.resolver ?? systemResolver
     this.dialer = options.dialer ?? directDialer
@@ -201,9 +210,14 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     return this.#maxConnections
   }
 
-  /** Live connections from one client IP; 0 means no limit. */
+  /** Live connections from one client; 0 means no limit. */
   get maxConnectionsPerClient(): number {
     return this.#maxConnectionsPerClient
+  }
+
+  /** What one client is for per-client counts: `clientGroup(address, server.clientPrefix)`. */
+  get clientPrefix(): Readonly<ClientPrefix> {
+    return this.#clientPrefix
   }
 
   /** True once a plugin called `requireAuth()`. */
@@ -342,6 +356,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     this.#timeouts = next.#timeouts
     this.#maxConnections = next.#maxConnections
     this.#maxConnectionsPerClient = next.#maxConnectionsPerClient
+    this.#clientPrefix = next.#clientPrefix
     this.resolver = next.resolver
     this.dialer = next.dialer
     this.#authRequired = next.#authRequired
@@ -492,15 +507,17 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   }
 
   /**
-   * @internal Counts a live connection against the per-client limit; false when the client is at
-   * its limit. Nothing is counted (and true returned) when there is no limit.
+   * @internal Counts a live connection against the per-client limit. Returns the key it was
+   * counted under (its client group, to release on close), null when there is no limit (nothing
+   * counted), or false when the client is at its limit.
    */
-  claimClient(address: string): boolean {
-    if (this.#maxConnectionsPerClient <= 0) return true
-    const count = this.#perClient.get(address) ?? 0
+  claimClient(address: string): string | null | false {
+    if (this.#maxConnectionsPerClient <= 0) return null
+    const key = clientGroup(address, this.#clientPrefix)
+    const count = this.#perClient.get(key) ?? 0
     if (count >= this.#maxConnectionsPerClient) return false
-    this.#perClient.set(address, count + 1)
-    return true
+    this.#perClient.set(key, count + 1)
+    return key
   }
 
   /** `trusted`: on a PROXY-protocol listener, the sources that may send the header; else null. */
@@ -521,11 +538,12 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     if (this.#connections.size >= this.#maxConnections) return this.#refuse(socket, `connection limit ${this.#maxConnections} reached`)
     // Behind a PROXY-protocol listener the socket's peer is the load balancer: the per-client
     // limit waits for the real address in the header.
-    if (!proxyProtocol && !this.claimClient(clientAddress)) return this.#refuse(socket, `per-client limit ${this.#maxConnectionsPerClient} reached for ${clientAddress}`)
+    const counted = proxyProtocol ? null : this.claimClient(clientAddress)
+    if (counted === false) return this.#refuse(socket, `per-client limit ${this.#maxConnectionsPerClient} reached for ${clientGroup(clientAddress, this.#clientPrefix)}`)
     const client: Endpoint = { address: clientAddress, port: socket.remotePort ?? 0, family }
     const local = fixedLocal ?? localEndpointOf(socket)
     const connection = new Connection(this, socket, this.#nextId++, client, local, chains, this.#onConnectionClosed)
-    if (!proxyProtocol && this.#maxConnectionsPerClient > 0) connection.countedClient = clientAddress
+    connection.countedClient = counted
     this.#connections.add(connection)
     connection.start(this.timeouts.handshake, proxyProtocol)
     if (this.listenerCount('connection') > 0) this.emit('connection', connection.ctx)
@@ -554,19 +572,23 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     this.log.error(`accept failed: ${err.code ?? err.message} (further errors this second are not logged)`)
   }
 
-  /** @internal counts UDP associations per client IP; false when the client is over its limit. */
-  claimAssociation(client: string): boolean {
-    const count = this.#associations.get(client) ?? 0
-    if (count >= this.#udpOptions.maxAssociationsPerClient) return false
-    this.#associations.set(client, count + 1)
-    return true
+  /**
+   * @internal Counts a UDP association against its client group's limit; returns the key to
+   * release it with, or null when the client is at its limit.
+   */
+  claimAssociation(client: string): string | null {
+    const key = clientGroup(client, this.#clientPrefix)
+    const count = this.#associations.get(key) ?? 0
+    if (count >= this.#udpOptions.maxAssociationsPerClient) return null
+    this.#associations.set(key, count + 1)
+    return key
   }
 
-  /** @internal */
-  releaseAssociation(client: string): void {
-    const count = (this.#associations.get(client) ?? 1) - 1
-    if (count <= 0) this.#associations.delete(client)
-    else this.#associations.set(client, count)
+  /** @internal `key` is what claimAssociation returned. */
+  releaseAssociation(key: string): void {
+    const count = (this.#associations.get(key) ?? 1) - 1
+    if (count <= 0) this.#associations.delete(key)
+    else this.#associations.set(key, count)
   }
 
   /** Refusals are cheap (destroy, no reply) and logged at most once a second, not once per connection. */
@@ -645,14 +667,14 @@ async function connectTerminal(view: ConnectContext): Promise<void> {
     return
   }
   if (ctx.association !== null) return
-  const client = ctx.client.address
-  if (!server.claimAssociation(client)) {
-    throw new SocksError('ERR_SOCKS_NOT_ALLOWED', `${client} holds ${server.udpOptions.maxAssociationsPerClient} UDP associations already`)
+  const counted = server.claimAssociation(ctx.client.address)
+  if (counted === null) {
+    throw new SocksError('ERR_SOCKS_NOT_ALLOWED', `${clientGroup(ctx.client.address, server.clientPrefix)} holds ${server.udpOptions.maxAssociationsPerClient} UDP associations already`)
   }
   // The connection's own chains: after a reload, server.chains are the new pipeline's.
   const association = new UdpAssociation(ctx, (ctx.driver as Connection).chains.datagram, { idleTimeout: server.timeouts.udpIdle, ...server.udpOptions }, () => {
     // The association ending (idle) ends its control connection, and the other way round.
-    server.releaseAssociation(client)
+    server.releaseAssociation(counted)
     if (!ctx.socket.destroyed) ctx.socket.destroy()
   })
   ctx.association = association

@@ -3,7 +3,7 @@
  * Exported as `socksmith/plugins/auth`; written against the public API only.
  */
 import { randomBytes } from 'node:crypto'
-import { definePlugin, isLogLevelEnabled, Method, SocksError, type AuthContext, type Middleware, type NegotiateContext, type Next } from 'socksmith'
+import { clientGroup, definePlugin, isLogLevelEnabled, Method, SocksError, type AuthContext, type Middleware, type NegotiateContext, type Next } from 'socksmith'
 import { deriveKey, DEFAULT_SCRYPT_PARAMS, type ScryptHash } from './hash.js'
 import { parseAuthOptions, PlainPassword, type ParsedAuthOptions, type VerifyFunction } from './options.js'
 import { FailureThrottle } from './throttle.js'
@@ -100,7 +100,9 @@ function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | 
     if (ctx.method !== Method.USERNAME_PASSWORD || ctx.user !== null || credentials === null) return next()
     const user = credentials.username
     const client = ctx.client.address
-    if (throttle !== null && throttle.isLocked(client)) {
+    // The server's notion of one client (an IPv6 /64 by default), the same its connection limits use.
+    const group = throttle === null ? client : clientGroup(client, ctx.server.clientPrefix)
+    if (throttle !== null && throttle.isLocked(group)) {
       // Refused before hashing: during a lockout even the right password is turned away, so guessing learns nothing.
       if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('auth: login refused, client is locked out', { id: ctx.id, client, user })
       throw new SocksError('ERR_SOCKS_AUTH_FAILED', `too many failed logins from ${client}`)
@@ -109,8 +111,8 @@ function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | 
       ? await checker.check(user, credentials.password, ctx.signal)
       : (await verify(user, credentials.password, ctx)) === true
     if (!accepted) {
-      if (throttle !== null && throttle.recordFailure(client)) {
-        ctx.log.warn('auth: too many failed logins, locking out client', { client, lockoutMs })
+      if (throttle !== null && throttle.recordFailure(group)) {
+        ctx.log.warn('auth: too many failed logins, locking out client', { client: group, lockoutMs })
       }
       ctx.log.info('auth: login failed', { id: ctx.id, client, user })
       throw new SocksError('ERR_SOCKS_AUTH_FAILED', `login failed for user ${JSON.stringify(user)}`)

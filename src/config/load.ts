@@ -183,6 +183,7 @@ export function createServerFromConfig(loaded: LoadedConfig, options: CreateServ
     timeouts: config.timeouts,
     maxConnections: config.limits.maxConnections,
     maxConnectionsPerClient: config.limits.perClient,
+    clientPrefix: config.limits.clientPrefix,
     logger: options.logger ?? createLogger(config.log.level),
     accessLog: config.log.access,
     allowOpenProxy: config.allowOpenProxy,

@@ -2,6 +2,7 @@ import type { Middleware } from '../compose.js'
 import type { LogLevel } from '../logger.js'
 import type { Phase, PhaseContexts, Plugin } from '../plugin.js'
 import type { Timeouts } from '../server.js'
+import type { ClientPrefix } from '../client-group.js'
 
 /** Milliseconds, or a string with a unit: `"250ms"`, `"30s"`, `"5m"`, `"1h"`. */
 export type Duration = number | string
@@ -56,8 +57,13 @@ export interface SocksmithConfig {
   limits?: {
     /** Live connections over all listeners. Default 10000. */
     maxConnections?: number
-    /** Live connections from one client IP. Default 0 (no limit). */
+    /** Live connections from one client. Default 0 (no limit). */
     perClient?: number
+    /**
+     * What one client is, for `perClient`, the UDP association limit and the `auth` throttle:
+     * addresses sharing this many leading bits. Default `{ ipv4: 32, ipv6: 64 }`.
+     */
+    clientPrefix?: Partial<ClientPrefix>
   }
   timeouts?: { [K in keyof Timeouts]?: Duration }
   log?: {
@@ -122,7 +128,7 @@ export interface EffectiveListen {
 /** The configuration with every default filled in, as `socksmith --print-config` shows it. */
 export interface EffectiveConfig {
   listen: EffectiveListen[]
-  limits: { maxConnections: number; perClient: number }
+  limits: { maxConnections: number; perClient: number; clientPrefix: ClientPrefix }
   timeouts: Timeouts
   log: { level: LogLevel; access: boolean }
   /** Null when no metrics listener is configured. */

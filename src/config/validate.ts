@@ -3,6 +3,7 @@ import { isLogLevel } from '../logger.js'
 import { DEFAULT_TIMEOUTS, type Timeouts } from '../server.js'
 import type { EffectiveConfig, EffectiveListen, LoadedPlugin } from './types.js'
 import { didYouMean } from '../suggest.js'
+import { checkClientPrefix, DEFAULT_CLIENT_PREFIX, type ClientPrefix } from '../client-group.js'
 import { describe, isPlainObject } from '../option-values.js'
 import { checkProxyProtocol } from '../proxy-trust.js'
 
@@ -87,7 +88,7 @@ export function parseDuration(value: unknown): number | null {
 const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'metrics', 'allowOpenProxy', 'udp', 'plugins'] as const
 const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog', 'proxyProtocol'] as const
 const PROXY_PROTOCOL_KEYS = ['trusted'] as const
-const LIMIT_KEYS = ['maxConnections', 'perClient'] as const
+const LIMIT_KEYS = ['maxConnections', 'perClient', 'clientPrefix'] as const
 const LOG_KEYS = ['level', 'access'] as const
 const METRICS_KEYS = ['host', 'port', 'perUser'] as const
 const UDP_KEYS = ['acceptFromAnyPeer', 'maxSendQueue'] as const
@@ -102,7 +103,7 @@ export const DEFAULT_LISTEN: Readonly<EffectiveListen> = Object.freeze({ host: '
 export function validateBase(raw: unknown, issues: IssueList): { config: Omit<EffectiveConfig, 'plugins'>; plugins: unknown[] } {
   const config: Omit<EffectiveConfig, 'plugins'> = {
     listen: [{ ...DEFAULT_LISTEN }],
-    limits: { maxConnections: 10_000, perClient: 0 },
+    limits: { maxConnections: 10_000, perClient: 0, clientPrefix: { ...DEFAULT_CLIENT_PREFIX } },
     timeouts: { ...DEFAULT_TIMEOUTS },
     log: { level: 'info', access: true },
     metrics: null,
@@ -126,6 +127,11 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
   if (limits !== null) {
     config.limits.maxConnections = integer(limits.maxConnections, 'limits.maxConnections', 1, Number.MAX_SAFE_INTEGER, issues) ?? config.limits.maxConnections
     config.limits.perClient = integer(limits.perClient, 'limits.perClient', 0, Number.MAX_SAFE_INTEGER, issues) ?? config.limits.perClient
+    if (limits.clientPrefix !== undefined) {
+      const problem = checkClientPrefix(limits.clientPrefix)
+      if (problem !== null) issues.add(`limits.clientPrefix${problem.at === '' ? '' : `.${problem.at}`}`, problem.message)
+      else config.limits.clientPrefix = { ...config.limits.clientPrefix, ...(limits.clientPrefix as Partial<ClientPrefix>) }
+    }
   }
 
   const timeouts = section(raw, 'timeouts', TIMEOUT_KEYS, issues)

@@ -50,7 +50,7 @@ test('no config file: the defaults', async (t) => {
   assert.equal(loaded.filepath, null)
   assert.deepEqual(loaded.config, {
     listen: [{ host: '127.0.0.1', port: 1080 }],
-    limits: { maxConnections: 10_000, perClient: 0 },
+    limits: { maxConnections: 10_000, perClient: 0, clientPrefix: { ipv4: 32, ipv6: 64 } },
     timeouts: { ...DEFAULT_TIMEOUTS },
     log: { level: 'info', access: true },
     metrics: null,
@@ -66,7 +66,7 @@ test('every key is read: listeners, limits, timeouts with units, log, udp', asyn
 listen:
   - { host: 127.0.0.1, port: 1081 }
   - { host: "::1", port: 1082, ipv6Only: true, backlog: 64 }
-limits: { maxConnections: 500, perClient: 20 }
+limits: { maxConnections: 500, perClient: 20, clientPrefix: { ipv6: 56 } }
 timeouts: { handshake: 250ms, connect: 5s, idle: 5m, bindAccept: 1.5s, udpIdle: 1h, drain: 3000 }
 log: { level: debug }
 allowOpenProxy: true
@@ -78,13 +78,14 @@ udp: { acceptFromAnyPeer: true, maxSendQueue: 16 }
     { host: '127.0.0.1', port: 1081 },
     { host: '::1', port: 1082, ipv6Only: true, backlog: 64 },
   ])
-  assert.deepEqual(config.limits, { maxConnections: 500, perClient: 20 })
+  assert.deepEqual(config.limits, { maxConnections: 500, perClient: 20, clientPrefix: { ipv4: 32, ipv6: 56 } })
   assert.deepEqual(config.timeouts, { handshake: 250, connect: 5000, idle: 300_000, bindAccept: 1500, udpIdle: 3_600_000, drain: 3000 })
   assert.equal(config.log.level, 'debug')
   assert.equal(config.allowOpenProxy, true)
   assert.deepEqual(config.udp, { acceptFromAnyPeer: true, maxSendQueue: 16 })
   const server = createServerFromConfig({ filepath: null, displayName: 'x', config })
   assert.equal(server.maxConnectionsPerClient, 20)
+  assert.deepEqual(server.clientPrefix, { ipv4: 32, ipv6: 56 })
   assert.equal(server.timeouts.idle, 300_000)
 })
 
