@@ -5,13 +5,44 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { Counter, Registry } from 'prom-client'
 import type { ConnectionContext } from './context.js'
 import { SocksError, isSocksError } from './errors.js'
+import { describe, isPlainObject } from './option-values.js'
 import { Command, Reply } from './protocol/constants.js'
 import type { Resolver } from './resolver.js'
 import type { SocksServer } from './server.js'
 
 export interface MetricsOptions {
-  /** Per-user counters (`socksmith_user_*`, labelled by user name). Default false. */
-  perUser?: boolean
+  /**
+   * Per-user counters (`socksmith_user_*`, labelled by user name). The first `maxUsers` distinct
+   * users (default 100; `true` means that default) get series of their own, every user after them
+   * is counted under `user="other"`, so the registry stays bounded however many names `verify`
+   * accepts. Default false.
+   */
+  perUser?: boolean | { maxUsers?: number }
+}
+
+/** Users with series of their own under `perUser: true`. */
+export const DEFAULT_MAX_USERS = 100
+
+/** The `user` label of everyone past `maxUsers` (a user really named so is counted there too). */
+const OTHER_USERS = 'other'
+
+/**
+ * Checks a `perUser` option and returns its full form: null when off (`false`, undefined), else
+ * `{ maxUsers }`. A problem goes to `fail` with its path below the option (`''` or `maxUsers`).
+ */
+export function checkPerUser(raw: unknown, fail: (path: string, message: string) => void): { maxUsers: number } | null {
+  if (raw === undefined || raw === false) return null
+  if (raw === true) return { maxUsers: DEFAULT_MAX_USERS }
+  if (!isPlainObject(raw)) {
+    fail('', `expected true, false or { maxUsers }, found ${describe(raw)}`)
+    return null
+  }
+  const maxUsers = raw.maxUsers ?? DEFAULT_MAX_USERS
+  if (typeof maxUsers !== 'number' || !Number.isInteger(maxUsers) || maxUsers < 1) {
+    fail('maxUsers', `expected an integer from 1 up, found ${describe(maxUsers)}`)
+    return null
+  }
+  return { maxUsers }
 }
 
 export interface StartMetricsOptions extends MetricsOptions {
@@ -61,13 +92,17 @@ const UPSTREAM_FAILURE = 'socksmith:upstream:failure'
  * `socksmith_udp_associations_total`, `socksmith_udp_datagrams_total{direction}`,
  * `socksmith_udp_datagrams_dropped_total`, `socksmith_dns_cache_hits_total`,
  * `socksmith_dns_cache_misses_total`, `socksmith_upstream_failures_total{upstream}`, and with
- * `perUser`: `socksmith_user_connections_total{user}`, `socksmith_user_bytes_total{user,direction}`.
+ * `perUser`: `socksmith_user_connections_total{user}`, `socksmith_user_bytes_total{user,direction}`
+ * (for the first `maxUsers` users; the rest as `user="other"`).
  *
  * @example
  * const { registry } = await collectMetrics(server)
  * app.get('/metrics', async (_req, res) => res.type(registry.contentType).send(await registry.metrics()))
  */
 export async function collectMetrics(server: SocksServer, options: MetricsOptions = {}): Promise<ServerMetrics> {
+  const perUser = checkPerUser(options.perUser, (path, message) => {
+    throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `metrics ${path === '' ? 'perUser' : `perUser.${path}`}: ${message}`)
+  })
   const prom = await import('prom-client')
   const findDnsCache = await dnsCacheFinder()
   const registry = new prom.Registry()
@@ -168,13 +203,7 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
     labelNames: ['upstream'] as const,
     registers,
   })
-  const perUser = options.perUser === true
-  const userConnections = perUser
-    ? new prom.Counter({ name: 'socksmith_user_connections_total', help: 'Connections that ended, by authenticated user.', labelNames: ['user'] as const, registers })
-    : null
-  const userBytes = perUser
-    ? new prom.Counter({ name: 'socksmith_user_bytes_total', help: 'Payload bytes relayed over TCP, by authenticated user and direction.', labelNames: ['user', 'direction'] as const, registers })
-    : null
+  const userSeries = perUser === null ? null : perUserSeries(prom, registers, perUser.maxUsers)
 
   // Series that always exist start at 0, so rate() sees their first increase.
   for (const direction of ['from_client', 'to_client']) bytes.inc({ direction }, 0)
@@ -212,10 +241,11 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
       if (association.datagramsIn > 0) datagramsIn.inc(association.datagramsIn)
       if (association.datagramsDropped > 0) dropped.inc(association.datagramsDropped)
     }
-    if (ctx.user !== null && userConnections !== null && userBytes !== null) {
-      userConnections.inc({ user: ctx.user })
-      if (up > 0) userBytes.inc({ user: ctx.user, direction: 'from_client' }, up)
-      if (down > 0) userBytes.inc({ user: ctx.user, direction: 'to_client' }, down)
+    if (ctx.user !== null && userSeries !== null) {
+      const series = userSeries(ctx.user)
+      series.connections.inc()
+      if (up > 0) series.fromClient.inc(up)
+      if (down > 0) series.toClient.inc(down)
     }
   }
   const onUpstreamFailure = (message: unknown): void => {
@@ -334,6 +364,33 @@ function outcomeOf(ctx: ConnectionContext): 'success' | 'failed' | 'auth_failed'
   const err = ctx.error
   if (isSocksError(err) && (err.code === 'ERR_SOCKS_AUTH_FAILED' || err.code === 'ERR_SOCKS_NO_ACCEPTABLE_METHOD')) return 'auth_failed'
   return 'closed'
+}
+
+interface UserSeries {
+  readonly connections: Counter.Internal
+  readonly fromClient: Counter.Internal
+  readonly toClient: Counter.Internal
+}
+
+/**
+ * The per-user counters and a lookup of a user's series. Each name costs three series for the
+ * life of the process, and the names come from clients (a `verify` may accept any): only the
+ * first `maxUsers` get their own, the rest share `other`, so memory and scrape size stay bounded.
+ */
+function perUserSeries(prom: typeof import('prom-client'), registers: Registry[], maxUsers: number): (user: string) => UserSeries {
+  const connections = new prom.Counter({ name: 'socksmith_user_connections_total', help: `Connections that ended, by authenticated user (the first ${maxUsers} users; later ones as "${OTHER_USERS}").`, labelNames: ['user'] as const, registers })
+  const bytes = new prom.Counter({ name: 'socksmith_user_bytes_total', help: `Payload bytes relayed over TCP, by authenticated user (the first ${maxUsers} users; later ones as "${OTHER_USERS}") and direction.`, labelNames: ['user', 'direction'] as const, registers })
+  const seriesFor = (user: string): UserSeries => ({ connections: connections.labels(user), fromClient: bytes.labels(user, 'from_client'), toClient: bytes.labels(user, 'to_client') })
+  const known = new Map<string, UserSeries>()
+  let other: UserSeries | null = null
+  return (user) => {
+    const series = known.get(user)
+    if (series !== undefined) return series
+    if (known.size >= maxUsers || user === OTHER_USERS) return (other ??= seriesFor(OTHER_USERS))
+    const created = seriesFor(user)
+    known.set(user, created)
+    return created
+  }
 }
 
 /** A counter that mirrors a count kept elsewhere (read at scrape time). */

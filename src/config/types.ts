@@ -92,15 +92,18 @@ export interface MetricsConfig {
   host?: string
   /** 0 picks a free port. */
   port: number
-  /** Per-user counters (labelled by user name). Default false. */
-  perUser?: boolean
+  /**
+   * Per-user counters (labelled by user name) for the first `maxUsers` users (default 100; `true`
+   * means that default); later users are counted as `user="other"`. Default false.
+   */
+  perUser?: boolean | { maxUsers?: number }
 }
 
 /** `metrics` with its defaults filled in. */
 export interface EffectiveMetrics {
   host: string
   port: number
-  perUser: boolean
+  perUser: false | { maxUsers: number }
 }
 
 /** A plugin entry after its module was found and loaded. */

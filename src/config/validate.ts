@@ -1,11 +1,12 @@
 import { SocksError, isSocksError, type SocksErrorCode } from '../errors.js'
 import { isLogLevel } from '../logger.js'
 import { DEFAULT_TIMEOUTS, type Timeouts } from '../server.js'
-import type { EffectiveConfig, EffectiveListen, LoadedPlugin } from './types.js'
+import type { EffectiveConfig, EffectiveListen, EffectiveMetrics, LoadedPlugin } from './types.js'
 import { didYouMean } from '../suggest.js'
 import { checkClientPrefix, DEFAULT_CLIENT_PREFIX, type ClientPrefix } from '../client-group.js'
 import { describe, isPlainObject } from '../option-values.js'
 import { checkProxyProtocol } from '../proxy-trust.js'
+import { checkPerUser } from '../metrics.js'
 
 /** One problem in a config: where (`timeouts.idle`) and what. */
 export interface ConfigIssue {
@@ -91,6 +92,7 @@ const PROXY_PROTOCOL_KEYS = ['trusted'] as const
 const LIMIT_KEYS = ['maxConnections', 'perClient', 'clientPrefix'] as const
 const LOG_KEYS = ['level', 'access'] as const
 const METRICS_KEYS = ['host', 'port', 'perUser'] as const
+const PER_USER_KEYS = ['maxUsers'] as const
 const UDP_KEYS = ['acceptFromAnyPeer', 'maxSendQueue'] as const
 const TIMEOUT_KEYS = Object.keys(DEFAULT_TIMEOUTS) as (keyof Timeouts)[]
 
@@ -157,7 +159,7 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
 
   const metrics = section(raw, 'metrics', METRICS_KEYS, issues)
   if (metrics !== null) {
-    const effective = { host: '127.0.0.1', port: 0, perUser: false }
+    const effective: EffectiveMetrics = { host: '127.0.0.1', port: 0, perUser: false }
     if (metrics.port === undefined) issues.add('metrics.port', 'is required: the port of the metrics listener (0 picks a free one)')
     else effective.port = integer(metrics.port, 'metrics.port', 0, 65535, issues) ?? 0
     if (metrics.host !== undefined) {
@@ -165,8 +167,9 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
       else issues.add('metrics.host', `expected an address such as 127.0.0.1 or ::1, found ${describe(metrics.host)}`)
     }
     if (metrics.perUser !== undefined) {
-      if (typeof metrics.perUser === 'boolean') effective.perUser = metrics.perUser
-      else issues.add('metrics.perUser', `expected true or false, found ${describe(metrics.perUser)}`)
+      if (isPlainObject(metrics.perUser)) checkKeys(issues, metrics.perUser, PER_USER_KEYS, 'metrics.perUser')
+      // Written out in full (true becomes { maxUsers: 100 }) so --print-config shows the bound.
+      effective.perUser = checkPerUser(metrics.perUser, (below, message) => issues.add(below === '' ? 'metrics.perUser' : `metrics.perUser.${below}`, message)) ?? false
     }
     config.metrics = effective
   }

@@ -29,12 +29,14 @@ test('log.access defaults to true and reaches the server; metrics defaults to no
   await quietServer.close({ drainTimeout: 0 })
 })
 
-test('metrics: host defaults to 127.0.0.1, perUser to false; shown by --print-config', async () => {
+test('metrics: host defaults to 127.0.0.1, perUser to false (true: 100 users); shown by --print-config', async () => {
   const loaded = await loadConfig({ config: { metrics: { port: 9464 } } })
   assert.deepEqual(loaded.config.metrics, { host: '127.0.0.1', port: 9464, perUser: false })
   const full = await loadConfig({ config: { metrics: { host: '::1', port: 0, perUser: true } } })
-  assert.deepEqual(full.config.metrics, { host: '::1', port: 0, perUser: true })
-  assert.deepEqual(printableConfig(full).metrics, { host: '::1', port: 0, perUser: true })
+  assert.deepEqual(full.config.metrics, { host: '::1', port: 0, perUser: { maxUsers: 100 } })
+  assert.deepEqual(printableConfig(full).metrics, { host: '::1', port: 0, perUser: { maxUsers: 100 } })
+  const capped = await loadConfig({ config: { metrics: { port: 0, perUser: { maxUsers: 5 } } } })
+  assert.deepEqual(capped.config.metrics?.perUser, { maxUsers: 5 })
 })
 
 test('bad log.access and metrics values are reported with their path, all at once', async () => {
@@ -44,8 +46,10 @@ test('bad log.access and metrics values are reported with their path, all at onc
     'config: metrics.path: unknown key (known keys: host, port, perUser)',
     'config: metrics.port: expected an integer from 0 to 65535, found number 70000',
     'config: metrics.host: expected an address such as 127.0.0.1 or ::1, found ""',
-    'config: metrics.perUser: expected true or false, found number 1',
+    'config: metrics.perUser: expected true, false or { maxUsers }, found number 1',
   ])
+  assert.deepEqual(await rejection({ metrics: { port: 0, perUser: { maxUsers: 0 } } }), ['config: metrics.perUser.maxUsers: expected an integer from 1 up, found number 0'])
+  assert.deepEqual(await rejection({ metrics: { port: 0, perUser: { maxUser: 5 } } }), ['config: metrics.perUser.maxUser: unknown key; did you mean "maxUsers"?'])
   assert.deepEqual(await rejection({ metrics: 9464 }), ['config: metrics: expected an object with host, port, perUser, found number 9464'])
   assert.deepEqual(await rejection({ metric: { port: 1 } }), ['config: metric: unknown key; did you mean "metrics"?'])
 })

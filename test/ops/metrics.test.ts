@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { get } from 'node:http'
 import { createSocket } from 'node:dgram'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
-import { startMetrics, type ConnectContext, type SocksServer } from 'socksmith'
+import { isSocksError, loadConfig, startMetrics, type ConnectContext, type SocksServer } from 'socksmith'
 import { socksAssociate, socksConnect } from 'socksmith/client'
 import auth from 'socksmith/plugins/auth'
 import rules from 'socksmith/plugins/rules'
@@ -229,4 +229,55 @@ test('a pool failing over: the dead member is counted once, the connection is lo
   assert.equal(m.get('socksmith_connections_total{outcome="success",reply="0"}'), 1)
   assert.equal(lines.length, 1)
   assert.equal(lines[0]!.upstream, `socks5://127.0.0.1:${live.port}`)
+})
+
+test('perUser: { maxUsers: 5 } with 20 distinct users: 5 user series and other, and the totals still add up', async (t) => {
+  const echo = await startEcho(t)
+  // A verify that accepts any name: the case that grew one series per name, for good.
+  const { server, port } = await startSocks(t, {}, (s) => s.register(auth, { verify: () => true }))
+  const metrics = await startMetrics(server, { port: 0, perUser: { maxUsers: 5 } })
+  t.after(() => metrics.close())
+  for (let i = 0; i < 20; i++) {
+    const ended = once(server, 'disconnect')
+    const { socket } = await socksConnect({ host: '127.0.0.1', port, username: `user-${i}`, password: 'any' }, { host: '127.0.0.1', port: echo.port })
+    trackClient(t, socket)
+    socket.end('x'.repeat(i + 1))
+    for await (const _ of socket);
+    await ended
+  }
+
+  const m = await scrape(`http://127.0.0.1:${metrics.address()!.port}/metrics`)
+  const series = (name: string): [string, number][] => [...m].filter(([key]) => key.startsWith(`${name}{`))
+  const users = (name: string): string[] => series(name).map(([key]) => /user="([^"]*)"/.exec(key)![1]!).sort()
+  const firstFive = ['user-0', 'user-1', 'user-2', 'user-3', 'user-4']
+  assert.deepEqual(users('socksmith_user_connections_total'), [...firstFive, 'other'].sort())
+  assert.equal(series('socksmith_user_bytes_total').length, 12, 'six users, two directions')
+  assert.equal(m.get('socksmith_user_connections_total{user="other"}'), 15)
+  assert.equal(m.get('socksmith_user_connections_total{user="user-3"}'), 1)
+  assert.equal(m.get('socksmith_user_bytes_total{direction="from_client",user="user-3"}'), 4)
+  // 1 + 2 + ... + 20 bytes each way: users and other together are every byte and every connection.
+  const sum = (entries: [string, number][]): number => entries.reduce((total, [, value]) => total + value, 0)
+  assert.equal(sum(series('socksmith_user_connections_total')), 20)
+  assert.equal(m.get('socksmith_connections_total{outcome="success",reply="0"}'), 20)
+  for (const direction of ['from_client', 'to_client']) {
+    const perUser = series('socksmith_user_bytes_total').filter(([key]) => key.includes(`direction="${direction}"`))
+    assert.equal(sum(perUser), 210, direction)
+    assert.equal(m.get(`socksmith_bytes_total{direction="${direction}"}`), 210, direction)
+  }
+  assert.equal(m.get('socksmith_user_bytes_total{direction="from_client",user="other"}'), 210 - 15)
+})
+
+test('perUser: true tracks up to 100 users; a bad maxUsers is refused', async (t) => {
+  const { server } = await startSocks(t)
+  for (const perUser of [{ maxUsers: 0 }, { maxUsers: 2.5 }, { maxUsers: '5' }, 'yes']) {
+    const attempt = startMetrics(server, { port: 0, perUser: perUser as { maxUsers: number } })
+    t.after(() => attempt.then((metrics) => metrics.close(), () => {}))
+    await assert.rejects(
+      attempt,
+      (err: unknown) => isSocksError(err) && err.code === 'ERR_SOCKS_INVALID_ARGUMENT' && /^metrics perUser/.test(err.message),
+      JSON.stringify(perUser),
+    )
+  }
+  const loaded = await loadConfig({ config: { metrics: { port: 0, perUser: true } } })
+  assert.deepEqual(loaded.config.metrics?.perUser, { maxUsers: 100 })
 })
