@@ -665,6 +665,11 @@ async function connectTerminal(view: ConnectContext): Promise<void> {
     if (ctx.upstream !== null) return
     await setUpBind(ctx, (bound) => ctx.sendFirstBindReply(bound), server.timeouts.bindAccept)
     return
+    // Connected after the connection gave up (its deadline, a middleware that did not wait for us).
+    if (ctx.driver.finished) {
+      socket.destroy()
+      return
+    }
   }
   if (ctx.association !== null) return
   const counted = server.claimAssociation(ctx.client.address)
@@ -690,6 +695,7 @@ async function relayTerminal(view: RelayContext): Promise<void> {
     socket.resume()
     if (!socket.destroyed) {
       socket.on('end', () => socket.end())
+  if (ctx.driver.finished) association.close()
       await once(socket, 'close')
     }
     ctx.association?.close()
