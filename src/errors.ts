@@ -51,6 +51,7 @@ export const ERROR_CATALOGUE = {
   ERR_PLUGIN_DEPENDENCY: { message: 'plugin dependency is not registered before it', reply: null },
   ERR_PLUGIN_OPTIONS: { message: 'invalid plugin options', reply: null },
   ERR_PLUGIN_NOT_FOUND: { message: 'plugin module not found', reply: null },
+  ERR_PLUGIN_SETUP: { message: "a plugin's setup failed", reply: null },
   ERR_CONFIG_NOT_FOUND: { message: 'config file not found', reply: null },
   ERR_CONFIG_INVALID: { message: 'invalid config', reply: null },
 } as const satisfies Record<string, CatalogueEntry>

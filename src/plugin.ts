@@ -5,7 +5,7 @@ import type { Dialer } from './dialer.js'
 import type { Resolver } from './resolver.js'
 import type { Logger } from './logger.js'
 import type { SocksServer } from './server.js'
-import { SocksError } from './errors.js'
+import { isSocksError, SocksError } from './errors.js'
 
 /** The context each phase's middleware receives. */
 export interface PhaseContexts {
@@ -36,6 +36,16 @@ export interface OptionPath {
   readonly dir?: string
   /** Throws ERR_PLUGIN_OPTIONS naming the plugin and `field` (e.g. `rules[2].to`). */
   fail(field: string, message: string): never
+  /**
+   * Runs `check` (one rule, one key); a failure in it (`fail`) is recorded instead of ending
+   * parseOptions, and collect returns undefined. Once parseOptions returns or fails, every
+   * recorded failure is reported, one line each, so a user fixes them all in one go. Always there
+   * on the OptionPath socksmith passes; optional so a hand-made one (a test's) need not have it.
+   *
+   * @example
+   * const rules = raw.rules.map((rule, i) => at.collect?.(() => parseRule(rule, `rules[${i}]`, at)))
+   */
+  collect?<T>(check: () => T): T | undefined
 }
 
 /** What a plugin's setup gets: the public ways to change a server. */
@@ -125,13 +135,50 @@ export function assertPlugin(value: unknown, where: string): asserts value is Pl
   }
 }
 
-/** An OptionPath whose failures read `<prefix><field>: <message>`. */
-export function optionPath(plugin: string, prefix: string = `plugin ${plugin}: `, dir: string = process.cwd()): OptionPath {
-  return {
-    plugin,
+/**
+ * @internal Runs `plugin.parseOptions` on `raw` (no parser: `raw` as it is) with an OptionPath
+ * whose failures read `<prefix><field>: <message>`. Every failure it collected (`at.collect`) and
+ * the one it ended with become one ERR_PLUGIN_OPTIONS error, one line each, also listed in its
+ * non-enumerable `failures` (so a config's issue list shows each under the plugin's entry).
+ */
+export function parsePluginOptions<O>(plugin: Plugin<O>, raw: unknown, prefix: string = `plugin ${plugin.name}: `, dir: string = process.cwd()): O {
+  if (plugin.parseOptions === undefined) return raw as O
+  const failures: string[] = []
+  const at: OptionPath = {
+    plugin: plugin.name,
     dir,
     fail(field, message): never {
       throw new SocksError('ERR_PLUGIN_OPTIONS', `${prefix}${field === '' ? '' : `${field}: `}${message}`)
     },
+    collect<T>(check: () => T): T | undefined {
+      try {
+        return check()
+      } catch (err) {
+        // Only option failures: anything else is a bug in the parser and ends it.
+        if (!isSocksError(err) || err.code !== 'ERR_PLUGIN_OPTIONS') throw err
+        failures.push(...failuresOf(err))
+        return undefined
+      }
+    },
   }
+  let parsed: O | undefined
+  try {
+    parsed = plugin.parseOptions(raw, at)
+  } catch (err) {
+    if (failures.length === 0) throw err
+    failures.push(...failuresOf(err))
+  }
+  if (failures.length > 0) {
+    const err = new SocksError('ERR_PLUGIN_OPTIONS', failures.join('\n'))
+    Object.defineProperty(err, 'failures', { value: failures, enumerable: false })
+    throw err
+  }
+  return parsed as O
+}
+
+/** The failure lines an error stands for: its `failures` list (see parsePluginOptions), else its message. */
+export function failuresOf(err: unknown): string[] {
+  const failures = (err as { failures?: unknown } | null)?.failures
+  if (Array.isArray(failures)) return failures.map(String)
+  return [err instanceof Error ? err.message : String(err)]
 }

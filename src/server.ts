@@ -4,9 +4,9 @@ import { Connection } from './connection.js'
 import { compileChain, type CompiledChain, type Middleware } from './compose.js'
 import type { AuthContext, BaseContext, ConnectContext, ConnectionContext, Endpoint, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
 import { dialDirect, directDialer, type Dialer } from './dialer.js'
-import { SocksError } from './errors.js'
+import { isSocksError, SocksError } from './errors.js'
 import { createLogger, type Logger, type LogLevel } from './logger.js'
-import { assertPlugin, isPhase, optionPath, PHASES, type Phase, type PhaseContexts, type Plugin, type PluginHost } from './plugin.js'
+import { assertPlugin, isPhase, parsePluginOptions, PHASES, type Phase, type PhaseContexts, type Plugin, type PluginHost } from './plugin.js'
 import { Command, Method } from './protocol/constants.js'
 import { unmapIPv4 } from './protocol/address.js'
 import { systemResolver, type Resolver } from './resolver.js'
@@ -112,7 +112,7 @@ type MiddlewareLists = { [P in Phase]: Middleware<PhaseContexts[P]>[] }
 
 /** Where register() was called from, for option errors: `at` prefixes messages, `dir` resolves relative paths. */
 export interface RegisterWhere {
-  /** Prefix of option error messages, e.g. `socksmith.yaml: plugins[1] (rules): `. Default `plugin <name>: `. */
+  /** Prefix of the plugin's option and setup error messages, e.g. `plugins[1] (rules): `. Default `plugin <name>: `. */
   at?: string
   /** Folder relative paths in the options are resolved against (the config file's). Default `process.cwd()`. */
   dir?: string
@@ -127,6 +127,8 @@ interface UdpServerOptions {
 interface RegisteredPlugin {
   plugin: Plugin<unknown>
   options: unknown
+  /** RegisterWhere.at: names the plugin in its setup errors. */
+  at: string
 }
 
 export interface SocksServerEvents {
@@ -275,8 +277,9 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
         throw new SocksError('ERR_PLUGIN_DEPENDENCY', `plugin "${plugin.name}" needs "${dependency}" registered before it`)
       }
     }
-    const parsed = plugin.parseOptions !== undefined ? plugin.parseOptions(options, optionPath(plugin.name, where.at, where.dir)) : options
-    this.#plugins.push({ plugin: plugin as Plugin<unknown>, options: parsed })
+    const at = where.at ?? `plugin ${plugin.name}: `
+    const parsed = parsePluginOptions(plugin, options, at, where.dir)
+    this.#plugins.push({ plugin: plugin as Plugin<unknown>, options: parsed, at })
     return this
   }
 
@@ -456,7 +459,15 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   async #setUp(): Promise<CompiledChains> {
     avoidHeapTrimming()
     const host = this.#pluginHost()
-    for (const { plugin, options } of this.#plugins) await plugin.setup(host, options)
+    for (const { plugin, options, at } of this.#plugins) {
+      try {
+        await plugin.setup(host, options)
+      } catch (err) {
+        // Which plugin failed is what the user needs first; a SocksError keeps its code.
+        const message = err instanceof Error ? err.message : String(err)
+        throw new SocksError(isSocksError(err) ? err.code : 'ERR_PLUGIN_SETUP', `${at}setup failed: ${message}`, { cause: err })
+      }
+    }
     const m = this.#middleware
     const template = { ...this.#stateTemplate }
     const hasState = Object.keys(template).length > 0

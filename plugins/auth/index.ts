@@ -37,10 +37,11 @@ const auth = definePlugin<ParsedAuthOptions>({
   parseOptions: parseAuthOptions,
   // `users` maps names to passwords or hashes: --print-config masks every value.
   secretOptions: ['users'],
+  // Setup errors need not name the plugin: the server prefixes `plugins[0] (auth): setup failed: `.
   async setup(host, options) {
     const hashes = await loadUsers(options)
     if (hashes.size === 0 && options.verify === null) {
-      throw new SocksError('ERR_PLUGIN_OPTIONS', `plugin auth: usersFile: ${options.usersFile ?? ''}: the file defines no users`)
+      throw new SocksError('ERR_PLUGIN_OPTIONS', `usersFile: ${options.usersFile ?? ''}: the file defines no users`)
     }
     const checker = await PasswordChecker.create(hashes, { cacheTtlMs: options.cacheTtlMs, maxConcurrentHashes: options.maxConcurrentHashes })
     const throttle = options.throttle === null ? null : new FailureThrottle(options.throttle)
@@ -69,12 +70,12 @@ async function loadUsers(options: ParsedAuthOptions): Promise<Map<string, Scrypt
     try {
       entries = await readUsersFile(options.usersFile)
     } catch (err) {
-      if (err instanceof UsersFileError) throw new SocksError('ERR_PLUGIN_OPTIONS', `plugin auth: usersFile: ${err.message}`)
+      if (err instanceof UsersFileError) throw new SocksError('ERR_PLUGIN_OPTIONS', `usersFile: ${err.message}`)
       throw err
     }
     for (const entry of entries) {
       if (hashes.has(entry.name)) {
-        throw new SocksError('ERR_PLUGIN_OPTIONS', `plugin auth: usersFile: ${options.usersFile}:${entry.line}: user "${entry.name}" is also defined in users`)
+        throw new SocksError('ERR_PLUGIN_OPTIONS', `usersFile: ${options.usersFile}:${entry.line}: user "${entry.name}" is also defined in users`)
       }
       hashes.set(entry.name, entry.hash)
     }

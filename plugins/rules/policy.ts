@@ -92,20 +92,29 @@ export function parseRulesOptions(raw: unknown, at: OptionPath): RulesPolicy {
   if (raw instanceof RulesPolicy) return raw
   if (raw === undefined) at.fail('', 'options are required: { default?: "allow" | "deny", rules: [...] }')
   if (!isPlainObject(raw)) at.fail('', `expected an object { default?, rules }, found ${describe(raw)}`)
+  // Each key and each rule is checked on its own, so one run reports every bad rule.
   for (const key of Object.keys(raw)) {
-    if (!TOP_KEYS.includes(key)) at.fail('', `unknown key "${key}"${hint(key, TOP_KEYS)}`)
+    if (!TOP_KEYS.includes(key)) attempt(at, () => at.fail('', `unknown key "${key}"${hint(key, TOP_KEYS)}`))
   }
-  const defaultAction = raw.default === undefined ? 'allow' : parseAction(raw.default, at, 'default')
+  const defaultAction = raw.default === undefined ? 'allow' : attempt(at, () => parseAction(raw.default, at, 'default'))
   if (!Array.isArray(raw.rules)) at.fail('rules', `expected a list of rules, found ${describe(raw.rules)}`)
-  const rules = raw.rules.map((rule: unknown, i: number): CompiledRule => {
-    const field = `rules[${i}]`
-    if (!isPlainObject(rule)) at.fail(field, `expected an object { action, from?, to?, domains?, ports?, users?, commands? }, found ${describe(rule)}`)
-    if (rule.action === undefined) at.fail(`${field}.action`, 'is required ("allow" or "deny")')
-    const action = parseAction(rule.action, at, `${field}.action`)
-    const matcher = compileMatcher(rule, at, field, ['action'])
-    return { matcher, verdict: Object.freeze({ action, rule: i, source: field }) }
-  })
-  return new RulesPolicy(rules, defaultAction)
+  const rules = raw.rules.map((rule: unknown, i: number) => attempt(at, () => parseRule(rule, i, at)))
+  // With failures collected this policy is incomplete; the caller reports them and drops it.
+  return new RulesPolicy(rules.filter((rule) => rule !== undefined), defaultAction ?? 'allow')
+}
+
+function parseRule(rule: unknown, i: number, at: OptionPath): CompiledRule {
+  const field = `rules[${i}]`
+  if (!isPlainObject(rule)) at.fail(field, `expected an object { action, from?, to?, domains?, ports?, users?, commands? }, found ${describe(rule)}`)
+  if (rule.action === undefined) at.fail(`${field}.action`, 'is required ("allow" or "deny")')
+  const action = parseAction(rule.action, at, `${field}.action`)
+  const matcher = compileMatcher(rule, at, field, ['action'])
+  return { matcher, verdict: Object.freeze({ action, rule: i, source: field }) }
+}
+
+/** `at.collect(check)`, or just `check()` with a hand-made OptionPath that cannot collect. */
+function attempt<T>(at: OptionPath, check: () => T): T | undefined {
+  return at.collect === undefined ? check() : at.collect(check)
 }
 
 function parseAction(value: unknown, at: OptionPath, field: string): RuleAction {

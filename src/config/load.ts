@@ -7,6 +7,7 @@ import { SocksError, isSocksError } from '../errors.js'
 import { createLogger, type Logger } from '../logger.js'
 import { createServer, isLoopback, type SocksServer } from '../server.js'
 import { canImportTypeScript, importModule, loadPlugins } from './resolve-plugin.js'
+import { parsePluginOptions } from '../plugin.js'
 import { checkPluginOrder, IssueList, isPlainObject, validateBase } from './validate.js'
 import type { LoadedConfig, SocksmithConfig } from './types.js'
 
@@ -106,6 +107,18 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
   const { config: base, plugins: entries } = validateBase(raw, issues)
   const plugins = await loadPlugins(entries, { dir: filepath === null ? cwd : dirname(filepath), issues, cacheKey })
   checkPluginOrder(plugins, issues)
+  // createServerFromConfig checks the plugins' options; when this load fails already, check them
+  // now, so that one run reports every problem.
+  if (!issues.empty) {
+    const dir = filepath === null ? cwd : dirname(filepath)
+    for (const entry of plugins) {
+      try {
+        parsePluginOptions(entry.plugin, entry.options, `${entry.label}: `, dir)
+      } catch (err) {
+        issues.addError(entry.label, err, `${entry.label}: `)
+      }
+    }
+  }
   issues.throwIfAny()
   return { filepath, displayName: display, config: { ...base, plugins } }
 }
@@ -192,7 +205,8 @@ export function createServerFromConfig(loaded: LoadedConfig, options: CreateServ
   const issues = new IssueList(loaded.displayName)
   const dir = loaded.filepath === null ? process.cwd() : dirname(loaded.filepath)
   for (const entry of config.plugins) {
-    const at = `${loaded.displayName}: ${entry.label}: `
+    // The file is named by the issue list here and by prepareServer() for setup errors.
+    const at = `${entry.label}: `
     try {
       server.register(entry.plugin, entry.options, { at, dir })
     } catch (err) {

@@ -81,6 +81,8 @@ export interface SocksmithConfig {
     acceptFromAnyPeer?: boolean
     /** Datagrams queued per UDP socket before new ones are dropped. Default 1024. */
     maxSendQueue?: number
+    /** Live UDP associations per client IP; more are refused with REP 02. Default 64. */
+    maxAssociationsPerClient?: number
   }
   /** Ordered: the order of the list is the order of the middleware. */
   plugins?: PluginEntry[]
@@ -137,7 +139,7 @@ export interface EffectiveConfig {
   /** Null when no metrics listener is configured. */
   metrics: EffectiveMetrics | null
   allowOpenProxy: boolean
-  udp: { acceptFromAnyPeer: boolean; maxSendQueue: number }
+  udp: { acceptFromAnyPeer: boolean; maxSendQueue: number; maxAssociationsPerClient: number }
   plugins: LoadedPlugin[]
 }
 

@@ -3,6 +3,7 @@ import { isLogLevel } from '../logger.js'
 import { DEFAULT_TIMEOUTS, type Timeouts } from '../server.js'
 import type { EffectiveConfig, EffectiveListen, EffectiveMetrics, LoadedPlugin } from './types.js'
 import { didYouMean } from '../suggest.js'
+import { failuresOf } from '../plugin.js'
 import { checkClientPrefix, DEFAULT_CLIENT_PREFIX, type ClientPrefix } from '../client-group.js'
 import { describe, isPlainObject } from '../option-values.js'
 import { checkProxyProtocol } from '../proxy-trust.js'
@@ -33,9 +34,11 @@ export class IssueList {
    * a SocksError's code; `prefix`, already in the message, is cut so the path is not named twice.
    */
   addError(path: string, err: unknown, prefix = ''): void {
-    const message = err instanceof Error ? err.message : String(err)
     const code: SocksErrorCode = isSocksError(err) ? err.code : 'ERR_PLUGIN_OPTIONS'
-    this.issues.push({ code, path, message: prefix !== '' && message.startsWith(prefix) ? message.slice(prefix.length) : message })
+    // An options error may stand for several failures (at.collect): one issue each.
+    for (const message of failuresOf(err)) {
+      this.issues.push({ code, path, message: prefix !== '' && message.startsWith(prefix) ? message.slice(prefix.length) : message })
+    }
   }
 
   get empty(): boolean {
@@ -93,7 +96,7 @@ const LIMIT_KEYS = ['maxConnections', 'perClient', 'clientPrefix'] as const
 const LOG_KEYS = ['level', 'access'] as const
 const METRICS_KEYS = ['host', 'port', 'perUser'] as const
 const PER_USER_KEYS = ['maxUsers'] as const
-const UDP_KEYS = ['acceptFromAnyPeer', 'maxSendQueue'] as const
+const UDP_KEYS = ['acceptFromAnyPeer', 'maxSendQueue', 'maxAssociationsPerClient'] as const
 const TIMEOUT_KEYS = Object.keys(DEFAULT_TIMEOUTS) as (keyof Timeouts)[]
 
 export const DEFAULT_LISTEN: Readonly<EffectiveListen> = Object.freeze({ host: '127.0.0.1', port: 1080 })
@@ -110,7 +113,7 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
     log: { level: 'info', access: true },
     metrics: null,
     allowOpenProxy: false,
-    udp: { acceptFromAnyPeer: false, maxSendQueue: 1024 },
+    udp: { acceptFromAnyPeer: false, maxSendQueue: 1024, maxAssociationsPerClient: 64 },
   }
   if (raw === null || raw === undefined) return { config, plugins: [] }
   if (!isPlainObject(raw)) {
@@ -186,6 +189,7 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
       else issues.add('udp.acceptFromAnyPeer', `expected true or false, found ${describe(udp.acceptFromAnyPeer)}`)
     }
     config.udp.maxSendQueue = integer(udp.maxSendQueue, 'udp.maxSendQueue', 1, Number.MAX_SAFE_INTEGER, issues) ?? config.udp.maxSendQueue
+    config.udp.maxAssociationsPerClient = integer(udp.maxAssociationsPerClient, 'udp.maxAssociationsPerClient', 1, Number.MAX_SAFE_INTEGER, issues) ?? config.udp.maxAssociationsPerClient
   }
 
   let plugins: unknown[] = []

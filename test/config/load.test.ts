@@ -55,7 +55,7 @@ test('no config file: the defaults', async (t) => {
     log: { level: 'info', access: true },
     metrics: null,
     allowOpenProxy: false,
-    udp: { acceptFromAnyPeer: false, maxSendQueue: 1024 },
+    udp: { acceptFromAnyPeer: false, maxSendQueue: 1024, maxAssociationsPerClient: 64 },
     plugins: [],
   })
 })
@@ -82,11 +82,23 @@ udp: { acceptFromAnyPeer: true, maxSendQueue: 16 }
   assert.deepEqual(config.timeouts, { handshake: 250, connect: 5000, idle: 300_000, bindAccept: 1500, udpIdle: 3_600_000, drain: 3000 })
   assert.equal(config.log.level, 'debug')
   assert.equal(config.allowOpenProxy, true)
-  assert.deepEqual(config.udp, { acceptFromAnyPeer: true, maxSendQueue: 16 })
+  assert.deepEqual(config.udp, { acceptFromAnyPeer: true, maxSendQueue: 16, maxAssociationsPerClient: 64 })
   const server = createServerFromConfig({ filepath: null, displayName: 'x', config })
   assert.equal(server.maxConnectionsPerClient, 20)
   assert.deepEqual(server.clientPrefix, { ipv4: 32, ipv6: 56 })
   assert.equal(server.timeouts.idle, 300_000)
+})
+
+test('udp.maxAssociationsPerClient (documented in the README) is accepted and reaches the server', async (t) => {
+  const loaded = await loadConfig({ config: { udp: { maxAssociationsPerClient: 2 } }, cwd: project(t) })
+  assert.equal(loaded.config.udp.maxAssociationsPerClient, 2)
+  const server = createServerFromConfig(loaded)
+  t.after(() => server.close({ drainTimeout: 0 }))
+  assert.equal(server.udpOptions.maxAssociationsPerClient, 2)
+  await assert.rejects(
+    loadConfig({ config: { udp: { maxAssociationsPerClient: 0 } }, cwd: project(t) }),
+    (err: unknown) => isSocksError(err) && err.message === 'config: udp.maxAssociationsPerClient: expected an integer from 1 up, found number 0',
+  )
 })
 
 test('plugins resolve as bundled names, files next to the config, and npm packages from its folder', async (t) => {

@@ -1,11 +1,11 @@
 // Config validation: every message names the file, the entry and the field, with the right code.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { loadConfig, createServerFromConfig, prepareServer, isSocksError, parseDuration, type SocksErrorCode } from 'socksmith'
+import { loadConfig, createServer, createServerFromConfig, prepareServer, reloadFromConfig, isSocksError, parseDuration, silentLogger, type SocksErrorCode } from 'socksmith'
 import { didYouMean, editDistance } from 'socksmith'
 import { join } from 'node:path'
 import { maskSecrets, printableConfig } from '../../src/config/print.js'
-import { project } from './helpers.js'
+import { project, write } from './helpers.js'
 
 /** Loads (and builds a server from) `yaml`; resolves with the SocksError it fails with. */
 async function failure(t: Parameters<typeof project>[0], files: Record<string, string>, file = 'socksmith.config.yaml'): Promise<{ code: SocksErrorCode; lines: string[] }> {
@@ -173,6 +173,65 @@ test('options errors of several plugins are reported together, each under its en
   assert.equal(lines.length, 2)
   assert.match(lines[0] as string, /^socksmith\.config\.yaml: plugins\[0\] \(dns-cache\): maxTll: unknown option/)
   assert.match(lines[1] as string, /^socksmith\.config\.yaml: plugins\[1\] \(upstream\): proxy: /)
+})
+
+test('core-key, duplicate-plugin and option problems are all reported in one pass', async (t) => {
+  const { code, lines } = await failure(t, {
+    'socksmith.config.yaml': `lisen: { port: 1 }
+plugins:
+  - [dns-cache, { maxTll: 5 }]
+  - dns-cache
+  - - rules
+    - rules:
+        - { action: deny, to: 10.0.0.0/33 }
+        - { action: allow }
+        - { action: alow }
+`,
+  })
+  assert.equal(code, 'ERR_CONFIG_INVALID')
+  assert.equal(lines.length, 5, lines.join('\n'))
+  assert.equal(lines[0], 'socksmith.config.yaml: lisen: unknown key; did you mean "listen"?')
+  assert.equal(lines[1], 'socksmith.config.yaml: plugins[1] (dns-cache): plugin "dns-cache" is already listed at plugins[0]; list each plugin once')
+  assert.match(lines[2] as string, /^socksmith\.config\.yaml: plugins\[0\] \(dns-cache\): maxTll: unknown option/)
+  assert.match(lines[3] as string, /^socksmith\.config\.yaml: plugins\[2\] \(rules\): rules\[0\]\.to: "10\.0\.0\.0\/33" is not a valid CIDR/)
+  assert.match(lines[4] as string, /^socksmith\.config\.yaml: plugins\[2\] \(rules\): rules\[2\]\.action: expected "allow" or "deny", found "alow"/)
+})
+
+test('a plugin whose setup() fails: the file and the entry are named, ERR_PLUGIN_SETUP with the cause', async (t) => {
+  const files = {
+    'boom.mjs': "export default { name: 'boom', setup() { if (process.env.SOCKSMITH_TEST_BOOM !== '0') throw new Error('boom') } }\n",
+    'socksmith.config.yaml': 'plugins: [dns-cache, ./boom.mjs]\n',
+  }
+  const { code, lines } = await failure(t, files)
+  assert.equal(code, 'ERR_PLUGIN_SETUP')
+  assert.deepEqual(lines, ['socksmith.config.yaml: plugins[1] (boom): setup failed: boom'])
+
+  // A program's own register(): the plugin is named, the original error is the cause.
+  const boom = { name: 'boom', setup(): void { throw new TypeError('no socket') } }
+  const server = createServer({ logger: silentLogger })
+  t.after(() => server.close({ drainTimeout: 0 }))
+  server.register(boom)
+  await assert.rejects(server.listen({ port: 0 }), (err: unknown) => {
+    assert.ok(isSocksError(err))
+    assert.equal(err.code, 'ERR_PLUGIN_SETUP')
+    assert.equal(err.message, 'plugin boom: setup failed: no socket')
+    assert.ok(err.cause instanceof TypeError)
+    return true
+  })
+
+  // A reload that fails in setup names the file and the entry once.
+  const dir = project(t, { ...files, 'socksmith.config.yaml': 'plugins: [dns-cache]\n' })
+  const loaded = await loadConfig({ cwd: dir })
+  const running = createServerFromConfig(loaded, { logger: silentLogger })
+  t.after(() => running.close({ drainTimeout: 0 }))
+  await prepareServer(running, loaded)
+  write(dir, { 'socksmith.config.yaml': 'plugins: [dns-cache, ./boom.mjs]\n' })
+  await assert.rejects(reloadFromConfig(running, loaded, { logger: silentLogger }), (err: unknown) => {
+    assert.ok(isSocksError(err))
+    assert.equal(err.code, 'ERR_PLUGIN_SETUP')
+    assert.equal(err.message, 'socksmith.config.yaml: plugins[1] (boom): setup failed: boom')
+    return true
+  })
 })
 
 test('a config that would be an open proxy is refused before any port opens', async (t) => {

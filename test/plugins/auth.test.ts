@@ -182,7 +182,7 @@ test('usersFile errors name the file and the line, and stop the server from star
     server.register(auth, { usersFile: file })
     await assert.rejects(server.listen({ port: 0 }), (err: unknown) => {
       assert.ok(isSocksError(err) && err.code === 'ERR_PLUGIN_OPTIONS', String(err))
-      assert.match(err.message, /^plugin auth: usersFile: /)
+      assert.match(err.message, /^plugin auth: setup failed: usersFile: /)
       assert.match(err.message, expected)
       assert.ok(err.message.includes(file), 'the message names the file')
       assert.doesNotMatch(err.message, /hunter2/, 'a plain-text password in the file is not echoed')
@@ -192,7 +192,7 @@ test('usersFile errors name the file and the line, and stop the server from star
   }
   const missing = createServer({ logger: capturingLogger() })
   missing.register(auth, { usersFile: join(dir, 'does-not-exist') })
-  await assert.rejects(missing.listen({ port: 0 }), /plugin auth: usersFile: .*does-not-exist: cannot read the users file \(ENOENT\)/)
+  await assert.rejects(missing.listen({ port: 0 }), /plugin auth: setup failed: usersFile: .*does-not-exist: cannot read the users file \(ENOENT\)/)
   await missing.close()
 
   const clash = join(dir, 'clash')

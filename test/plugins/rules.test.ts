@@ -475,6 +475,26 @@ test('options are validated with the field path and a hint', () => {
   }
 })
 
+test('every bad rule is reported, not only the first, one line each', () => {
+  const message = registerError({
+    default: 'reject',
+    extra: 1,
+    rules: [
+      { action: 'deny', to: '10.0.0.0/33' },
+      { action: 'allow', to: 'loopback' },
+      { action: 'alow' },
+      { action: 'deny', ports: [80, 65536] },
+    ],
+  })
+  assert.deepEqual(message.split('\n'), [
+    'plugin rules: unknown key "extra"',
+    'plugin rules: default: expected "allow" or "deny", found "reject"',
+    'plugin rules: rules[0].to: "10.0.0.0/33" is not a valid CIDR or preset (presets: loopback, private, link-local, multicast, unspecified, cgnat, any)',
+    'plugin rules: rules[2].action: expected "allow" or "deny", found "alow" (did you mean "allow"?)',
+    'plugin rules: rules[3].ports[1]: 65536 is not a port (0-65535) or a range like "8000-8999"',
+  ])
+})
+
 test('valid options: single values, presets, bare IPs, IPv6 CIDRs, port strings', () => {
   const server = createServer({ logger: silentLogger })
   server.register(rules, {
