@@ -9,25 +9,29 @@ import { clientProxyOptions, destinationFor, type ProxyChain } from './dialer.js
  * the peer should connect) is passed to our client, and its second reply (who connected) becomes
  * ours. The core's own BIND does not run: `ctx.upstream` is the tunnel and `ctx.bound` the peer.
  *
- * Up to the first reply a failure is like a failed CONNECT (a pool may fail over). After it the
+ * Up to the first reply no destination is involved, so every step there has the hop's
+ * `handshakeTimeout` (within `budget`, the connect timeout) and missing it is the upstream's
+ * failure (a pool fails over); only a REP is passed back as it is. After it the
  * client already holds an address, so nothing is retried: the wait is bounded by `bindAccept`
  * (REP 06), and a peer that `ctx.acceptBindPeer` refuses ends the BIND with REP 02 (the upstream
  * accepts a single peer, so we cannot wait for another).
  */
-export async function bindThrough(chain: ProxyChain, ctx: ConnectContext, timeouts: { connect: number; bindAccept: number }): Promise<void> {
+export async function bindThrough(chain: ProxyChain, ctx: ConnectContext, budget: number): Promise<void> {
   const last = chain.last
+  const bindAccept = ctx.server.timeouts.bindAccept
   const destination = await destinationFor(ctx, last.protocol)
-  const deadline = new Deadline(ctx.signal, timeouts.connect, () => new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `BIND through ${chain.label} timed out after ${timeouts.connect} ms`))
+  const deadline = new Deadline(ctx.signal, budget)
   try {
     const tunnel = await chain.openTunnel(ctx.server.resolver, deadline)
     let bind: BindResult
+    chain.handshakeStep(deadline)
     try {
       bind = await socksBind(clientProxyOptions(last), { host: destination.host, port: destination.port }, { socket: tunnel, signal: deadline.signal })
     } catch (err) {
       throw chain.finalFailure(err, deadline)
     }
     ctx.sendFirstBindReply(reachableAddress(bind.bound, chain, tunnel.remoteAddress))
-    deadline.restart(timeouts.bindAccept, () => new SocksError('ERR_SOCKS_BIND_TIMEOUT', `no peer connected to ${formatAddress(bind.bound)} within ${timeouts.bindAccept} ms`))
+    deadline.restart(bindAccept, () => new SocksError('ERR_SOCKS_BIND_TIMEOUT', `no peer connected to ${formatAddress(bind.bound)} within ${bindAccept} ms`))
     let peer: Address
     try {
       ;({ peer } = await bind.accepted)

@@ -10,6 +10,20 @@ import { isSocks5, type ProxyEndpoint, type ProxyProtocol } from './url.js'
 // The SOCKS5 client's own handshake timer must not fire first: our Deadline bounds the whole dial.
 const NO_CLIENT_TIMEOUT = 2_147_483_647
 
+/** Seconds each step of reaching a hop may take when the options do not say (see ProxyChainOptions). */
+export const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 5
+
+export interface ProxyChainOptions {
+  /**
+   * Milliseconds each step of reaching a hop may take, within the connect timeout: the TCP connect
+   * to the first hop, each hop's tunnel to the next, and the last hop's greeting and login (SOCKS5).
+   * A hop that does not answer in time is unavailable (ERR_SOCKS_PROXY_FAILED, so a pool fails
+   * over); only the last hop's answer for the destination may take the rest of the connect timeout.
+   * Default 5000 (`DEFAULT_HANDSHAKE_TIMEOUT_SECONDS`).
+   */
+  readonly handshakeTimeout?: number
+}
+
 /**
  * Errors with which a failed final hop still says something true about the destination, so they
  * go back to the client as they are. Anything else the last hop does (closing, refusing our login,
@@ -31,11 +45,16 @@ export class ProxyChain implements Dialer {
   readonly hops: readonly ProxyEndpoint[]
   /** `a -> b -> c`, passwords left out. */
   readonly label: string
+  /** Milliseconds; see ProxyChainOptions. */
+  readonly handshakeTimeout: number
 
-  constructor(hops: readonly ProxyEndpoint[]) {
+  constructor(hops: readonly ProxyEndpoint[], options: ProxyChainOptions = {}) {
     if (hops.length === 0) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'a proxy chain needs at least one hop')
+    const handshakeTimeout = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT_SECONDS * 1000
+    if (!(Number.isFinite(handshakeTimeout) && handshakeTimeout > 0)) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `handshakeTimeout must be a positive number of milliseconds, got ${handshakeTimeout}`)
     this.hops = hops
     this.label = hops.map((h) => h.label).join(' -> ')
+    this.handshakeTimeout = handshakeTimeout
   }
 
   get last(): ProxyEndpoint {
@@ -57,14 +76,23 @@ export class ProxyChain implements Dialer {
 
   async dial(ctx: ConnectContext, options: DialOptions): Promise<Socket> {
     const destination = await destinationFor(ctx, this.last.protocol)
-    const deadline = new Deadline(options.signal, options.timeout, () => new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `connect through ${this.label} timed out after ${options.timeout} ms`))
+    const deadline = new Deadline(options.signal, options.timeout)
+    const awaitDestination = (): void => deadline.final(() => new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `connect through ${this.label} timed out after ${options.timeout} ms`))
     try {
       let socket: Socket
       let bound: Address | null
       try {
         socket = await this.openTunnel(ctx.server.resolver, deadline)
         try {
-          bound = await openHop(socket, this.last, destination, deadline.signal)
+          if (isSocks5(this.last)) {
+            // The greeting proves the last hop alive; only its answer for the destination may take the rest of the budget.
+            this.handshakeStep(deadline)
+            bound = await openHop(socket, this.last, destination, deadline.signal, awaitDestination)
+          } else {
+            // SOCKS4 and HTTP have no greeting: their one answer is already the destination's.
+            awaitDestination()
+            bound = await openHop(socket, this.last, destination, deadline.signal)
+          }
         } catch (err) {
           socket.destroy()
           throw this.finalFailure(err, deadline)
@@ -83,13 +111,21 @@ export class ProxyChain implements Dialer {
     }
   }
 
+  /** Arms `deadline` for one step of reaching a hop: missing it is that hop's failure, not the destination's. */
+  handshakeStep(deadline: Deadline): void {
+    const ms = Math.max(1, Math.round(Math.min(this.handshakeTimeout, deadline.remaining)))
+    const bound = ms < this.handshakeTimeout ? 'what was left of the connect timeout' : 'handshakeTimeout'
+    deadline.step(ms, () => new SocksError('ERR_SOCKS_PROXY_FAILED', `no answer within ${ms} ms (${bound})`, { reply: Reply.GENERAL_FAILURE }))
+  }
+
   /**
    * Connects to hop 1 and tunnels through every hop but the last, so the returned socket talks to
-   * the last hop. Every failure here is ERR_SOCKS_PROXY_FAILED.
+   * the last hop. Every failure here is ERR_SOCKS_PROXY_FAILED; each step has `handshakeTimeout`.
    */
   async openTunnel(resolver: Resolver, deadline: Deadline): Promise<Socket> {
     const first = this.hops[0]!
     let socket: Socket
+    this.handshakeStep(deadline)
     try {
       const addresses = isIP(first.host) !== 0 ? null : await resolver.resolve(first.host, { signal: deadline.signal })
       socket = await dialTcp(first.host, first.port, addresses, { signal: deadline.signal, timeout: 0 })
@@ -99,6 +135,7 @@ export class ProxyChain implements Dialer {
     for (let i = 1; i < this.hops.length; i++) {
       const via = this.hops[i - 1]!
       const next = this.hops[i]!
+      this.handshakeStep(deadline)
       try {
         const target = await nextHopAddress(next, via.protocol, resolver, deadline.signal)
         await openHop(socket, via, target, deadline.signal)
@@ -138,14 +175,15 @@ export function clientProxyOptions(hop: ProxyEndpoint, timeout = NO_CLIENT_TIMEO
 
 /**
  * Asks `hop` (which `socket` talks to) for a tunnel to `destination`. Resolves with the address the
- * hop reports (SOCKS BND), or null when it reports none.
+ * hop reports (SOCKS BND), or null when it reports none. `onGreeted` runs when a SOCKS5 hop has
+ * answered the greeting (and login), before the request goes out.
  */
-export async function openHop(socket: Socket, hop: ProxyEndpoint, destination: Address, signal: AbortSignal): Promise<Address | null> {
+export async function openHop(socket: Socket, hop: ProxyEndpoint, destination: Address, signal: AbortSignal, onGreeted?: () => void): Promise<Address | null> {
   const name = `upstream ${hop.label}`
   switch (hop.protocol) {
     case 'socks5':
     case 'socks5h': {
-      const result = await socksConnect(clientProxyOptions(hop), { host: destination.host, port: destination.port }, { socket, signal })
+      const result = await socksConnect(clientProxyOptions(hop), { host: destination.host, port: destination.port }, { socket, signal, onGreeted })
       return result.bound
     }
     case 'socks4':

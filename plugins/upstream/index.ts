@@ -1,7 +1,7 @@
-import { Command, definePlugin, isLogLevelEnabled, type ConnectContext } from 'socksmith'
+import { Command, definePlugin, isLogLevelEnabled, type ConnectContext, type Logger } from 'socksmith'
 import { parseFacts, parseIp } from 'socksmith/plugins/rules'
 import { bindThrough } from './bind.js'
-import { ProxyChain } from './dialer.js'
+import { DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, ProxyChain } from './dialer.js'
 import { parseUpstreamOptions, type RouteSpec, type TargetSpec, type UpstreamConfig } from './options.js'
 import { ProxyPool, runThrough, type Upstream } from './pool.js'
 import { associateUpstream, relayUdpThrough, upstreamDatagram } from './udp.js'
@@ -9,7 +9,8 @@ import { attemptThrough } from './report.js'
 
 export { parseProxyUrl, ProxyUrlError, isSocks5 } from './url.js'
 export type { ProxyEndpoint, ProxyProtocol } from './url.js'
-export { ProxyChain, destinationFor } from './dialer.js'
+export { ProxyChain, destinationFor, DEFAULT_HANDSHAKE_TIMEOUT_SECONDS } from './dialer.js'
+export type { ProxyChainOptions } from './dialer.js'
 export { ProxyPool } from './pool.js'
 export type { PoolStrategy, Upstream } from './pool.js'
 export { parseUpstreamOptions, DEFAULT_COOLDOWN_SECONDS } from './options.js'
@@ -40,10 +41,11 @@ const upstream = definePlugin<UpstreamConfig>({
   setup(host, config) {
     host.declareState('upstreamUdp', null)
     const timeouts = host.server.timeouts
+    const chainOptions = { handshakeTimeout: handshakeTimeoutFor(config.handshakeTimeout, timeouts.connect, host.log) }
     const build = (spec: TargetSpec | null): Upstream | null => {
       if (spec === null) return null
-      if (spec.kind === 'chain') return new ProxyChain(spec.hops)
-      return new ProxyPool(spec.members.map((hop) => new ProxyChain([hop])), spec.strategy, config.cooldown)
+      if (spec.kind === 'chain') return new ProxyChain(spec.hops, chainOptions)
+      return new ProxyPool(spec.members.map((hop) => new ProxyChain([hop], chainOptions)), spec.strategy, config.cooldown)
     }
     const fallback = build(config.target)
     const routes = config.routes.map((route) => ({ route, upstream: build(route.target) }))
@@ -63,9 +65,9 @@ const upstream = definePlugin<UpstreamConfig>({
       }
       if (ctx.command === Command.BIND) {
         // The upstream does the BIND; the core's own must not run.
-        return runThrough(chosen, ctx, canBind, 'BIND', (chain) => attemptThrough(ctx, chain, (c) => bindThrough(c, ctx, timeouts)))
+        return runThrough(chosen, ctx, canBind, 'BIND', timeouts.connect, (chain, budget) => attemptThrough(ctx, chain, (c) => bindThrough(c, ctx, budget)))
       }
-      const relay = await runThrough(chosen, ctx, canAssociate, 'UDP ASSOCIATE', (chain) => attemptThrough(ctx, chain, (c) => associateUpstream(c, ctx, timeouts.connect)))
+      const relay = await runThrough(chosen, ctx, canAssociate, 'UDP ASSOCIATE', timeouts.connect, (chain, budget) => attemptThrough(ctx, chain, (c) => associateUpstream(c, ctx, budget)))
       return relayUdpThrough(relay, ctx, next)
     })
 
@@ -74,6 +76,18 @@ const upstream = definePlugin<UpstreamConfig>({
   },
 })
 export default upstream
+
+/**
+ * The handshake step of every hop: the option (or its default), but at most half of the connect
+ * timeout. The core answers REP 06 when the connect timeout runs out, and a hop that is still
+ * waiting then is never counted as failed (nor skipped by a pool), so its step must end first.
+ */
+function handshakeTimeoutFor(configured: number | null, connectTimeout: number, log: Logger): number {
+  const wanted = configured ?? DEFAULT_HANDSHAKE_TIMEOUT_SECONDS * 1000
+  if (connectTimeout <= 0 || wanted <= connectTimeout / 2) return wanted
+  if (configured !== null) log.warn(`upstream: handshakeTimeout ${configured / 1000} s is more than half of timeouts.connect (${connectTimeout / 1000} s); using ${connectTimeout / 2000} s so that a hung upstream can still be failed over`)
+  return connectTimeout / 2
+}
 
 interface CompiledRoute {
   readonly route: RouteSpec

@@ -34,6 +34,13 @@ export interface UpstreamOptions extends UpstreamTargetOptions {
   routes?: UpstreamRouteOptions[]
   /** Seconds a pool member that failed is skipped. Default 30. */
   cooldown?: number
+  /**
+   * Seconds each step of reaching an upstream may take (TCP connect, a hop's tunnel to the next,
+   * the SOCKS5 greeting and login). An upstream that accepts but does not answer in time has
+   * failed: a pool fails over and skips it for `cooldown`. Default 5, and at most half of
+   * `timeouts.connect`, so that a pool always has time left to fail over.
+   */
+  handshakeTimeout?: number
 }
 
 /** A validated target: hops of a chain, or members of a pool. `null` means direct. */
@@ -52,12 +59,14 @@ export interface UpstreamConfig {
   readonly routes: readonly RouteSpec[]
   /** Milliseconds. */
   readonly cooldown: number
+  /** Milliseconds; null when not given (the default applies). */
+  readonly handshakeTimeout: number | null
 }
 
 export const DEFAULT_COOLDOWN_SECONDS = 30
 
 const TARGET_KEYS = ['proxy', 'chain', 'pool', 'strategy'] as const
-const TOP_KEYS = [...TARGET_KEYS, 'routes', 'cooldown'] as const
+const TOP_KEYS = [...TARGET_KEYS, 'routes', 'cooldown', 'handshakeTimeout'] as const
 const ROUTE_KEYS = ['match', ...TARGET_KEYS, 'direct'] as const
 const STRATEGIES: readonly PoolStrategy[] = ['failover', 'round-robin']
 
@@ -80,7 +89,12 @@ export function parseUpstreamOptions(raw: unknown, at: OptionPath): UpstreamConf
     if (typeof raw.cooldown !== 'number' || !Number.isFinite(raw.cooldown) || raw.cooldown < 0) at.fail('cooldown', `must be a non-negative number of seconds, found ${describe(raw.cooldown)}`)
     cooldown = raw.cooldown
   }
-  return { target, routes, cooldown: cooldown * 1000 }
+  let handshakeTimeout: number | null = null
+  if (raw.handshakeTimeout !== undefined) {
+    if (typeof raw.handshakeTimeout !== 'number' || !Number.isFinite(raw.handshakeTimeout) || raw.handshakeTimeout <= 0) at.fail('handshakeTimeout', `must be a positive number of seconds, found ${describe(raw.handshakeTimeout)}`)
+    handshakeTimeout = raw.handshakeTimeout * 1000
+  }
+  return { target, routes, cooldown: cooldown * 1000, handshakeTimeout }
 }
 
 function parseRoute(raw: unknown, field: string, at: OptionPath): RouteSpec {

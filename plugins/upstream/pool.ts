@@ -10,11 +10,21 @@ export type Upstream = ProxyChain | ProxyPool
 /**
  * Runs `attempt` on the chain the upstream picks, failing over inside a pool. `eligible` narrows
  * the candidates (BIND and UDP need SOCKS5); with none eligible the command is not supported.
+ * `budget` (ms, 0 = none) bounds all attempts together; each gets what is left of it.
  */
-export function runThrough<T>(upstream: Upstream, ctx: ConnectContext, eligible: (chain: ProxyChain) => boolean, what: string, attempt: (chain: ProxyChain) => Promise<T>): Promise<T> {
-  if (upstream instanceof ProxyPool) return upstream.run(ctx, eligible, what, attempt)
-  if (!eligible(upstream)) throw notSupported(what, upstream.label)
-  return attempt(upstream)
+export function runThrough<T>(upstream: Upstream, ctx: ConnectContext, eligible: (chain: ProxyChain) => boolean, what: string, budget: number, attempt: (chain: ProxyChain, timeout: number) => Promise<T>): Promise<T> {
+  if (upstream instanceof ProxyPool) return upstream.run(ctx, eligible, what, budget, attempt)
+  assertCarries(upstream, eligible, what)
+  return attempt(upstream, budget)
+}
+
+/** Throws REP 07 unless some chain of `upstream` is eligible for the command. */
+export function assertCarries(upstream: Upstream, eligible: (chain: ProxyChain) => boolean, what: string): void {
+  if (!carries(upstream, eligible)) throw notSupported(what, upstream.label)
+}
+
+export function carries(upstream: Upstream, eligible: (chain: ProxyChain) => boolean): boolean {
+  return upstream instanceof ProxyPool ? upstream.members.some(eligible) : eligible(upstream)
 }
 
 /**
@@ -22,7 +32,8 @@ export function runThrough<T>(upstream: Upstream, ctx: ConnectContext, eligible:
  * starts one further each connection. Either way, an upstream that fails (ERR_SOCKS_PROXY_FAILED:
  * unreachable, closed, refused our login) is skipped for `cooldown` ms and the next one is tried
  * within the same connection. When all are cooling down they are tried anyway, soonest-recovering
- * first, rather than refusing the client outright.
+ * first, rather than refusing the client outright. All tries of one connection share its connect
+ * timeout: a member that failed slowly leaves the next one less time, never more.
  */
 export class ProxyPool implements Dialer {
   readonly members: readonly ProxyChain[]
@@ -43,7 +54,7 @@ export class ProxyPool implements Dialer {
   }
 
   dial(ctx: ConnectContext, options: DialOptions): Promise<Socket> {
-    return this.run(ctx, everyChain, 'CONNECT', (chain) => chain.dial(ctx, options))
+    return this.run(ctx, everyChain, 'CONNECT', options.timeout, (chain, timeout) => chain.dial(ctx, { signal: options.signal, timeout }))
   }
 
   /** True while `member` is skipped after a failure. */
@@ -68,13 +79,18 @@ export class ProxyPool implements Dialer {
     return healthy.concat(cooling)
   }
 
-  async run<T>(ctx: ConnectContext, eligible: (chain: ProxyChain) => boolean, what: string, attempt: (chain: ProxyChain) => Promise<T>): Promise<T> {
+  async run<T>(ctx: ConnectContext, eligible: (chain: ProxyChain) => boolean, what: string, budget: number, attempt: (chain: ProxyChain, timeout: number) => Promise<T>): Promise<T> {
     const candidates = this.order(eligible)
     if (candidates.length === 0) throw notSupported(what, this.label)
+    const end = budget > 0 ? this.#now() + budget : Infinity
     let lastError: SocksError | null = null
     for (const member of candidates) {
+      const left = end - this.#now()
+      if (lastError !== null && left <= 0) {
+        throw new SocksError('ERR_SOCKS_PROXY_FAILED', `no time left of ${budget} ms to try ${member.label}; last: ${lastError.message}`, { cause: lastError, reply: lastError.reply })
+      }
       try {
-        const result = await attempt(member)
+        const result = await attempt(member, end === Infinity ? 0 : Math.max(1, left))
         this.#downUntil.delete(member)
         return result
       } catch (err) {

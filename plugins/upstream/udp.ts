@@ -25,12 +25,13 @@ export class UpstreamUdpRelay {
 }
 
 /**
- * Opens a UDP ASSOCIATE with the chain's one SOCKS5 hop. A refusal (REP) is passed back as it is;
- * anything else means the upstream is unavailable (no destination is involved yet, so even a
- * timeout is the upstream's fault).
+ * Opens a UDP ASSOCIATE with the chain's one SOCKS5 hop, within its `handshakeTimeout` and `budget`
+ * ms. A refusal (REP) is passed back as it is; anything else means the upstream is unavailable (no
+ * destination is involved, so even a timeout is the upstream's fault).
  */
-export async function associateUpstream(chain: ProxyChain, ctx: ConnectContext, timeout: number): Promise<UpstreamUdpRelay> {
+export async function associateUpstream(chain: ProxyChain, ctx: ConnectContext, budget: number): Promise<UpstreamUdpRelay> {
   const hop = chain.last
+  const timeout = budget > 0 ? Math.min(budget, chain.handshakeTimeout) : chain.handshakeTimeout
   try {
     const association = await socksAssociate(clientProxyOptions(hop, timeout), { signal: ctx.signal })
     return new UpstreamUdpRelay(association, sendsNames(hop.protocol), hop.label)

@@ -18,6 +18,13 @@ export interface ConnectOptions {
    * the socket of an earlier `socksConnect` when chaining proxies. It is destroyed if the handshake fails.
    */
   socket?: Socket
+  /**
+   * Called once the proxy has answered the greeting (and accepted the login), right before the
+   * request goes out: the proxy is alive, and from here on the wait is for what it does with the
+   * request. A caller that bounds the two waits differently re-arms its timer here (the upstream
+   * plugin fails over from a proxy that never greets, but not from a slow destination).
+   */
+  onGreeted?: () => void
 }
 
 export interface ConnectResult {
@@ -61,7 +68,7 @@ export async function socksConnect(proxy: ProxyOptions, destination: Destination
   const { credentials, request } = prepare(proxy, Command.CONNECT, destination, options.signal)
   const handshake = new Handshake(options.socket ?? connectToProxy(proxy), proxy, options.signal)
   try {
-    const bound = await handshake.negotiate(credentials, Command.CONNECT, request)
+    const bound = await handshake.negotiate(credentials, Command.CONNECT, request, options.onGreeted)
     return { socket: handshake.finish(), bound }
   } catch (err) {
     handshake.fail(err)
@@ -86,7 +93,7 @@ export async function socksBind(proxy: ProxyOptions, destination: Destination, o
   const handshake = new Handshake(options.socket ?? connectToProxy(proxy), proxy, options.signal)
   let bound: Address
   try {
-    bound = await handshake.negotiate(credentials, Command.BIND, request)
+    bound = await handshake.negotiate(credentials, Command.BIND, request, options.onGreeted)
   } catch (err) {
     handshake.fail(err)
     throw err

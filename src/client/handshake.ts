@@ -88,8 +88,9 @@ export class Handshake {
    * Greets, authenticates if the proxy picks username/password, sends the request and reads the
    * first reply. Throws the SocksError for any refusal; the caller passes it to `fail`.
    * `request` may be built late, once the TCP connection exists (UDP ASSOCIATE needs its local address).
+   * `onGreeted` runs once the greeting (and login) succeeded, just before the request is sent.
    */
-  async negotiate(credentials: Buffer | null, command: Command, request: Buffer | (() => Promise<Buffer>)): Promise<Address> {
+  async negotiate(credentials: Buffer | null, command: Command, request: Buffer | (() => Promise<Buffer>), onGreeted?: () => void): Promise<Address> {
     this.socket.write(credentials === null ? GREETING_NO_AUTH : GREETING_WITH_PASSWORD)
     const method = await this.read(parseMethodSelection)
     if (method === Method.NO_ACCEPTABLE) {
@@ -102,6 +103,7 @@ export class Handshake {
     } else if (method !== Method.NO_AUTH) {
       throw new SocksError('ERR_SOCKS_PROXY_FAILED', `${this.#name} chose authentication method ${hex(method)}, which was not offered`)
     }
+    onGreeted?.()
     this.socket.write(typeof request === 'function' ? await request() : request)
     return this.readReply(command)
   }

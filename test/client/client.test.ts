@@ -164,6 +164,27 @@ test('CONNECT with username/password: exact bytes of greeting, RFC 1929 request 
   assert.deepEqual(bound, { type: 'ipv6', host: '2001:db8::1', port: 80 })
 })
 
+test('onGreeted runs once, after the login succeeded and before the request is sent', async (t) => {
+  const events: string[] = []
+  const proxy = await scriptedProxy(
+    t,
+    async (peer) => {
+      await peer.expect('05 02 00 02')
+      await peer.write('05 02')
+      await peer.expect('01 01 75 01 70')
+      events.push('login read')
+      await peer.write('01 00')
+      await peer.expect('05 01 00 01 01020304 0050')
+      events.push('request read')
+      await peer.write(REPLY_OK_LOCAL)
+    },
+    { username: 'u', password: 'p' },
+  )
+  cleanup(t, (await socksConnect(proxy, { host: '1.2.3.4', port: 80 }, { onGreeted: () => events.push('greeted') })).socket)
+  await proxy.served
+  assert.deepEqual(events, ['login read', 'greeted', 'request read'])
+})
+
 test('credentials are not sent when the proxy picks NO AUTH', async (t) => {
   const proxy = await scriptedProxy(
     t,
@@ -203,7 +224,7 @@ test('05 FF rejects with ERR_SOCKS_NO_ACCEPTABLE_METHOD', async (t) => {
   await proxy.served
 })
 
-test('auth status ≠ 0 rejects with ERR_SOCKS_AUTH_FAILED and no request is sent', async (t) => {
+test('auth status ≠ 0 rejects with ERR_SOCKS_AUTH_FAILED and no request is sent (nor onGreeted called)', async (t) => {
   const proxy = await scriptedProxy(
     t,
     async (peer) => {
@@ -217,8 +238,10 @@ test('auth status ≠ 0 rejects with ERR_SOCKS_AUTH_FAILED and no request is sen
     },
     { username: 'u', password: 'p' },
   )
-  await rejectsWith(socksConnect(proxy, { host: '1.2.3.4', port: 80 }), 'ERR_SOCKS_AUTH_FAILED')
+  let greeted = 0
+  await rejectsWith(socksConnect(proxy, { host: '1.2.3.4', port: 80 }, { onGreeted: () => greeted++ }), 'ERR_SOCKS_AUTH_FAILED')
   await proxy.served
+  assert.equal(greeted, 0)
 })
 
 test('a method that was not offered rejects with ERR_SOCKS_PROXY_FAILED', async (t) => {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { once } from 'node:events'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -96,6 +97,19 @@ async function rawReply(t: TestContext, port: number, request: Buffer): Promise<
   await c.expectClose()
   c.socket.end()
   return reply
+}
+
+/** A TCP server that accepts and never answers (a hung upstream); `ended()` counts connections our side closed. */
+async function startSilentServer(t: TestContext) {
+  let ended = 0
+  const server = await startTcpServer(t, (socket) => {
+    socket.resume()
+    socket.on('end', () => {
+      ended++
+      socket.end()
+    })
+  })
+  return { ...server, ended: () => ended }
 }
 
 /** A TCP forwarder that counts the connections it passes on (to count what reaches a third-party proxy). */
@@ -204,6 +218,8 @@ test('options are validated with field paths, and unknown keys are refused', () 
   fails({ routes: [{ match: { users: 'alice' }, direct: true, proxy: 'socks5://127.0.0.1:1' }] }, /routes\[0\]: give either direct/)
   fails({ routes: [{ proxy: 'socks5://127.0.0.1:1' }] }, /routes\[0\]\.match: is required/)
   fails({ proxy: 'socks5://127.0.0.1:1', cooldown: -1 }, /cooldown: must be a non-negative number/)
+  fails({ proxy: 'socks5://127.0.0.1:1', handshakeTimeout: 0 }, /handshakeTimeout: must be a positive number of seconds, found 0/)
+  fails({ proxy: 'socks5://127.0.0.1:1', handshakeTimeout: '5s' }, /handshakeTimeout: must be a positive number of seconds, found "5s"/)
   // A function match is accepted in a JS/TS config.
   createServer().register(upstream, { routes: [{ match: () => true, proxy: 'socks5://127.0.0.1:1' }] })
 })
@@ -359,24 +375,25 @@ test('the upstream\'s failure reply is passed back; an unreachable upstream is R
   assert.equal(echo.accepted(), 0)
 })
 
-test('an upstream that never answers is bounded by the connect timeout (REP 06); a client leaving mid-dial frees everything', async (t) => {
-  let ended = 0
-  const silent = await startTcpServer(t, (socket) => {
-    socket.resume()
-    socket.on('end', () => {
-      ended++
-      socket.end()
-    })
+test('an upstream that never greets is its failure (REP 01); one that greets but never answers the CONNECT is the destination\'s timeout (REP 06); a client leaving mid-dial frees everything', async (t) => {
+  const silent = await startSilentServer(t)
+  // The handshake step is at most half the connect timeout: the hop's failure is noticed before the connect timeout.
+  const front = await startFront(t, { proxy: `socks5://127.0.0.1:${silent.port}` }, { timeouts: { connect: 400 } })
+  assert.deepEqual(await rawReply(t, front.port, ipv4Request(1, '127.0.0.1', 9)), hex('05010001000000000000'))
+  const greeter = await startTcpServer(t, (socket) => {
+    socket.once('data', () => socket.write(hex('0500'))) // NO AUTH, then silence: the request was sent
   })
-  const front = await startFront(t, { proxy: `socks5://127.0.0.1:${silent.port}` }, { timeouts: { connect: 200 } })
-  assert.deepEqual(await rawReply(t, front.port, ipv4Request(1, '127.0.0.1', 9)), hex('05060001000000000000'))
+  const up = await startUpstreamSocks(t)
+  const slow = await startFront(t, { pool: [`socks5://127.0.0.1:${greeter.port}`, up.url()] }, { timeouts: { connect: 400 } })
+  assert.deepEqual(await rawReply(t, slow.port, ipv4Request(1, '127.0.0.1', 9)), hex('05060001000000000000'))
+  assert.equal(up.seen.length, 0, 'no failover: the upstream works, the destination is slow')
   const c = await RawClient.connect(t, front.port)
   c.send(Buffer.concat([hex('050100'), ipv4Request(1, '127.0.0.1', 9)]))
   assert.deepEqual(await c.read(2), hex('0500'))
   await waitFor(() => silent.accepted() === 2)
   c.socket.destroy()
   await waitFor(() => front.server.connections === 0)
-  await waitFor(() => ended === 2) // the upstream connections were closed too
+  await waitFor(() => silent.ended() === 2) // the upstream connections were closed too
 })
 
 test('failover pool: a dead upstream is skipped for the next connections', async (t) => {
@@ -389,6 +406,29 @@ test('failover pool: a dead upstream is skipped for the next connections', async
   await echoThrough(t, front.port, { host: '127.0.0.1', port: echo.port })
   assert.equal(broken.accepted(), 1, 'tried once, then skipped')
   assert.equal(up.seen.length, 3)
+})
+
+test('failover pool: a member that accepts but never answers its greeting fails over at handshakeTimeout and cools down', async (t) => {
+  const echo = await startEcho(t)
+  const hung = await startSilentServer(t)
+  const failures: string[] = []
+  const onFailure = (message: unknown): void => {
+    failures.push((message as { upstream: string }).upstream)
+  }
+  subscribe('socksmith:upstream:failure', onFailure)
+  t.after(() => unsubscribe('socksmith:upstream:failure', onFailure))
+  const up = await startUpstreamSocks(t)
+  const hungUrl = `socks5://127.0.0.1:${hung.port}`
+  const front = await startFront(t, { pool: [hungUrl, up.url()], handshakeTimeout: 0.2 }, { timeouts: { connect: 10_000 } })
+  const started = performance.now()
+  await echoThrough(t, front.port, { host: '127.0.0.1', port: echo.port })
+  const elapsed = performance.now() - started
+  assert.ok(elapsed < 5000, `failed over after the 200 ms handshake deadline, not the 10 s connect timeout (took ${Math.round(elapsed)} ms)`)
+  assert.deepEqual(failures, [hungUrl], 'the hung member is reported like a refusing one')
+  await waitFor(() => hung.ended() === 1) // the hung member's socket was destroyed, not left open
+  await echoThrough(t, front.port, { host: '127.0.0.1', port: echo.port })
+  assert.equal(hung.accepted(), 1, 'cooling down: the second CONNECT skipped it')
+  assert.equal(up.seen.length, 2)
 })
 
 test('failover pool: with cooldown 0 the first upstream is tried again; all dead is REP 01', async (t) => {
