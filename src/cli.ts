@@ -398,7 +398,7 @@ async function hashPasswordCommand(): Promise<number> {
       const again = await promptHidden('Repeat password: ')
       if (again !== password) {
         fail('hash-password: the passwords do not match')
-        return 1
+        return 2
       }
     } else {
       password = await readStdin()
@@ -409,9 +409,17 @@ async function hashPasswordCommand(): Promise<number> {
   }
   if (password.length === 0) {
     fail('hash-password: the password is empty')
-    return 1
+    return 2
   }
-  process.stdout.write(`${await hashPassword(password)}\n`)
+  let hash: string
+  try {
+    hash = await hashPassword(password)
+  } catch (err) {
+    // A password RFC 1929 cannot carry (over 255 bytes) is the user's to fix, not a crash.
+    fail(`hash-password: ${errorText(err)}`)
+    return isSocksError(err) && err.code === 'ERR_SOCKS_INVALID_ARGUMENT' ? 2 : 1
+  }
+  process.stdout.write(`${hash}\n`)
   return 0
 }
 

@@ -42,6 +42,7 @@ export const ERROR_CATALOGUE = {
     message: 'refusing to listen without authentication on a non-loopback address; register the auth plugin or set allowOpenProxy: true',
     reply: null,
   },
+  ERR_SOCKS_LISTEN: { message: 'cannot listen on the address', reply: null },
   ERR_SOCKS_REGISTER_AFTER_START: { message: 'middleware and plugins must be registered before listen()', reply: null },
   ERR_SOCKS_INVALID_ARGUMENT: { message: 'invalid argument', reply: null },
   ERR_SOCKS_REPLY: { message: 'SOCKS server replied with a failure', reply: Reply.GENERAL_FAILURE },

@@ -1,5 +1,6 @@
 import { createServer as createNetServer, isIP, type AddressInfo, type BlockList, type Server as NetServer, type Socket } from 'node:net'
 import { EventEmitter, once } from 'node:events'
+import { getSystemErrorMap } from 'node:util'
 import { Connection } from './connection.js'
 import { compileChain, type CompiledChain, type Middleware } from './compose.js'
 import type { AuthContext, BaseContext, ConnectContext, ConnectionContext, Endpoint, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
@@ -308,11 +309,13 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     // connection. Only wildcard listeners ask the socket.
     let local: Endpoint | null = null
     const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => this.#accept(socket, this.#chains ?? chains, local, trusted))
-    listener.on('error', this.#onListenerError)
     await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject)
+      const onListenFailed = (err: unknown): void => reject(listenError(listenHost, port, err))
+      listener.once('error', onListenFailed)
       listener.listen({ host: listenHost, port, backlog: opts.backlog ?? 511, ipv6Only: opts.ipv6Only ?? false }, () => {
-        listener.removeListener('error', reject)
+        listener.removeListener('error', onListenFailed)
+        // Only from now on is an error an accept error: a listen() that failed is its caller's.
+        listener.on('error', this.#onListenerError)
         resolve()
       })
     })
@@ -637,6 +640,17 @@ function localEndpointOf(socket: Socket): Endpoint {
 
 function definedOnly<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+/**
+ * A listen() that failed, as its caller reads it: `cannot listen on 127.0.0.1:1080: address already
+ * in use (EADDRINUSE)`, the system error as `cause`. libuv's own description of the errno.
+ */
+function listenError(host: string, port: number, err: unknown): SocksError {
+  const { code, errno } = err as NodeJS.ErrnoException
+  const description = errno === undefined ? undefined : getSystemErrorMap().get(errno)?.[1]
+  const why = code === undefined ? (err instanceof Error ? err.message : String(err)) : `${description ?? 'failed'} (${code})`
+  return new SocksError('ERR_SOCKS_LISTEN', `cannot listen on ${isIP(host) === 6 ? `[${host}]` : host}:${port}: ${why}`, { cause: err })
 }
 
 /** True for 127.0.0.0/8, ::1, localhost and IPv4-mapped loopback. */

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { once } from 'node:events'
 import type { Socket } from 'node:net'
 import { SocksClient } from 'socks'
-import { startEcho } from './helpers/net.js'
+import { startEcho, startTcpServer } from './helpers/net.js'
 import { echoThrough, listeningPort, runCli, start, startCli, stop, tempDir, plainEnv, CLI, ROOT } from './helpers/spawn.js'
 import { needs, peer } from './helpers/peers.js'
 
@@ -277,7 +277,7 @@ export default {
     assert.equal(await verifyPassword('correct horse\n', hash), false, 'the trailing newline of the input is not part of the password')
 
     const empty = await runCli(t, ['hash-password'], { input: '' })
-    assert.equal(empty.code, 1)
+    assert.equal(empty.code, 2, 'a refused password is a usage error')
     assert.match(empty.stderr, /password is empty/)
   })
 
@@ -291,6 +291,22 @@ export default {
     assert.ok(hash !== undefined, result.stdout)
     const { verifyPassword } = await import('socksmith/plugins/auth')
     assert.equal(await verifyPassword('tty-secret', hash), true, 'the backspace removed the X')
+  })
+
+  test('hash-password refuses a password over 255 bytes with one line and exit 2, echoing nothing', async (t) => {
+    const long = await runCli(t, ['hash-password'], { input: `${'x'.repeat(256)}\n` })
+    assert.equal(long.code, 2)
+    assert.equal(long.stdout, '')
+    assert.equal(long.stderr, 'socksmith: hash-password: a password must be 1 to 255 bytes of UTF-8 (RFC 1929), found 256 (ERR_SOCKS_INVALID_ARGUMENT)\n')
+  })
+
+  test('a port in use: one clean line naming the address, exit 1, no accept-failure log', async (t) => {
+    const { port } = await startTcpServer(t, () => {})
+    const result = await runCli(t, ['--port', String(port), '--log-level', 'info'], { cwd: tempDir(t) })
+    assert.equal(result.code, 1)
+    assert.doesNotMatch(result.stdout, /listening/)
+    assert.doesNotMatch(result.stderr, /accept failed|\n\s+at /)
+    assert.match(result.stderr, new RegExp(`^socksmith: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use \\(EADDRINUSE\\) \\(ERR_SOCKS_LISTEN\\)$`, 'm'))
   })
 
   test('usage errors exit 2', async (t) => {
