@@ -9,6 +9,7 @@ import { isLogLevel, type Logger } from './logger.js'
 import { switchableLogger } from './cli-logger.js'
 import { shareMetricsWithPrimary, startClusterMetrics, startMetrics, type MetricsServer } from './metrics.js'
 import { isSocksError } from './errors.js'
+import { keepServingOnUncaught, sizeThreadPool } from './cli-process.js'
 import type { SocksServer } from './server.js'
 import { createServerFromConfig, loadConfig, prepareServer } from './config/load.js'
 import { printableConfig } from './config/print.js'
@@ -71,6 +72,7 @@ function errorText(err: unknown): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  sizeThreadPool()
   let values: Flags
   let positionals: string[]
   try {
@@ -185,6 +187,7 @@ async function main(argv: string[]): Promise<number> {
     await clusterMetrics?.close()
     return code
   }
+  keepServingOnUncaught(logger)
   // Before the first "listening" line: once a script sees it, SIGHUP and --watch must work.
   const reloader = startReloader(server, loaded, logger, adjust, values.watch === true)
   let metrics: MetricsServer | null = null

@@ -9,6 +9,7 @@ import type { SocksServer } from './server.js'
 import type { UdpAssociation } from './udp.js'
 import { SocksError } from './errors.js'
 import { dialableIp, vetDomainName } from './destination.js'
+import { clientGroup } from './client-group.js'
 
 /**
  * Per-connection plugin data. Extend it by declaration merging and declare the initial value in
@@ -241,7 +242,9 @@ export class ConnectionContext {
       this.lookupPending = true
       let answers: ResolvedAddress[]
       try {
-        answers = await withDeadline(this.server.resolver.resolve(name, { signal: this.signal }), this.server.timeouts.connect, name)
+        // Who asks goes with the lookup: the system resolver shares its threads out by client.
+        const origin = { signal: this.signal, client: clientGroup(this.#client.address, this.server.clientPrefix), kind: 'connect' as const }
+        answers = await withDeadline(this.server.resolver.resolve(name, origin), this.server.timeouts.connect, name)
       } finally {
         this.lookupPending = false
       }

@@ -26,7 +26,7 @@ export type {
 } from './context.js'
 export type { DatagramContext, DatagramDirection, UdpAssociation } from './udp.js'
 export { systemResolver } from './resolver.js'
-export type { Resolver, ResolvedAddress } from './resolver.js'
+export type { Resolver, ResolvedAddress, ResolveOptions, LookupOrigin } from './resolver.js'
 export { directDialer, dialTcp } from './dialer.js'
 export type { Dialer, DialOptions } from './dialer.js'
 export { createLogger, silentLogger, fromPino, isLogLevelEnabled } from './logger.js'

@@ -1,4 +1,7 @@
 import { lookup } from 'node:dns/promises'
+import { LookupScheduler, threadPoolSize, type LookupOrigin } from './lookup-scheduler.js'
+
+export type { LookupOrigin } from './lookup-scheduler.js'
 
 /** One address a name resolved to. */
 export interface ResolvedAddress {
@@ -9,20 +12,35 @@ export interface ResolvedAddress {
 }
 
 /**
+ * What a resolver is told about a lookup: a signal that ends the wait (the client left, the
+ * deadline passed), and who asks (resolvers that share a scarce resource, like the system
+ * resolver's threads, share it out by client; a wrapping resolver passes it on).
+ */
+export interface ResolveOptions extends LookupOrigin {
+  readonly signal?: AbortSignal
+}
+
+/**
  * Turns a domain name into addresses. The server uses one resolver for CONNECT, BIND and UDP;
  * plugins (dns-cache) or tests (mapping test names to loopback) replace it with `setResolver`.
  */
 export interface Resolver {
-  resolve(hostname: string, options?: { signal?: AbortSignal }): Promise<ResolvedAddress[]>
+  resolve(hostname: string, options?: ResolveOptions): Promise<ResolvedAddress[]>
 }
+
+let scheduler: LookupScheduler | null = null
 
 /**
  * The operating system's resolver (getaddrinfo through dns.lookup), so the hosts file and
  * nsswitch are honoured like any other program on the machine. All answers, in the system's order.
+ * Lookups share libuv's thread pool fairly between clients, and datagram lookups never take all of
+ * it (lookup-scheduler.ts); the CLI runs with a larger pool (UV_THREADPOOL_SIZE).
  */
 export const systemResolver: Resolver = {
-  async resolve(hostname) {
-    const answers = await lookup(hostname, { all: true, verbatim: true })
+  async resolve(hostname, options) {
+    // Created on first use, when UV_THREADPOOL_SIZE is what the process runs with.
+    scheduler ??= new LookupScheduler(threadPoolSize())
+    const answers = await scheduler.schedule(() => lookup(hostname, { all: true, verbatim: true }), options, options?.signal)
     return answers.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }))
   },
 }

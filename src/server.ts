@@ -14,7 +14,7 @@ import { systemResolver, type Resolver } from './resolver.js'
 import { relay } from './relay.js'
 import { avoidHeapTrimming } from './heap.js'
 import { setUpBind } from './bind.js'
-import { UdpAssociation, type DatagramContext } from './udp.js'
+import { LookupBudget, UdpAssociation, type DatagramContext } from './udp.js'
 import { logAccess } from './access-log.js'
 import { clientGroup, toClientPrefix, type ClientPrefix } from './client-group.js'
 import { compileProxyProtocol, type ProxyProtocolOptions } from './proxy-trust.js'
@@ -124,8 +124,13 @@ interface UdpServerOptions {
   maxSendQueue: number
   maxAssociationsPerClient: number
 }
+  /** Datagram name lookups in flight over all associations. */
+  lookups: LookupBudget
 
 interface RegisteredPlugin {
+/** Datagram name lookups in flight at once over the whole server (each holds its datagram). */
+const MAX_DATAGRAM_LOOKUPS = 256
+
   plugin: Plugin<unknown>
   options: unknown
   /** RegisterWhere.at: names the plugin in its setup errors. */
@@ -202,6 +207,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
       maxSendQueue: options.udp?.maxSendQueue ?? 1024,
       maxAssociationsPerClient: options.udp?.maxAssociationsPerClient ?? 64,
     }
+      lookups: new LookupBudget(MAX_DATAGRAM_LOOKUPS),
   }
 
   get timeouts(): Readonly<Timeouts> {
@@ -702,7 +708,7 @@ async function connectTerminal(view: ConnectContext): Promise<void> {
     throw new SocksError('ERR_SOCKS_NOT_ALLOWED', `${clientGroup(ctx.client.address, server.clientPrefix)} holds ${server.udpOptions.maxAssociationsPerClient} UDP associations already`)
   }
   // The connection's own chains: after a reload, server.chains are the new pipeline's.
-  const association = new UdpAssociation(ctx, (ctx.driver as Connection).chains.datagram, { idleTimeout: server.timeouts.udpIdle, ...server.udpOptions }, () => {
+  const association = new UdpAssociation(ctx, (ctx.driver as Connection).chains.datagram, { idleTimeout: server.timeouts.udpIdle, lookupTimeout: server.timeouts.connect, ...server.udpOptions }, () => {
     // The association ending (idle) ends its control connection, and the other way round.
     server.releaseAssociation(counted)
     if (!ctx.socket.destroyed) ctx.socket.destroy()

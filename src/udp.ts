@@ -6,20 +6,33 @@ import type { CompiledChain } from './compose.js'
 import { encodeDatagramHeader, parseDatagramHeader } from './protocol/datagram.js'
 import { toAddress, unmapIPv4, type Address } from './protocol/address.js'
 import { SocksError } from './errors.js'
-import { isLogLevelEnabled } from './logger.js'
+import { isLogLevelEnabled, type Logger } from './logger.js'
+import { dialableIp } from './destination.js'
+import { toAsciiDomainName } from './protocol/domain-name.js'
+import { clientGroup } from './client-group.js'
 
 /** A datagram's direction: `out` from the client towards a peer, `in` from a peer back to the client. */
 export type DatagramDirection = 'out' | 'in'
 
 /** `datagram` phase context: one per packet, and only when the datagram chain is not empty. */
 export interface DatagramContext {
+  /** The association's id: the id of its control connection. */
+  readonly id: number
+  /** The user of the control connection (null without authentication). */
+  readonly user: string | null
+  readonly log: Logger
+  /** The association this packet belongs to: its client, user, state, counters and `sendToClient()`. */
   readonly association: UdpAssociation
   readonly direction: DatagramDirection
   /** For `out`, the destination (rewrite it to reroute); for `in`, the peer that sent it. */
   peer: Address
   /** The payload: a view into the received packet, not a copy. Replace it to rewrite the payload. */
   data: Buffer
-  /** Resolves a domain `peer` with the server's resolver and replaces it with the first address. */
+  /**
+   * Resolves a domain `peer` with the server's resolver and replaces it with the first address.
+   * Bounded like the core's own datagram lookups (a deadline, a cap per association and per
+   * server); over the cap or past the deadline it rejects and the packet is dropped.
+   */
   resolve(): Promise<Address>
   /** Drops this packet. */
   drop(): void
@@ -39,6 +52,32 @@ export interface UdpAssociationOptions {
   readonly acceptFromAnyPeer: boolean
   /** Datagrams queued in one socket's send queue beyond which new ones are dropped (UDP backpressure). */
   readonly maxSendQueue: number
+  /** Milliseconds a datagram waits for its destination name to resolve before it is dropped. */
+  readonly lookupTimeout: number
+  /** Lookups in flight over all associations of the server (shared by them). */
+  readonly lookups: LookupBudget
+}
+
+/**
+ * Name lookups that datagrams may have in flight at once, over all associations of a server. Each
+ * pending lookup holds its datagram, so this bounds memory as well as resolver work; datagrams
+ * beyond it are dropped (and counted as dropped).
+ */
+export class LookupBudget {
+  readonly max: number
+  inFlight = 0
+  constructor(max: number) {
+    this.max = max
+  }
+}
+
+/** Lookups one association may have in flight; datagrams beyond are dropped. */
+const MAX_LOOKUPS_PER_ASSOCIATION = 8
+
+/** A datagram waiting for its destination name: what close() releases. */
+class PendingLookup {
+  readonly controller = new AbortController()
+  timer: NodeJS.Timeout | null = null
 }
 
 // How many distinct peers an association remembers (for inbound filtering and header reuse).
@@ -75,6 +114,8 @@ export class UdpAssociation {
   #idleTimer: NodeJS.Timeout | null = null
   #closed = false
   #onClose: () => void
+  readonly #lookups = new Set<PendingLookup>()
+  #clientGroup: string | null = null
 
   constructor(ctx: ConnectionContext, chain: CompiledChain<DatagramContext> | null, options: UdpAssociationOptions, onClose: () => void) {
     this.id = ctx.id
@@ -114,6 +155,8 @@ export class UdpAssociation {
     this.#out4?.close()
     this.#out6?.close()
     this.#peers.clear()
+    // Lookups still pending end now: their datagrams are dropped, nothing of them is kept.
+    for (const lookup of this.#lookups) lookup.controller.abort(ASSOCIATION_CLOSED)
     this.#onClose()
   }
 
@@ -138,13 +181,17 @@ export class UdpAssociation {
     // Fragmentation is optional (RFC 1928 §7) and not implemented: FRAG ≠ 0 is dropped.
     if (header === null || header.frag !== 0) return this.#drop()
     this.#activity++
+    // As for CONNECT, what the rules see is what is sent to (destination.ts): no name that is not
+    // one, unspecified addresses as the loopback they reach.
+    const peer = vetPeer(header.address)
+    if (peer === null) return this.#drop()
     const data = msg.subarray(header.headerLength)
     if (this.#chain === null) {
-      if (header.address.type === 'domain') void this.#resolveAndSend(header.address, data)
-      else this.#sendOut(header.address, data)
+      if (peer.type === 'domain') void this.#resolveAndSend(peer, data)
+      else this.#sendOut(peer, data)
       return
     }
-    void this.#runChain('out', header.address, data)
+    void this.#runChain('out', peer, data)
   }
 
   async #runChain(direction: DatagramDirection, peer: Address, data: Buffer): Promise<void> {
@@ -167,14 +214,43 @@ export class UdpAssociation {
     this.#sendOut(dctx.peer, dctx.data)
   }
 
-  /** @internal used by the datagram context */
+  /**
+   * @internal used by the datagram context. Resolves a domain peer to its first dialable address.
+   * Every lookup is bounded: at most MAX_LOOKUPS_PER_ASSOCIATION per association and
+   * `options.lookups.max` per server in flight (beyond: rejected, so the datagram is dropped), a
+   * deadline of `lookupTimeout`, and an abort when the association closes.
+   */
   async resolvePeer(peer: Address): Promise<Address> {
-    if (peer.type !== 'domain') return peer
-    if (peer.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
-    const answers = await this.ctx.server.resolver.resolve(peer.host)
-    if (answers.length === 0) throw new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `${peer.host} has no address`)
-    const first = answers[0]!
-    return { type: first.family === 6 ? 'ipv6' : 'ipv4', host: first.address, port: peer.port }
+    if (peer.type !== 'domain') return { type: peer.type, host: dialableIp(peer.host), port: peer.port }
+    const name = toAsciiDomainName(peer.host)
+    if (name === null) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', `not a valid domain name: ${JSON.stringify(peer.host)}`)
+    const budget = this.#options.lookups
+    if (this.#closed) throw ASSOCIATION_CLOSED
+    if (this.#lookups.size >= MAX_LOOKUPS_PER_ASSOCIATION || budget.inFlight >= budget.max) throw TOO_MANY_LOOKUPS
+    const lookup = new PendingLookup()
+    this.#lookups.add(lookup)
+    budget.inFlight++
+    const signal = lookup.controller.signal
+    if (this.#options.lookupTimeout > 0) lookup.timer = setTimeout(abortLookup, this.#options.lookupTimeout, lookup.controller)
+    this.#clientGroup ??= clientGroup(this.client.address, this.ctx.server.clientPrefix)
+    let answers: readonly { address: string; family: 4 | 6 }[]
+    try {
+      answers = await raceAbort(this.ctx.server.resolver.resolve(name, { signal, client: this.#clientGroup, kind: 'datagram' }), signal)
+    } finally {
+      if (lookup.timer !== null) clearTimeout(lookup.timer)
+      this.#lookups.delete(lookup)
+      budget.inFlight--
+    }
+    for (const answer of answers) {
+      let host: string
+      try {
+        host = dialableIp(answer.address)
+      } catch {
+        continue
+      }
+      return { type: answer.family === 6 ? 'ipv6' : 'ipv4', host, port: peer.port }
+    }
+    throw new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `${peer.host} has no address`)
   }
 
   async #resolveAndSend(peer: Address, data: Buffer): Promise<void> {
@@ -190,12 +266,19 @@ export class UdpAssociation {
   #sendOut(peer: Address, data: Buffer): void {
     const family = isIP(peer.host)
     if (family === 0 || peer.port === 0) return this.#drop()
+    // A middleware may have rewritten the peer after the core vetted it.
+    let host: string
+    try {
+      host = dialableIp(peer.host)
+    } catch {
+      return this.#drop()
+    }
     const socket = family === 6 ? (this.#out6 ??= this.#openOut('udp6')) : (this.#out4 ??= this.#openOut('udp4'))
     if (socket.getSendQueueCount() > this.#options.maxSendQueue) return this.#drop()
-    const key = peerKey(unmapIPv4(peer.host), peer.port)
+    const key = peerKey(unmapIPv4(host), peer.port)
     if (!this.#peers.has(key)) this.#rememberPeer(key, null)
     this.datagramsOut++
-    socket.send(data, peer.port, peer.host)
+    socket.send(data, peer.port, host)
   }
 
   #openOut(type: 'udp4' | 'udp6'): UdpSocket {
@@ -286,6 +369,19 @@ class PacketContext implements DatagramContext {
     this.data = data
   }
 
+  // Getters on the prototype: a packet context stays four fields, created per datagram.
+  get id(): number {
+    return this.association.id
+  }
+
+  get user(): string | null {
+    return this.association.user
+  }
+
+  get log(): Logger {
+    return this.association.ctx.log
+  }
+
   async resolve(): Promise<Address> {
     this.peer = await this.association.resolvePeer(this.peer)
     return this.peer
@@ -299,6 +395,49 @@ class PacketContext implements DatagramContext {
     this.consumed = true
   }
 }
+
+/** The peer of an outbound datagram as it will be sent to, or null when it is no destination at all. */
+function vetPeer(address: Address): Address | null {
+  if (address.type === 'domain') {
+    const host = toAsciiDomainName(address.host)
+    if (host === null) return null
+    return host === address.host ? address : { type: 'domain', host, port: address.port }
+  }
+  let host: string
+  try {
+    host = dialableIp(address.host)
+  } catch {
+    return null
+  }
+  return host === address.host ? address : { type: isIP(host) === 6 ? 'ipv6' : 'ipv4', host, port: address.port }
+}
+
+/** A resolver that ignores the signal still cannot hold the datagram past its deadline. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason)
+    if (signal.aborted) return onAbort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err)
+      },
+    )
+  })
+}
+
+function abortLookup(controller: AbortController): void {
+  controller.abort(LOOKUP_TIMED_OUT)
+}
+
+const ASSOCIATION_CLOSED = new SocksError('ERR_SOCKS_CLIENT_CLOSED', 'UDP association closed')
+const TOO_MANY_LOOKUPS = new SocksError('ERR_SOCKS_HOST_UNREACHABLE', 'too many datagram name lookups in flight')
+const LOOKUP_TIMED_OUT = new SocksError('ERR_SOCKS_HOST_UNREACHABLE', 'datagram name lookup timed out')
 
 function peerKey(host: string, port: number): string {
   return `${host}|${port}`

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net'
 import { LRUCache } from 'lru-cache'
-import { SocksError, systemResolver, type OptionPath, type ResolvedAddress, type Resolver } from 'socksmith'
+import { SocksError, systemResolver, type OptionPath, type ResolvedAddress, type ResolveOptions, type Resolver } from 'socksmith'
 import { createDnsTtlProbe, isWorthADnsProbe, type DnsTtlProbe } from './dns-ttl.js'
 import { parseDnsCacheOptions, type DnsCacheOptions, type ResolvedDnsCacheOptions } from './options.js'
 
@@ -72,7 +72,7 @@ export class DnsCache implements Resolver {
   }
 
   /** Resolves through the cache. IP literals come back as they are; names are case-folded, one trailing dot dropped. */
-  async resolve(hostname: string, options?: { signal?: AbortSignal }): Promise<ResolvedAddress[]> {
+  async resolve(hostname: string, options?: ResolveOptions): Promise<ResolvedAddress[]> {
     const family = isIP(hostname)
     if (family !== 0) return [{ address: hostname, family: family === 6 ? 6 : 4 }]
     const key = cacheKey(hostname)
@@ -87,7 +87,7 @@ export class DnsCache implements Resolver {
     let query = this.#inFlight.get(key)
     if (query === undefined) {
       this.#misses++
-      query = this.#startQuery(key)
+      query = this.#startQuery(key, options)
     } else {
       this.#coalesced++
     }
@@ -139,12 +139,13 @@ export class DnsCache implements Resolver {
     this.#coalesced = 0
   }
 
-  #startQuery(key: string): Query {
+  /** `origin`: the first asker's, passed to the wrapped resolver (which may share its threads by client). */
+  #startQuery(key: string, origin: ResolveOptions | undefined): Query {
     const controller = new AbortController()
     const generation = this.#generation
     const probe = this.#ttlProbe !== null && isWorthADnsProbe(key) ? this.#ttlProbe(key) : null
     // The shared promise never rejects: a caller that left must not leave an unhandled rejection behind.
-    const promise = new Promise<ResolvedAddress[]>((resolve) => resolve(this.wrapped.resolve(key, { signal: controller.signal }))).then(
+    const promise = new Promise<ResolvedAddress[]>((resolve) => resolve(this.wrapped.resolve(key, { client: origin?.client, kind: origin?.kind, signal: controller.signal }))).then(
       (addresses): Entry => {
         const entry: Entry = { addresses: Object.freeze(addresses.map((a) => Object.freeze({ ...a }))), error: null }
         if (generation === this.#generation) {

@@ -230,3 +230,88 @@ test('UDP: associations per client are limited (REP 02 beyond the limit)', async
   third.send('050100 050300 01 00000000 0000')
   assert.deepEqual(await third.expectClose(), hex('0500 05020001000000000000'))
 })
+
+// ---- what a datagram is sent to (hardening) ----
+
+/** A raw SOCKS UDP header for a domain name, bytes as given (the encoder refuses names that are not names). */
+function rawDomainHeader(name: string, port: number): Buffer {
+  const bytes = Buffer.from(name, 'latin1')
+  return Buffer.concat([hex('000000 03'), Buffer.from([bytes.length]), bytes, Buffer.from([port >> 8, port & 0xff])])
+}
+
+test('UDP: a datagram to a name with a NUL (or other non-name bytes) is dropped, never resolved or sent', async (t) => {
+  const echo = await startUdpEcho(t)
+  const resolver = mapResolver({ 'echo.test': ['127.0.0.1'] })
+  const { port } = await startSocks(t, { resolver })
+  const a = await associate(t, port)
+  for (const name of ['127.0.0.1\0.echo.test', 'echo.test\0', 'a b.test', 'tab\t.test']) {
+    a.udp.send([rawDomainHeader(name, echo.port), Buffer.from('smuggled')], a.relay.port, a.relay.host)
+  }
+  a.send({ type: 'domain', host: 'echo.test', port: echo.port }, 'fine')
+  assert.equal((await a.receive()).data.toString(), 'fine')
+  assert.deepEqual(echo.received.map((r) => r.data.toString()), ['fine'])
+  assert.deepEqual(resolver.calls, ['echo.test'])
+})
+
+test('UDP: 0.0.0.0 and :: are sent to as loopback, so a rule denying 127.0.0.1/32 drops them', async (t) => {
+  const echo = await startUdpEcho(t)
+  const { default: rules } = await import('socksmith/plugins/rules')
+  const { port } = await startSocks(t, {}, (s) => s.register(rules, { rules: [{ action: 'deny', to: '127.0.0.1/32' }] }))
+  const a = await associate(t, port)
+  a.send(toAddress('0.0.0.0', echo.port), 'via 0.0.0.0')
+  a.send(toAddress('::ffff:0.0.0.0', echo.port), 'via mapped')
+  await expectSilence(a)
+  assert.equal(echo.received.length, 0)
+  // Without rules the same datagram reaches the loopback service, and its reply names 127.0.0.1.
+  const open = await startSocks(t)
+  const b = await associate(t, open.port)
+  b.send(toAddress('0.0.0.0', echo.port), 'hello')
+  const got = await b.receive()
+  assert.equal(got.data.toString(), 'hello')
+  assert.deepEqual(got.from, { type: 'ipv4', host: '127.0.0.1', port: echo.port })
+})
+
+test('UDP: datagram lookups are bounded per association, dropped beyond, and all end when the association closes', async (t) => {
+  const pending: AbortSignal[] = []
+  const resolver = {
+    // A nameserver that never answers; the lookup ends only when its signal aborts.
+    resolve(_name: string, options?: { signal?: AbortSignal }) {
+      pending.push(options!.signal!)
+      return new Promise<never>((_resolve, reject) => options!.signal!.addEventListener('abort', () => reject(options!.signal!.reason)))
+    },
+  }
+  let association: { datagramsDropped: number } | null = null
+  const { port, server } = await startSocks(t, { resolver, timeouts: { connect: 60_000 } }, (s) =>
+    s.use('connect', async function capture(ctx, next) {
+      await next()
+      association = ctx.association
+    }),
+  )
+  const a = await associate(t, port)
+  // Few and small enough that the kernel's receive buffer keeps them all.
+  for (let i = 0; i < 40; i++) a.udp.send([rawDomainHeader(`n${i}.silent.test`, 9), Buffer.alloc(100)], a.relay.port, a.relay.host)
+  await waitFor(() => association !== null && association.datagramsDropped + pending.length >= 40)
+  assert.equal(pending.length, 8, 'at most 8 lookups in flight for one association')
+  assert.equal(association!.datagramsDropped, 32, 'the rest are dropped and counted')
+  a.control.socket.destroy()
+  await waitFor(() => server.connections === 0)
+  assert.ok(pending.every((signal) => signal.aborted), 'closing the association ends every pending lookup')
+})
+
+test('UDP: a datagram lookup has a deadline', async (t) => {
+  const signals: AbortSignal[] = []
+  const resolver = {
+    resolve(_name: string, options?: { signal?: AbortSignal }) {
+      signals.push(options!.signal!)
+      return new Promise<never>(() => {}) // ignores its signal too
+    },
+  }
+  const { port } = await startSocks(t, { resolver, timeouts: { connect: 200 } })
+  const a = await associate(t, port)
+  a.udp.send([rawDomainHeader('slow.test', 9), Buffer.from('x')], a.relay.port, a.relay.host)
+  await waitFor(() => signals.length === 1)
+  await waitFor(() => signals[0]!.aborted, 2000)
+  // Its slot is free again: 8 more lookups may start at once.
+  for (let i = 0; i < 8; i++) a.udp.send([rawDomainHeader(`s${i}.test`, 9), Buffer.from('x')], a.relay.port, a.relay.host)
+  await waitFor(() => signals.length === 9)
+})
