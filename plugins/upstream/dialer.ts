@@ -74,7 +74,12 @@ export class ProxyChain implements Dialer {
     return this.hops.length === 1 && isSocks5(this.last)
   }
 
-  async dial(ctx: ConnectContext, options: DialOptions): Promise<Socket> {
+  /**
+   * `hasAlternative` (a pool with another member left): an HTTP or SOCKS4 last hop that is still
+   * silent after `handshakeTimeout` is left with an `isUnanswered` timeout, so that the pool can ask
+   * the next member; without one it gets the whole budget, like any answer for the destination.
+   */
+  async dial(ctx: ConnectContext, options: DialOptions, hasAlternative = false): Promise<Socket> {
     const destination = await destinationFor(ctx, this.last.protocol)
     const deadline = new Deadline(options.signal, options.timeout)
     const awaitDestination = (): void => deadline.final(() => new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `connect through ${this.label} timed out after ${options.timeout} ms`))
@@ -89,8 +94,10 @@ export class ProxyChain implements Dialer {
             this.handshakeStep(deadline)
             bound = await openHop(socket, this.last, destination, deadline.signal, awaitDestination)
           } else {
-            // SOCKS4 and HTTP have no greeting: their one answer is already the destination's.
-            awaitDestination()
+            // SOCKS4 and HTTP have no greeting: their one answer is already the destination's, and
+            // their silence cannot be told from a slow destination (see ProxyPool.run).
+            if (hasAlternative && deadline.remaining > this.handshakeTimeout) this.#awaitAnswer(deadline)
+            else awaitDestination()
             bound = await openHop(socket, this.last, destination, deadline.signal)
           }
         } catch (err) {
@@ -116,6 +123,15 @@ export class ProxyChain implements Dialer {
     const ms = Math.max(1, Math.round(Math.min(this.handshakeTimeout, deadline.remaining)))
     const bound = ms < this.handshakeTimeout ? 'what was left of the connect timeout' : 'handshakeTimeout'
     deadline.step(ms, () => new SocksError('ERR_SOCKS_PROXY_FAILED', `no answer within ${ms} ms (${bound})`, { reply: Reply.GENERAL_FAILURE }))
+  }
+
+  #awaitAnswer(deadline: Deadline): void {
+    const ms = this.handshakeTimeout
+    deadline.step(ms, () => {
+      const err = new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `upstream ${this.last.label} gave no answer for the destination within ${ms} ms (handshakeTimeout)`)
+      unanswered.add(err)
+      return err
+    })
   }
 
   /**
@@ -153,6 +169,14 @@ export class ProxyChain implements Dialer {
     if (isSocksError(err) && DESTINATION_FAILURES.has(err.code)) return err
     return unavailable(`upstream ${this.last.label} failed`, err, deadline)
   }
+}
+
+// Timeouts of a greeting-less last hop cut short because a pool had another member to ask.
+const unanswered = new WeakSet<SocksError>()
+
+/** True for a last hop's "no answer in time" that may be a slow destination or a hung upstream (see ProxyChain.dial). */
+export function isUnanswered(err: SocksError): boolean {
+  return unanswered.has(err)
 }
 
 /** The error of an unavailable upstream: REP 01 for the client, failover for a pool. */

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
-import { isSocksError, SocksError, type ConnectContext, type Dialer, type DialOptions } from 'socksmith'
-import type { ProxyChain } from './dialer.js'
+import { isSocksError, Reply, SocksError, type ConnectContext, type Dialer, type DialOptions } from 'socksmith'
+import { isUnanswered, type ProxyChain } from './dialer.js'
+import { reportUnavailable } from './report.js'
 
 export type PoolStrategy = 'round-robin' | 'failover'
 
@@ -54,7 +55,7 @@ export class ProxyPool implements Dialer {
   }
 
   dial(ctx: ConnectContext, options: DialOptions): Promise<Socket> {
-    return this.run(ctx, everyChain, 'CONNECT', options.timeout, (chain, timeout) => chain.dial(ctx, { signal: options.signal, timeout }))
+    return this.run(ctx, everyChain, 'CONNECT', options.timeout, (chain, timeout, more) => chain.dial(ctx, { signal: options.signal, timeout }, more))
   }
 
   /** True while `member` is skipped after a failure. */
@@ -79,28 +80,61 @@ export class ProxyPool implements Dialer {
     return healthy.concat(cooling)
   }
 
-  async run<T>(ctx: ConnectContext, eligible: (chain: ProxyChain) => boolean, what: string, budget: number, attempt: (chain: ProxyChain, timeout: number) => Promise<T>): Promise<T> {
+  /**
+   * `attempt` gets the time left and whether another member remains after it. A member may answer
+   * "no answer in time" (`isUnanswered`: an HTTP or SOCKS4 last hop, whose only answer is the
+   * destination's): the next one is tried, and the silent ones are blamed only if a later member
+   * does answer for the destination, since then it was not the destination that was slow.
+   */
+  async run<T>(ctx: ConnectContext, eligible: (chain: ProxyChain) => boolean, what: string, budget: number, attempt: (chain: ProxyChain, timeout: number, more: boolean) => Promise<T>): Promise<T> {
     const candidates = this.order(eligible)
     if (candidates.length === 0) throw notSupported(what, this.label)
     const end = budget > 0 ? this.#now() + budget : Infinity
     let lastError: SocksError | null = null
-    for (const member of candidates) {
+    let silent: ProxyChain[] | null = null
+    for (let i = 0; i < candidates.length; i++) {
+      const member = candidates[i]!
       const left = end - this.#now()
       if (lastError !== null && left <= 0) {
+        if (isUnanswered(lastError)) throw lastError
         throw new SocksError('ERR_SOCKS_PROXY_FAILED', `no time left of ${budget} ms to try ${member.label}; last: ${lastError.message}`, { cause: lastError, reply: lastError.reply })
       }
       try {
-        const result = await attempt(member, end === Infinity ? 0 : Math.max(1, left))
+        const result = await attempt(member, end === Infinity ? 0 : Math.max(1, left), i < candidates.length - 1)
         this.#downUntil.delete(member)
+        if (silent !== null) this.#blameSilent(ctx, silent, member)
         return result
       } catch (err) {
-        if (!isSocksError(err) || err.code !== 'ERR_SOCKS_PROXY_FAILED' || ctx.signal.aborted) throw err
-        this.#downUntil.set(member, this.#now() + this.cooldown)
-        ctx.log.warn(`upstream failed; skipping it for ${Math.round(this.cooldown / 1000)} s`, { id: ctx.id, upstream: member.label, error: err.message })
+        if (!isSocksError(err) || ctx.signal.aborted) throw err
+        if (isUnanswered(err)) {
+          ;(silent ??= []).push(member)
+        } else if (err.code === 'ERR_SOCKS_PROXY_FAILED') {
+          this.#coolDown(ctx, member, err)
+        } else {
+          // The destination's own answer (a refusal, an unreachable host) through a working member;
+          // a timeout answers nothing, so it blames nobody.
+          if (silent !== null && err.code !== 'ERR_SOCKS_CONNECT_TIMEOUT') this.#blameSilent(ctx, silent, member)
+          throw err
+        }
         lastError = err
       }
     }
+    if (isUnanswered(lastError!)) throw lastError!
     throw new SocksError('ERR_SOCKS_PROXY_FAILED', `every upstream of the pool failed; last: ${lastError!.message}`, { cause: lastError, reply: lastError!.reply })
+  }
+
+  #coolDown(ctx: ConnectContext, member: ProxyChain, err: SocksError): void {
+    this.#downUntil.set(member, this.#now() + this.cooldown)
+    ctx.log.warn(`upstream failed; skipping it for ${Math.round(this.cooldown / 1000)} s`, { id: ctx.id, upstream: member.label, error: err.message })
+  }
+
+  /** Members that stayed silent about a destination another member answered for were hung: they fail now. */
+  #blameSilent(ctx: ConnectContext, silent: readonly ProxyChain[], answered: ProxyChain): void {
+    for (const member of silent) {
+      const err = new SocksError('ERR_SOCKS_PROXY_FAILED', `upstream ${member.label} gave no answer within ${member.handshakeTimeout} ms for a destination ${answered.label} answered for`, { reply: Reply.GENERAL_FAILURE })
+      this.#coolDown(ctx, member, err)
+      reportUnavailable(ctx, member, err)
+    }
   }
 }
 

@@ -112,6 +112,17 @@ async function startSilentServer(t: TestContext) {
   return { ...server, ended: () => ended }
 }
 
+/** The `upstream` of every `socksmith:upstream:failure` published during the test. */
+function recordUpstreamFailures(t: TestContext): string[] {
+  const failures: string[] = []
+  const onFailure = (message: unknown): void => {
+    failures.push((message as { upstream: string }).upstream)
+  }
+  subscribe('socksmith:upstream:failure', onFailure)
+  t.after(() => unsubscribe('socksmith:upstream:failure', onFailure))
+  return failures
+}
+
 /** A TCP forwarder that counts the connections it passes on (to count what reaches a third-party proxy). */
 async function startCountingForwarder(t: TestContext, targetPort: number) {
   return startTcpServer(t, (socket) => {
@@ -411,12 +422,7 @@ test('failover pool: a dead upstream is skipped for the next connections', async
 test('failover pool: a member that accepts but never answers its greeting fails over at handshakeTimeout and cools down', async (t) => {
   const echo = await startEcho(t)
   const hung = await startSilentServer(t)
-  const failures: string[] = []
-  const onFailure = (message: unknown): void => {
-    failures.push((message as { upstream: string }).upstream)
-  }
-  subscribe('socksmith:upstream:failure', onFailure)
-  t.after(() => unsubscribe('socksmith:upstream:failure', onFailure))
+  const failures = recordUpstreamFailures(t)
   const up = await startUpstreamSocks(t)
   const hungUrl = `socks5://127.0.0.1:${hung.port}`
   const front = await startFront(t, { pool: [hungUrl, up.url()], handshakeTimeout: 0.2 }, { timeouts: { connect: 10_000 } })
@@ -429,6 +435,34 @@ test('failover pool: a member that accepts but never answers its greeting fails 
   await echoThrough(t, front.port, { host: '127.0.0.1', port: echo.port })
   assert.equal(hung.accepted(), 1, 'cooling down: the second CONNECT skipped it')
   assert.equal(up.seen.length, 2)
+})
+
+test('failover pool: an HTTP or SOCKS4 member that never answers is blamed once another member answers for the same destination', async (t) => {
+  const echo = await startEcho(t)
+  const failures = recordUpstreamFailures(t)
+  const hungHttp = await startSilentServer(t)
+  const hungSocks4 = await startSilentServer(t)
+  const up = await startUpstreamSocks(t)
+  const members = [`http://127.0.0.1:${hungHttp.port}`, `socks4://127.0.0.1:${hungSocks4.port}`]
+  const front = await startFront(t, { pool: [...members, up.url()], handshakeTimeout: 0.2 }, { timeouts: { connect: 10_000 } })
+  const started = performance.now()
+  await echoThrough(t, front.port, { host: '127.0.0.1', port: echo.port })
+  const elapsed = performance.now() - started
+  assert.ok(elapsed < 5000, `failed over after 2 × 200 ms, not the 10 s connect timeout (took ${Math.round(elapsed)} ms)`)
+  assert.deepEqual(failures.sort(), [...members].sort(), 'both silent members are reported once the third answered')
+  await waitFor(() => hungHttp.ended() === 1 && hungSocks4.ended() === 1)
+  await echoThrough(t, front.port, { host: '127.0.0.1', port: echo.port })
+  assert.deepEqual([hungHttp.accepted(), hungSocks4.accepted()], [1, 1], 'cooling down: skipped by the next CONNECT')
+})
+
+test('failover pool: when no HTTP member answers for a destination, it is the destination\'s timeout (REP 06) and nobody cools down', async (t) => {
+  const a = await startSilentServer(t)
+  const b = await startSilentServer(t)
+  const front = await startFront(t, { pool: [`http://127.0.0.1:${a.port}`, `http://127.0.0.1:${b.port}`], handshakeTimeout: 0.1 }, { timeouts: { connect: 400 } })
+  assert.deepEqual(await rawReply(t, front.port, ipv4Request(1, '127.0.0.1', 9)), hex('05060001000000000000'))
+  assert.deepEqual([a.accepted(), b.accepted()], [1, 1])
+  assert.deepEqual(await rawReply(t, front.port, ipv4Request(1, '127.0.0.1', 9)), hex('05060001000000000000'))
+  assert.equal(a.accepted(), 2, 'not skipped: a slow destination is nobody\'s failure')
 })
 
 test('failover pool: with cooldown 0 the first upstream is tried again; all dead is REP 01', async (t) => {
