@@ -95,26 +95,42 @@ async function selectUsernamePassword(ctx: NegotiateContext, next: Next): Promis
   await next()
 }
 
+function refuseLockedOut(ctx: AuthContext, client: string, user: string): never {
+  if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('auth: login refused, client is locked out', { id: ctx.id, client, user })
+  throw new SocksError('ERR_SOCKS_AUTH_FAILED', `too many failed logins from ${client}`)
+}
+
 function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | null, throttle: FailureThrottle | null, lockoutMs: number): Middleware<AuthContext> {
   return async function authenticateUsernamePassword(ctx, next) {
     const credentials = ctx.credentials
     if (ctx.method !== Method.USERNAME_PASSWORD || ctx.user !== null || credentials === null) return next()
     const user = credentials.username
+    const password = credentials.password
     const client = ctx.client.address
     // The server's notion of one client (an IPv6 /64 by default), the same its connection limits use.
-    const group = throttle === null ? client : clientGroup(client, ctx.server.clientPrefix)
-    if (throttle !== null && throttle.isLocked(group)) {
+    const group = clientGroup(client, ctx.server.clientPrefix)
+    const guess = throttle === null ? '' : checker.attemptKey(user, password)
+    if (throttle !== null) {
+      // Usually a plain boolean (no wait, no extra tick); a promise while the client's earlier guesses are out.
+      const admitted = throttle.admit(group, guess, ctx.signal)
       // Refused before hashing: during a lockout even the right password is turned away, so guessing learns nothing.
-      if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('auth: login refused, client is locked out', { id: ctx.id, client, user })
-      throw new SocksError('ERR_SOCKS_AUTH_FAILED', `too many failed logins from ${client}`)
+      if (admitted === false || (admitted !== true && !(await admitted))) refuseLockedOut(ctx, client, user)
     }
-    const accepted = verify === null || checker.has(user)
-      ? await checker.check(user, credentials.password, ctx.signal)
-      : (await verify(user, credentials.password, ctx)) === true
+    let accepted: boolean
+    try {
+      accepted = verify === null || checker.has(user)
+        ? await checker.check(user, password, ctx.signal, group)
+        : (await verify(user, password, ctx)) === true
+    } catch (err) {
+      throttle?.end(group, guess, false)
+      throw err
+    }
+    if (throttle !== null) {
+      if (throttle.end(group, guess, !accepted)) ctx.log.warn('auth: too many failed logins, locking out client', { client: group, lockoutMs })
+      // The client's other attempts may have locked it out while this password was being checked.
+      if (accepted && throttle.isLocked(group)) refuseLockedOut(ctx, client, user)
+    }
     if (!accepted) {
-      if (throttle !== null && throttle.recordFailure(group)) {
-        ctx.log.warn('auth: too many failed logins, locking out client', { client: group, lockoutMs })
-      }
       ctx.log.info('auth: login failed', { id: ctx.id, client, user })
       throw new SocksError('ERR_SOCKS_AUTH_FAILED', `login failed for user ${JSON.stringify(user)}`)
     }

@@ -30,7 +30,9 @@ export interface PasswordCheckerOptions {
  * - Concurrent identical attempts (same user, same password HMAC) share one scrypt run, for known
  *   and unknown users alike.
  * - At most `maxConcurrentHashes` scrypt runs use the libuv thread pool at once, leaving threads
- *   for `dns.lookup` and file I/O when many clients log in together.
+ *   for `dns.lookup` and file I/O when many clients log in together. Logins waiting for a run are
+ *   taken one client at a time in turn, so one client's flood of logins delays another client's by
+ *   about one hash per busy client, not by the whole flood.
  */
 export class PasswordChecker {
   readonly #hashes: ReadonlyMap<string, ScryptHash>
@@ -58,6 +60,18 @@ export class PasswordChecker {
     return new PasswordChecker(hashes, { params, salt, key }, options)
   }
 
+  /**
+   * A key that is equal for equal user name and password and tells nothing about the password
+   * (HMAC under this process's random key): what the throttle counts as one guess.
+   */
+  attemptKey(name: string, password: string): string {
+    return this.#mac(name, password).toString('base64')
+  }
+
+  #mac(name: string, password: string): Buffer {
+    return createHmac('sha256', this.#macKey).update(name).update('\0').update(password).digest()
+  }
+
   /** True when `name` has a hash here. */
   has(name: string): boolean {
     return this.#hashes.has(name)
@@ -67,14 +81,17 @@ export class PasswordChecker {
     return this.#hashes.size
   }
 
-  /** Checks a user's password; an unknown user takes as long as a wrong password and fails. */
-  async check(name: string, password: string, signal: AbortSignal | null): Promise<boolean> {
+  /**
+   * Checks a user's password; an unknown user takes as long as a wrong password and fails.
+   * `client` (the client's group) is whose turn in the hashing queue this login takes.
+   */
+  async check(name: string, password: string, signal: AbortSignal | null, client = ''): Promise<boolean> {
     const hash = this.#hashes.get(name)
     // Unknown users go down the same road (HMAC, shared check, gate) against the dummy, so that
     // neither one attempt's time nor a burst of identical attempts tells them apart from real ones.
     const target = hash ?? this.#dummy
-    if (this.#cacheTtlMs === 0) return (await this.#gate.run(() => this.#verifyHash(password, target), signal)) && hash !== undefined
-    const mac = createHmac('sha256', this.#macKey).update(name).update('\0').update(password).digest()
+    if (this.#cacheTtlMs === 0) return (await this.#gate.run(() => this.#verifyHash(password, target), signal, client)) && hash !== undefined
+    const mac = this.#mac(name, password)
     const cached = hash === undefined ? undefined : this.#cache.get(name)
     if (cached !== undefined) {
       if (cached.expiresAt > Date.now()) {
@@ -83,18 +100,18 @@ export class PasswordChecker {
         this.#cache.delete(name)
       }
     }
-    const ok = (await this.#sharedCheck(`${name}\0${mac.toString('base64')}`, password, target, signal)) && hash !== undefined
+    const ok = (await this.#sharedCheck(`${name}\0${mac.toString('base64')}`, password, target, signal, client)) && hash !== undefined
     if (ok) this.#cache.set(name, { mac, expiresAt: Date.now() + this.#cacheTtlMs })
     return ok
   }
 
   /** Joins a running check of the same attempt, or starts one. */
-  async #sharedCheck(key: string, password: string, hash: ScryptHash, signal: AbortSignal | null): Promise<boolean> {
+  async #sharedCheck(key: string, password: string, hash: ScryptHash, signal: AbortSignal | null, client: string): Promise<boolean> {
     for (;;) {
       let flight = this.#inFlight.get(key)
       const joined = flight !== undefined
       if (flight === undefined) {
-        flight = this.#gate.run(() => this.#verifyHash(password, hash), signal).finally(() => this.#inFlight.delete(key))
+        flight = this.#gate.run(() => this.#verifyHash(password, hash), signal, client).finally(() => this.#inFlight.delete(key))
         this.#inFlight.set(key, flight)
       }
       try {
@@ -126,43 +143,66 @@ function commonParams(hashes: Iterable<ScryptHash>): Readonly<ScryptParams> {
   return best?.params ?? DEFAULT_SCRYPT_PARAMS
 }
 
-/** A counting semaphore for scrypt runs. A waiter whose client left is dropped from the queue. */
+/**
+ * A counting semaphore for scrypt runs whose queue is fair between clients: waiters are kept per
+ * client, and each free slot goes to the first waiter of the client first in line, which then
+ * moves to the back of the line (round robin). A waiter whose client left is dropped.
+ */
 class HashGate {
   readonly #limit: number
   #running = 0
-  readonly #queue: (() => void)[] = []
+  /** Client → its waiters, in the order the clients get their next turn (a Map keeps insertion order). */
+  readonly #queues = new Map<string, (() => void)[]>()
 
   constructor(limit: number) {
     this.#limit = limit
   }
 
-  async run<T>(task: () => Promise<T>, signal: AbortSignal | null): Promise<T> {
-    if (this.#running >= this.#limit) await this.#wait(signal)
+  async run<T>(task: () => Promise<T>, signal: AbortSignal | null, client: string): Promise<T> {
+    if (this.#running >= this.#limit) await this.#wait(signal, client)
     else this.#running++
     try {
       return await task()
     } finally {
-      const next = this.#queue.shift()
-      if (next !== undefined) next()
-      else this.#running--
+      this.#handOver()
     }
   }
 
-  /** Resolves when a slot is handed over (the slot count is not decremented in between). */
-  #wait(signal: AbortSignal | null): Promise<void> {
+  /** Gives the finished run's slot to the next client in turn (the slot count stays as it is), or frees it. */
+  #handOver(): void {
+    const first = this.#queues.entries().next()
+    if (first.done === true) {
+      this.#running--
+      return
+    }
+    const [client, waiters] = first.value
+    const wake = waiters.shift()!
+    this.#queues.delete(client)
+    if (waiters.length > 0) this.#queues.set(client, waiters)
+    wake()
+  }
+
+  /** Resolves when a slot is handed over. */
+  #wait(signal: AbortSignal | null, client: string): Promise<void> {
     return new Promise((resolve, reject) => {
       const wake = (): void => {
         signal?.removeEventListener('abort', onAbort)
         resolve()
       }
       const onAbort = (): void => {
-        const index = this.#queue.indexOf(wake)
-        if (index >= 0) this.#queue.splice(index, 1)
+        const waiters = this.#queues.get(client)
+        const index = waiters === undefined ? -1 : waiters.indexOf(wake)
+        if (index >= 0) {
+          waiters!.splice(index, 1)
+          if (waiters!.length === 0) this.#queues.delete(client)
+        }
         reject(new SocksError('ERR_SOCKS_CLIENT_CLOSED', 'client left while its login waited for a hash slot', { cause: signal?.reason }))
       }
       if (signal?.aborted === true) return onAbort()
       signal?.addEventListener('abort', onAbort, { once: true })
-      this.#queue.push(wake)
+      let waiters = this.#queues.get(client)
+      if (waiters === undefined) this.#queues.set(client, (waiters = []))
+      waiters.push(wake)
     })
   }
 }
