@@ -327,7 +327,7 @@ function startReloader(server: SocksServer, initial: LoadedConfig, logger: Retur
           logger.setLevel(current.config.log.level)
           for (const key of result.needsRestart) logger.warn(`${current.displayName}: ${key} changed; restart socksmith to apply it`)
           const names = current.config.plugins.map((p) => p.plugin.name)
-          logger.info(`reloaded ${current.displayName}${names.length > 0 ? ` (plugins: ${names.join(', ')})` : ''}${result.closed > 0 ? `; closed ${result.closed} connection(s) of removed users` : ''}`)
+          logger.info(`reloaded ${current.displayName}${names.length > 0 ? ` (plugins: ${names.join(', ')})` : ''}${result.closed > 0 ? `; closed ${result.closed} connection(s) the new configuration no longer allows` : ''}`)
           process.stdout.write(`socksmith reloaded ${current.displayName}\n`)
         } catch (err) {
           logger.error(`reload failed; the running configuration stays: ${errorText(err)}`)

@@ -11,7 +11,7 @@ export { definePlugin, defineMiddleware, PHASES } from './plugin.js'
 export { didYouMean, editDistance } from './suggest.js'
 export { clientGroup, DEFAULT_CLIENT_PREFIX } from './client-group.js'
 export type { ClientPrefix } from './client-group.js'
-export type { Plugin, PluginHost, OptionPath, Phase, PhaseContexts } from './plugin.js'
+export type { Plugin, PluginHost, PluginReload, OptionPath, Phase, PhaseContexts } from './plugin.js'
 export type { Middleware, Next } from './compose.js'
 export type {
   SocksState,

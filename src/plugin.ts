@@ -1,5 +1,5 @@
 import type { Middleware } from './compose.js'
-import type { AuthContext, ConnectContext, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
+import type { AuthContext, BaseContext, ConnectContext, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
 import type { DatagramContext } from './udp.js'
 import type { Dialer } from './dialer.js'
 import type { Resolver } from './resolver.js'
@@ -66,6 +66,33 @@ export interface PluginHost {
   requireAuth(): void
   /** Runs when the server closes (after draining). */
   onClose(hook: () => void | Promise<void>): void
+  /**
+   * Runs when `server.reload()` has made this setup's pipeline the live one (never at the first
+   * start, never for a reload that failed), with what the replaced pipeline's plugin of the same
+   * name passed to `handOver()`. A plugin uses it to carry state over, or to end what the new
+   * configuration no longer allows (the `auth` plugin closes the connections of removed users).
+   * A hook that throws is logged; the reload stands.
+   *
+   * @example
+   * host.handOver({ users: new Set(names) })
+   * host.onReload(({ previous, destroyConnections }) => {
+   *   const gone = [...(previous as { users: Set<string> }).users].filter((u) => !names.includes(u))
+   *   destroyConnections((ctx) => ctx.user !== null && gone.includes(ctx.user))
+   * })
+   */
+  onReload(hook: (reload: PluginReload) => void | Promise<void>): void
+  /** Leaves `value` for this plugin's setup in the next pipeline, which gets it as `reload.previous`. */
+  handOver(value: unknown): void
+}
+
+/** What a plugin's `onReload` hook gets. */
+export interface PluginReload {
+  /** The live server. (`host.server` of the new setup is the server the new pipeline was built on.) */
+  readonly server: SocksServer
+  /** What the previous pipeline's plugin of this name handed over; undefined when it was not there or handed nothing. */
+  readonly previous: unknown
+  /** Ends live connections as `server.destroyConnections()` does; `reload()` reports how many closed. */
+  destroyConnections(select: (ctx: BaseContext & { readonly user: string | null }) => boolean, reason?: unknown): number
 }
 
 /**

@@ -7,7 +7,7 @@ import type { AuthContext, BaseContext, ConnectContext, ConnectionContext, Endpo
 import { dialDirect, directDialer, type Dialer } from './dialer.js'
 import { isSocksError, SocksError } from './errors.js'
 import { createLogger, type Logger, type LogLevel } from './logger.js'
-import { assertPlugin, isPhase, parsePluginOptions, PHASES, type Phase, type PhaseContexts, type Plugin, type PluginHost } from './plugin.js'
+import { assertPlugin, isPhase, parsePluginOptions, PHASES, type Phase, type PhaseContexts, type Plugin, type PluginHost, type PluginReload } from './plugin.js'
 import { Command, Method } from './protocol/constants.js'
 import { unmapIPv4 } from './protocol/address.js'
 import { systemResolver, type Resolver } from './resolver.js'
@@ -174,6 +174,10 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   #plugins: RegisteredPlugin[] = []
   readonly #stateTemplate: Record<string, unknown> = {}
   readonly #closeHooks: (() => void | Promise<void>)[] = []
+  /** Plugins' onReload hooks: run when a server reloads into this one's pipeline. */
+  readonly #reloadHooks: { plugin: string; hook: (reload: PluginReload) => void | Promise<void> }[] = []
+  /** What the live pipeline's plugins handed over (name → value), for the next pipeline's hooks. */
+  #handovers = new Map<string, unknown>()
   readonly #listeners: NetServer[] = []
   readonly #connections = new Set<Connection>()
   readonly #perClient = new Map<string, number>()
@@ -346,7 +350,9 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
    * Switches to the pipeline of `next`, a server built the same way that has never listened (for
    * example from a re-read config file): its plugins are set up now, and connections accepted from
    * then on use its chains, resolver, dialer, timeouts and limits; its `accessLog` setting applies at once. Listeners stay open and accepted
-   * connections keep the pipeline they started with. On error nothing changes. Close hooks of the
+   * connections keep the pipeline they started with. On error nothing changes. Then the new
+   * plugins' `onReload` hooks run (the `auth` plugin closes connections of users it no longer
+   * has); the result counts the connections they closed. Close hooks of the
    * old plugins run when this server closes, since old connections may still use those plugins.
    *
    * @example
@@ -354,7 +360,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
    * next.register(auth, { users: newUsers })
    * await server.reload(next)
    */
-  async reload(next: SocksServer): Promise<void> {
+  async reload(next: SocksServer): Promise<{ closed: number }> {
     if (next === this) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'reload() needs a new server, not this one')
     if (next.#listeners.length > 0 || next.#closing !== null) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'reload() needs a server that has never listened')
     if (this.#closing !== null) throw new SocksError('ERR_SOCKS_SERVER_CLOSING', 'server is closed')
@@ -382,6 +388,22 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     this.#plugins = next.#plugins
     this.#closeHooks.push(...next.#closeHooks)
     this.#chains = chains
+    const previous = this.#handovers
+    this.#handovers = next.#handovers
+    let closed = 0
+    const destroyConnections: PluginReload['destroyConnections'] = (select, reason) => {
+      const count = this.destroyConnections(select, reason)
+      closed += count
+      return count
+    }
+    for (const { plugin, hook } of next.#reloadHooks) {
+      try {
+        await hook({ server: this, previous: previous.get(plugin), destroyConnections })
+      } catch (err) {
+        this.log.error(`plugin ${plugin}: reload hook failed`, { error: err instanceof Error ? (err.stack ?? err.message) : String(err) })
+      }
+    }
+    return { closed }
   }
 
   /**
@@ -467,10 +489,9 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
 
   async #setUp(): Promise<CompiledChains> {
     avoidHeapTrimming()
-    const host = this.#pluginHost()
     for (const { plugin, options, at } of this.#plugins) {
       try {
-        await plugin.setup(host, options)
+        await plugin.setup(this.#pluginHost(plugin.name), options)
       } catch (err) {
         // Which plugin failed is what the user needs first; a SocksError keeps its code.
         const message = err instanceof Error ? err.message : String(err)
@@ -493,7 +514,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     return chains
   }
 
-  #pluginHost(): PluginHost {
+  #pluginHost(plugin: string): PluginHost {
     const server = this
     return {
       server,
@@ -522,6 +543,12 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
       },
       onClose: (hook) => {
         this.#closeHooks.push(hook)
+      },
+      onReload: (hook) => {
+        this.#reloadHooks.push({ plugin, hook })
+      },
+      handOver: (value) => {
+        this.#handovers.set(plugin, value)
       },
     }
   }

@@ -9,6 +9,7 @@ import { parseAuthOptions, PlainPassword, type ParsedAuthOptions, type VerifyFun
 import { FailureThrottle } from './throttle.js'
 import { readUsersFile, UsersFileError } from './users-file.js'
 import { PasswordChecker } from './verifier.js'
+import { handleUserRemovals } from './reload.js'
 
 export { hashPassword, verifyPassword, DEFAULT_SCRYPT_PARAMS } from './hash.js'
 export type { ScryptParams } from './hash.js'
@@ -47,7 +48,8 @@ const auth = definePlugin<ParsedAuthOptions>({
     const throttle = options.throttle === null ? null : new FailureThrottle(options.throttle)
     if (!options.allowNoAuth) host.requireAuth()
     host.use('negotiate', selectUsernamePassword)
-    host.use('auth', createAuthenticator(checker, options.verify, throttle, options.throttle?.lockoutMs ?? 0))
+    const revoked = handleUserRemovals(host, new Set(hashes.keys()), options.verify !== null)
+    host.use('auth', createAuthenticator(checker, options.verify, throttle, options.throttle?.lockoutMs ?? 0, revoked))
     host.log.info(`auth: ${hashes.size} user(s)${options.verify === null ? '' : ' and a verify function'}${options.allowNoAuth ? ', NO AUTH still allowed' : ''}`)
   },
 })
@@ -100,7 +102,7 @@ function refuseLockedOut(ctx: AuthContext, client: string, user: string): never 
   throw new SocksError('ERR_SOCKS_AUTH_FAILED', `too many failed logins from ${client}`)
 }
 
-function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | null, throttle: FailureThrottle | null, lockoutMs: number): Middleware<AuthContext> {
+function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | null, throttle: FailureThrottle | null, lockoutMs: number, revoked: ReadonlySet<string>): Middleware<AuthContext> {
   return async function authenticateUsernamePassword(ctx, next) {
     const credentials = ctx.credentials
     if (ctx.method !== Method.USERNAME_PASSWORD || ctx.user !== null || credentials === null) return next()
@@ -133,6 +135,11 @@ function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | 
     if (!accepted) {
       ctx.log.info('auth: login failed', { id: ctx.id, client, user })
       throw new SocksError('ERR_SOCKS_AUTH_FAILED', `login failed for user ${JSON.stringify(user)}`)
+    }
+    // This pipeline outlived a reload that removed the user (the connection was accepted before it).
+    if (revoked.size > 0 && revoked.has(user)) {
+      ctx.log.info('auth: login refused, user removed by a reload', { id: ctx.id, client, user })
+      throw new SocksError('ERR_SOCKS_AUTH_FAILED', `user ${JSON.stringify(user)} was removed from the configuration`)
     }
     ctx.user = user
     if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('auth: login', { id: ctx.id, client, user })

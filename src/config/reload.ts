@@ -1,10 +1,8 @@
-import { readFileSync } from 'node:fs'
-import { dirname, isAbsolute, resolve } from 'node:path'
+import { isAbsolute } from 'node:path'
 import { SocksError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { SocksServer } from '../server.js'
 import { createServerFromConfig, loadConfig } from './load.js'
-import { isPlainObject } from './validate.js'
 import type { LoadedConfig } from './types.js'
 
 export interface ReloadOptions {
@@ -16,7 +14,10 @@ export interface ReloadOptions {
 
 export interface ReloadResult {
   loaded: LoadedConfig
-  /** Live connections closed because their user is no longer in the auth plugin's user list. */
+  /**
+   * Live connections the new plugins closed in their reload hooks (the `auth` plugin: those of
+   * users it no longer has).
+   */
   closed: number
   /** Settings that only a restart applies (listeners, the metrics listener). */
   needsRestart: string[]
@@ -25,7 +26,8 @@ export interface ReloadResult {
 /**
  * Re-reads `current`'s file and, when it is valid, switches `server` to the new pipeline:
  * connections accepted from then on use the new plugins, limits and timeouts; accepted ones are
- * left alone, except those of users that were removed from the auth plugin's users (closed).
+ * left alone, except what the new plugins' reload hooks end (the `auth` plugin closes connections
+ * of users it no longer has: it read its own users, so there is one parser of users files).
  * On any error nothing changes and the error is thrown (the caller logs it).
  */
 export async function reloadFromConfig(server: SocksServer, current: LoadedConfig, options: ReloadOptions): Promise<ReloadResult> {
@@ -35,52 +37,17 @@ export async function reloadFromConfig(server: SocksServer, current: LoadedConfi
   let loaded = await loadConfig({ file: current.filepath, cwd })
   if (options.adjust !== undefined) loaded = options.adjust(loaded)
   const next = createServerFromConfig(loaded, { logger: options.logger })
+  let switched: { closed: number }
   try {
-    await server.reload(next)
+    switched = await server.reload(next)
   } catch (err) {
     // Setup may have opened resources (timers, files): release them, the old pipeline stays.
     await next.close({ drainTimeout: 0 }).catch(() => {})
     const message = err instanceof Error ? err.message : String(err)
     throw new SocksError(err instanceof SocksError ? err.code : 'ERR_CONFIG_INVALID', `${loaded.displayName}: ${message}`, { cause: err })
   }
-  const before = staticUsers(current)
-  const after = staticUsers(loaded)
-  let closed = 0
-  if (before !== null && after !== null) {
-    const removed = new Set([...before].filter((user) => !after.has(user)))
-    if (removed.size > 0) closed = server.destroyConnections((ctx) => ctx.user !== null && removed.has(ctx.user), new SocksError('ERR_SOCKS_AUTH_FAILED', 'user removed from the configuration'))
-  }
   const needsRestart: string[] = []
   if (JSON.stringify(current.config.listen) !== JSON.stringify(loaded.config.listen)) needsRestart.push('listen')
   if (JSON.stringify(current.config.metrics) !== JSON.stringify(loaded.config.metrics)) needsRestart.push('metrics')
-  return { loaded, closed, needsRestart }
-}
-
-/**
- * The user names the auth plugin's options list (inline `users` and `usersFile`), or null when
- * they cannot be known: no auth plugin, or a `verify` callback decides.
- */
-export function staticUsers(loaded: LoadedConfig): Set<string> | null {
-  const entry = loaded.config.plugins.find((p) => p.plugin.name === 'auth')
-  if (entry === undefined || !isPlainObject(entry.options)) return null
-  const options = entry.options
-  if (options.verify !== undefined) return null
-  const users = new Set<string>()
-  if (isPlainObject(options.users)) for (const name of Object.keys(options.users)) users.add(name)
-  if (typeof options.usersFile === 'string') {
-    const dir = loaded.filepath === null ? process.cwd() : dirname(loaded.filepath)
-    let text: string
-    try {
-      text = readFileSync(resolve(dir, options.usersFile), 'utf8')
-    } catch {
-      return null
-    }
-    for (const line of text.split(/\r?\n/)) {
-      const trimmed = line.trim()
-      if (trimmed === '' || trimmed.startsWith('#')) continue
-      const colon = trimmed.indexOf(':')
-      if (colon > 0) users.add(trimmed.slice(0, colon))
-    }
-  }
-  return users
+  return { loaded, closed: switched.closed, needsRestart }
 }

@@ -4,6 +4,8 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { loadConfig, createServerFromConfig, reloadFromConfig, silentLogger, isSocksError, type LoadedConfig, type SocksServer } from 'socksmith'
 import { socksAssociate, socksConnect } from 'socksmith/client'
+import { hashPassword } from 'socksmith/plugins/auth'
+import { encodePasswordRequest } from 'socksmith/protocol'
 import { RawClient, hex, ipv4Request, startEcho, startUdpEcho, waitFor } from '../helpers/net.js'
 import { echoThrough } from '../helpers/spawn.js'
 import { project, write } from './helpers.js'
@@ -143,4 +145,79 @@ test('a changed listener is reported as needing a restart', async (t) => {
   write(dir, { 'socksmith.config.yaml': 'listen: { port: 0, host: "::1" }\n' })
   const result = await reloadFromConfig(server, loaded, { logger: silentLogger })
   assert.deepEqual(result.needsRestart, ['listen'])
+})
+
+/** A live CONNECT through the proxy as `username`, its close awaited as an end of stream or a reset. */
+async function relayAs(t: Parameters<typeof project>[0], port: number, echoPort: number, username: string, password: string) {
+  const { socket } = await socksConnect({ host: '127.0.0.1', port, username, password }, { host: '127.0.0.1', port: echoPort })
+  t.after(() => socket.destroy())
+  socket.on('error', () => {})
+  socket.resume()
+  const closed = new Promise((resolve) => socket.once('end', resolve).once('close', resolve))
+  return { socket, closed }
+}
+
+async function roundTrip(socket: import('node:net').Socket, text: string): Promise<string> {
+  socket.write(text)
+  const [data] = (await once(socket, 'data')) as [Buffer]
+  return data.toString()
+}
+
+test('usersFile: a user removed from the file has their live connections closed on reload; the others keep theirs', async (t) => {
+  const echo = await startEcho(t)
+  const aliceHash = await hashPassword('a-pass', { N: 1024 })
+  const bobHash = await hashPassword('b-pass', { N: 1024 })
+  const dir = project(t, {
+    'socksmith.config.yaml': 'listen: { port: 0 }\nplugins:\n  - [auth, { usersFile: users }]\n',
+    users: `alice:${aliceHash}\nbob:${bobHash}\n`,
+  })
+  const { server, port, loaded } = await start(t, dir)
+  const alice = await relayAs(t, port, echo.port, 'alice', 'a-pass')
+  const bob = await relayAs(t, port, echo.port, 'bob', 'b-pass')
+  // Only the users file changes: the config file reads the same.
+  write(dir, { users: `bob:${bobHash}\n` })
+  const result = await reloadFromConfig(server, loaded, { logger: silentLogger })
+  assert.equal(result.closed, 1)
+  await alice.closed
+  assert.equal(await roundTrip(bob.socket, 'still here'), 'still here', "bob's connection is untouched")
+  await assert.rejects(socksConnect({ host: '127.0.0.1', port, username: 'alice', password: 'a-pass' }, { host: '127.0.0.1', port: echo.port }), (err: unknown) => isSocksError(err) && err.code === 'ERR_SOCKS_AUTH_FAILED')
+  bob.socket.end()
+  await waitFor(() => server.connections === 0)
+})
+
+test('"alice : <hash>" in a users file is the user alice, for the reload as for logins', async (t) => {
+  const echo = await startEcho(t)
+  const aliceHash = await hashPassword('a-pass', { N: 1024 })
+  const dir = project(t, {
+    'socksmith.config.yaml': 'listen: { port: 0 }\nplugins:\n  - [auth, { users: { alice: a-pass } }]\n',
+    users: `alice : ${aliceHash}\n`,
+  })
+  const { server, port, loaded } = await start(t, dir)
+  const alice = await relayAs(t, port, echo.port, 'alice', 'a-pass')
+  // alice moves from the inline users to the file, written with spaces around the colon.
+  write(dir, { 'socksmith.config.yaml': 'listen: { port: 0 }\nplugins:\n  - [auth, { usersFile: users }]\n' })
+  const result = await reloadFromConfig(server, loaded, { logger: silentLogger })
+  assert.equal(result.closed, 0, 'alice is still a user')
+  assert.equal(await roundTrip(alice.socket, 'still here'), 'still here')
+  assert.equal(await echoThrough(port, echo.port, { user: 'alice', password: 'a-pass' }), 'ping', 'and logs in as alice')
+  alice.socket.end()
+  await waitFor(() => server.connections === 0)
+})
+
+test('a connection accepted before the reload cannot log in afterwards as a user the reload removed', async (t) => {
+  const echo = await startEcho(t)
+  const users = (list: string): string => `listen: { port: 0 }\nplugins:\n  - [auth, { users: { ${list} } }]\n`
+  const dir = project(t, { 'socksmith.config.yaml': users('alice: a-pass, bob: b-pass') })
+  const { server, port, loaded } = await start(t, dir)
+  const early = await RawClient.connect(t, port)
+  early.send('050102')
+  assert.deepEqual(await early.read(2), hex('0502'))
+  write(dir, { 'socksmith.config.yaml': users('bob: b-pass') })
+  await reloadFromConfig(server, loaded, { logger: silentLogger })
+  // It keeps the pipeline it was accepted with, but not the users that pipeline knew.
+  early.send(encodePasswordRequest('alice', 'a-pass'))
+  assert.deepEqual(await early.read(2), hex('0101'))
+  await early.expectClose()
+  assert.equal(await echoThrough(port, echo.port, { user: 'bob', password: 'b-pass' }), 'ping')
+  await waitFor(() => server.connections === 0)
 })
