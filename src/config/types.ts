@@ -81,7 +81,7 @@ export interface SocksmithConfig {
     acceptFromAnyPeer?: boolean
     /** Datagrams queued per UDP socket before new ones are dropped. Default 1024. */
     maxSendQueue?: number
-    /** Live UDP associations per client IP; more are refused with REP 02. Default 64. */
+    /** Live UDP associations per client (see `limits.clientPrefix`); more are refused with REP 02. Default 64. */
     maxAssociationsPerClient?: number
   }
   /** Ordered: the order of the list is the order of the middleware. */
