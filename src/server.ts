@@ -123,14 +123,14 @@ interface UdpServerOptions {
   acceptFromAnyPeer: boolean
   maxSendQueue: number
   maxAssociationsPerClient: number
-}
   /** Datagram name lookups in flight over all associations. */
   lookups: LookupBudget
+}
 
-interface RegisteredPlugin {
 /** Datagram name lookups in flight at once over the whole server (each holds its datagram). */
 const MAX_DATAGRAM_LOOKUPS = 256
 
+interface RegisteredPlugin {
   plugin: Plugin<unknown>
   options: unknown
   /** RegisterWhere.at: names the plugin in its setup errors. */
@@ -210,8 +210,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
       acceptFromAnyPeer: options.udp?.acceptFromAnyPeer ?? false,
       maxSendQueue: options.udp?.maxSendQueue ?? 1024,
       maxAssociationsPerClient: options.udp?.maxAssociationsPerClient ?? 64,
-    }
       lookups: new LookupBudget(MAX_DATAGRAM_LOOKUPS),
+    }
   }
 
   get timeouts(): Readonly<Timeouts> {
@@ -712,6 +712,11 @@ async function connectTerminal(view: ConnectContext): Promise<void> {
     const socket = ctx.dialer === directDialer
       ? await dialDirect(ctx, server.timeouts.connect)
       : await ctx.dialer.dial(view, { signal: ctx.signal, timeout: server.timeouts.connect })
+    // Connected after the connection gave up (its deadline, a middleware that did not wait for us).
+    if (ctx.driver.finished) {
+      socket.destroy()
+      return
+    }
     ctx.upstream = socket
     // An IP destination is what was dialled; only a name needs the socket asked (a syscall).
     ctx.dialed ??= ctx.destination.type !== 'domain' && ctx.resolved === null
@@ -723,11 +728,6 @@ async function connectTerminal(view: ConnectContext): Promise<void> {
     if (ctx.upstream !== null) return
     await setUpBind(ctx, (bound) => ctx.sendFirstBindReply(bound), server.timeouts.bindAccept)
     return
-    // Connected after the connection gave up (its deadline, a middleware that did not wait for us).
-    if (ctx.driver.finished) {
-      socket.destroy()
-      return
-    }
   }
   if (ctx.association !== null) return
   const counted = server.claimAssociation(ctx.client.address)
@@ -742,6 +742,7 @@ async function connectTerminal(view: ConnectContext): Promise<void> {
   })
   ctx.association = association
   ctx.bound ??= await association.open()
+  if (ctx.driver.finished) association.close()
 }
 
 async function relayTerminal(view: RelayContext): Promise<void> {
@@ -753,7 +754,6 @@ async function relayTerminal(view: RelayContext): Promise<void> {
     socket.resume()
     if (!socket.destroyed) {
       socket.on('end', () => socket.end())
-  if (ctx.driver.finished) association.close()
       await once(socket, 'close')
     }
     ctx.association?.close()
