@@ -1,7 +1,8 @@
 #!/usr/bin/env -S node --max-semi-space-size=4
 import { parseArgs } from 'node:util'
 import type { AddressInfo } from 'node:net'
-import { announceListening, isClusterWorker, parseWorkers, runPrimary } from './cluster.js'
+import { announceListening, announceReady, isClusterWorker, parseWorkers, runPrimary } from './cluster.js'
+import { writePidFile } from './pid-file.js'
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import * as nodeModule from 'node:module'
@@ -32,6 +33,7 @@ Options:
   --print-config        print the effective config as JSON, secrets masked, then exit
   --watch               reload when the config file changes (as SIGHUP does)
   --workers N|auto      run N processes sharing the listeners (node:cluster); auto = one per CPU
+  --pid-file FILE       once listening, write the pid of the process to signal to FILE (removed on exit)
   -h, --help            show this help
   -v, --version         print the version
 
@@ -41,6 +43,7 @@ Commands:
 
 Signals: SIGHUP reloads the config (new connections use it; accepted ones are kept).
 SIGINT and SIGTERM stop accepting and let live connections finish (drain) before exiting.
+Signal this node process (its pid is in --pid-file), not npx or npm start: npm does not pass SIGHUP on.
 `
 
 interface Flags {
@@ -53,6 +56,7 @@ interface Flags {
   'print-config'?: boolean
   watch?: boolean
   workers?: string
+  'pid-file'?: string
   help?: boolean
   version?: boolean
 }
@@ -88,6 +92,7 @@ async function main(argv: string[]): Promise<number> {
         'print-config': { type: 'boolean' },
         watch: { type: 'boolean' },
         workers: { type: 'string' },
+        'pid-file': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -132,6 +137,11 @@ async function main(argv: string[]): Promise<number> {
       return 2
     }
     workers = parsed
+  }
+  const pidFile = values['pid-file']
+  if (pidFile !== undefined && pidFile.trim() === '') {
+    fail('--pid-file needs a file name')
+    return 2
   }
   const adjust = (loaded: LoadedConfig): LoadedConfig => applyFlags(loaded, values, port)
 
@@ -183,7 +193,17 @@ async function main(argv: string[]): Promise<number> {
       }
       printMetricsAddress(clusterMetrics.address())
     }
-    const code = await runPrimary(workers, logger, printListening)
+    const onReady = (): boolean => {
+      if (pidFile === undefined) return true
+      try {
+        announcePidFile(pidFile, logger)
+        return true
+      } catch (err) {
+        fail(errorText(err))
+        return false
+      }
+    }
+    const code = await runPrimary(workers, logger, printListening, onReady)
     await clusterMetrics?.close()
     return code
   }
@@ -199,6 +219,9 @@ async function main(argv: string[]): Promise<number> {
       if (isClusterWorker()) announceListening(address)
       else printListening(address)
     }
+    // In a cluster the primary writes it, once every worker is ready.
+    if (isClusterWorker()) announceReady()
+    else if (pidFile !== undefined) announcePidFile(pidFile, logger)
   } catch (err) {
     reloader.stop()
     await metrics?.close()
@@ -226,6 +249,11 @@ async function main(argv: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'))
   })
   return 0
+}
+
+/** Writes --pid-file (see pid-file.ts) and says so; throws when it cannot. */
+function announcePidFile(file: string, logger: Logger): void {
+  logger.info(`pid ${process.pid} written to ${writePidFile(file)}`)
 }
 
 /** The config's `metrics` listener, announced on stdout like the SOCKS listeners. */

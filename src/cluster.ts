@@ -35,12 +35,19 @@ export function announceListening(address: AddressInfo): void {
   process.send?.({ type: 'socksmith:listening', address } satisfies ListeningMessage)
 }
 
+/** In a worker: tells the primary every listener is up and signals are handled. */
+export function announceReady(): void {
+  process.send?.({ type: 'socksmith:ready' })
+}
+
 /**
  * Runs the primary: forks `count` workers with the same arguments, prints each listening address
  * once, restarts a worker that dies unexpectedly (at most once a second), forwards SIGHUP (reload)
  * and on SIGINT/SIGTERM asks every worker to drain, resolving with 0 when all have exited.
+ * `onReady` runs once, when all `count` workers are ready (announceReady); false from it stops
+ * the cluster with exit status 1.
  */
-export function runPrimary(count: number, log: Logger, onListening: (address: AddressInfo) => void): Promise<number> {
+export function runPrimary(count: number, log: Logger, onListening: (address: AddressInfo) => void, onReady?: () => boolean): Promise<number> {
   cluster.schedulingPolicy = cluster.SCHED_NONE
   cluster.setupPrimary({ silent: false })
   const announced = new Set<string>()
@@ -66,6 +73,14 @@ export function runPrimary(count: number, log: Logger, onListening: (address: Ad
   for (let i = 0; i < count; i++) fork()
   return new Promise<number>((resolve) => {
     let exitCode = 0
+    let ready = 0
+    cluster.on('message', (_worker, message: { type?: unknown } | null) => {
+      if (message?.type !== 'socksmith:ready' || ++ready !== count || onReady === undefined) return
+      if (!onReady()) {
+        exitCode = 1
+        stop('startup failure')
+      }
+    })
     cluster.on('exit', (worker, code, signal) => {
       alive--
       if (stopping) {

@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { socksConnect } from 'socksmith/client'
 import { startEcho, startTcpServer } from './helpers/net.js'
-import { writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CLI, echoThrough, listeningPort, start, tempDir } from './helpers/spawn.js'
 
@@ -50,6 +50,21 @@ test('--workers 2: one listening line, connections relayed, SIGTERM exits 0', as
   running.child.kill('SIGTERM')
   const exit = await running.exited
   assert.equal(exit.code, 0)
+})
+
+test('--workers 2 --pid-file: the file holds the primary, whose SIGHUP reloads every worker; removed on exit', async (t) => {
+  const dir = tempDir(t)
+  const config = join(dir, 'socksmith.yaml')
+  const pidFile = join(dir, 'socksmith.pid')
+  writeFileSync(config, 'listen: { port: 0 }\nlog: { level: info }\n')
+  const running = start(t, process.execPath, [CLI, '--config', config, '--workers', '2', '--pid-file', pidFile])
+  await running.errLine(/pid \d+ written to /)
+  assert.equal(readFileSync(pidFile, 'utf8'), `${running.child.pid}\n`)
+  process.kill(running.child.pid as number, 'SIGHUP')
+  await running.line(/socksmith reloaded[^]*socksmith reloaded/)
+  running.child.kill('SIGTERM')
+  assert.equal((await running.exited).code, 0)
+  assert.equal(existsSync(pidFile), false)
 })
 
 test('--workers 2 with metrics: the primary serves the sum over the workers', async (t) => {

@@ -1,7 +1,7 @@
 // The built `socksmith` binary, run as a user runs it: a real process, real sockets, real clients.
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFileSync, renameSync, mkdirSync, readFileSync } from 'node:fs'
+import { writeFileSync, renameSync, mkdirSync, readFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { once } from 'node:events'
 import type { Socket } from 'node:net'
@@ -249,6 +249,37 @@ export default {
     await assert.rejects(echoThrough(port, echo.port, { user: 'bob', password: 'b1' }))
     alice.destroy()
     await stop(cli)
+  })
+
+  test('--pid-file names the socksmith process behind a wrapper that does not pass SIGHUP on (as npx and npm start); SIGHUP to it reloads; removed on exit', async (t) => {
+    const dir = tempDir(t)
+    const file = join(dir, 'socksmith.config.yaml')
+    const pidFile = join(dir, 'socksmith.pid')
+    writeFileSync(file, 'listen: { port: 0 }\nlog: { level: info }\n')
+    // `sh -c 'node ...; exit $?'` keeps the shell as the parent, as npm exec and npm run do.
+    const wrapper = start(t, '/bin/sh', ['-c', `"${process.execPath}" "${CLI}" --config "${file}" --pid-file "${pidFile}"; exit $?`], { cwd: dir })
+    await listeningPort(wrapper)
+    await wrapper.errLine(/pid \d+ written to /)
+    const pid = Number(readFileSync(pidFile, 'utf8'))
+    assert.ok(Number.isInteger(pid) && pid > 0)
+    assert.notEqual(pid, wrapper.child.pid, 'the pid is the socksmith process, not the wrapper')
+    t.after(() => {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    })
+    assert.equal(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1], CLI)
+    process.kill(pid, 'SIGHUP')
+    await wrapper.line(/socksmith reloaded socksmith\.config\.yaml/)
+    process.kill(pid, 'SIGTERM')
+    assert.equal((await wrapper.exited).code, 0)
+    assert.equal(existsSync(pidFile), false, 'the pid file is removed on exit')
+
+    const unwritable = await runCli(t, ['--port', '0', '--pid-file', join(dir, 'no-such-dir', 'x.pid')], { cwd: dir })
+    assert.equal(unwritable.code, 1)
+    assert.match(unwritable.stderr, /socksmith: --pid-file: cannot write .*no-such-dir\/x\.pid: ENOENT/)
   })
 
   test('--watch reloads when the file is replaced', async (t) => {
