@@ -295,7 +295,9 @@ test('domains: exact names match case-insensitively and with a trailing dot, dec
   const resolver = mapResolver({ 'EVIL.test.': ['127.0.0.1'], 'evil.test..': ['127.0.0.1'] })
   const { port } = await startSocks(t, { resolver }, (server) => server.register(rules, { rules: [{ action: 'deny', domains: 'evil.test' }] }))
   await expectDenied(t, port, domainRequest(CONNECT, 'EVIL.test.', target.port))
-  await expectDenied(t, port, domainRequest(CONNECT, 'evil.test..', target.port))
+  // Two trailing dots make an empty label: not a host name at all, refused by the core (REP 04) before any rule.
+  const { reply } = await request(t, port, domainRequest(CONNECT, 'evil.test..', target.port))
+  assert.deepEqual(reply, hex('05040001000000000000'))
   assert.deepEqual(resolver.calls, [], 'a rule on the name alone needs no DNS')
   assert.equal(target.accepted(), 0)
 })
