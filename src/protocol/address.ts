@@ -2,7 +2,7 @@ import { isIP } from 'node:net'
 import ipaddr from 'ipaddr.js'
 import { AddressType } from './constants.js'
 import { SocksError } from '../errors.js'
-import { isValidDomainName } from './domain-name.js'
+import { toAsciiDomainName } from './domain-name.js'
 
 /** A SOCKS address: what DST.ADDR/DST.PORT or BND.ADDR/BND.PORT carry. */
 export interface Address {
@@ -40,7 +40,7 @@ export function formatAddress(address: { host: string; port: number }): string {
 export function encodedAddressLength(address: Address): number {
   if (address.type === 'ipv4') return 1 + 4 + 2
   if (address.type === 'ipv6') return 1 + 16 + 2
-  return 1 + 1 + Buffer.byteLength(address.host) + 2
+  return 1 + 1 + wireName(address.host).length + 2
 }
 
 /**
@@ -52,7 +52,8 @@ export function encodedAddressLength(address: Address): number {
  *   |  1   | Variable |    2     |
  *   +------+----------+----------+
  *   ATYP 01: 4 bytes; 03: one length byte then the name, no NUL; 04: 16 bytes.
- *   A name must pass isValidDomainName (ASCII, so its length in bytes is its length in characters).
+ *   A name goes out as toAsciiDomainName gives it (an IDN as its A-label, so its length in bytes is
+ *   its length in characters); one that is not a host name is refused (ERR_SOCKS_BAD_ADDRESS).
  */
 export function writeAddress(buf: Buffer, offset: number, address: Address): number {
   if (!Number.isInteger(address.port) || address.port < 0 || address.port > 0xffff) {
@@ -68,15 +69,22 @@ export function writeAddress(buf: Buffer, offset: number, address: Address): num
   } else {
     // A name that is not one (NUL, whitespace, control characters...) is never forwarded: the next
     // hop would resolve something other than what was checked here. See domain-name.ts.
-    if (!isValidDomainName(address.host)) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', `not a valid domain name: ${JSON.stringify(address.host)}`)
-    const length = address.host.length
+    const host = wireName(address.host)
+    const length = host.length
     buf[offset++] = AddressType.DOMAIN
     buf[offset++] = length
-    offset += buf.write(address.host, offset, 'utf8')
+    offset += buf.write(host, offset, 'latin1')
   }
   buf[offset++] = address.port >>> 8
   buf[offset++] = address.port & 0xff
   return offset
+}
+
+/** A domain name as it goes on the wire, or ERR_SOCKS_BAD_ADDRESS. */
+function wireName(name: string): string {
+  const host = toAsciiDomainName(name)
+  if (host === null) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', `not a valid domain name: ${JSON.stringify(name)}`)
+  return host
 }
 
 /** Encodes ATYP + ADDR + PORT into a new buffer. */

@@ -177,9 +177,9 @@ describe('addresses (RFC 1928 §5)', () => {
     })
   }
 
-  test('non-ASCII domain names round-trip (UTF-8 both ways)', () => {
-    const address = toAddress('bücher.example', 80)
-    assert.deepEqual(readAddress(encodeAddress(address), 0)?.value, address)
+  test('a non-ASCII domain name goes on the wire as its A-label', () => {
+    const encoded = encodeAddress(toAddress('bücher.example', 80))
+    assert.deepEqual(readAddress(encoded, 0)?.value, toAddress('xn--bcher-kva.example', 80))
   })
 
   test('unknown ATYP is ERR_SOCKS_ADDRESS_TYPE_NOT_SUPPORTED (REP 08)', () => {
@@ -188,15 +188,18 @@ describe('addresses (RFC 1928 §5)', () => {
     }
   })
 
-  test('encoder refuses bad ports, bad literals and names over 255 bytes', () => {
+  test('encoder refuses bad ports, bad literals and names that are not host names', () => {
     assertSocksError(() => encodeAddress(toAddress('1.2.3.4', 65536)), 'ERR_SOCKS_INVALID_ARGUMENT')
     assertSocksError(() => encodeAddress(toAddress('1.2.3.4', -1)), 'ERR_SOCKS_INVALID_ARGUMENT')
     assertSocksError(() => encodeAddress(toAddress('1.2.3.4', 1.5)), 'ERR_SOCKS_INVALID_ARGUMENT')
     assertSocksError(() => encodeAddress({ type: 'ipv4', host: '1.2.3', port: 1 }), 'ERR_SOCKS_INVALID_ARGUMENT')
     assertSocksError(() => encodeAddress({ type: 'ipv4', host: '256.1.1.1', port: 1 }), 'ERR_SOCKS_INVALID_ARGUMENT')
     assertSocksError(() => encodeAddress({ type: 'ipv6', host: 'not-ipv6', port: 1 }), 'ERR_SOCKS_INVALID_ARGUMENT')
-    assertSocksError(() => encodeAddress(toAddress('x'.repeat(256), 1)), 'ERR_SOCKS_INVALID_ARGUMENT')
-    assert.equal(encodeAddress(toAddress('x'.repeat(255), 1)).length, 1 + 1 + 255 + 2)
+    assertSocksError(() => encodeAddress(toAddress('x'.repeat(64), 1)), 'ERR_SOCKS_BAD_ADDRESS', Reply.HOST_UNREACHABLE)
+    assertSocksError(() => encodeAddress(toAddress('nul\0.test', 1)), 'ERR_SOCKS_BAD_ADDRESS', Reply.HOST_UNREACHABLE)
+    const longest = Array.from({ length: 4 }, () => 'x'.repeat(62)).join('.') + '.y' // 253 octets
+    assertSocksError(() => encodeAddress(toAddress(`${longest}z`, 1)), 'ERR_SOCKS_BAD_ADDRESS', Reply.HOST_UNREACHABLE)
+    assert.equal(encodeAddress(toAddress(longest, 1)).length, 1 + 1 + 253 + 2)
   })
 })
 
