@@ -37,6 +37,8 @@ export const PEERS = {
   // Debian's dante-server installs `danted`; Dante built from source calls it `sockd`.
   danted: { debian: 'dante-server', programs: ['danted', 'sockd'] },
   prlimit: { debian: 'util-linux' },
+  // unshare --mount: a process with a resolv.conf of its own (test/interop/dns-starvation.test.ts).
+  unshare: { debian: 'util-linux' },
   'redis-server': { debian: 'redis-server' },
   // Used by the benchmarks (bench/), not by tests; installed by setup:peers all the same.
   openssl: { debian: 'openssl' },
