@@ -3,7 +3,7 @@ import { Command, commandName, Method, type CommandName } from './protocol/const
 import type { Address } from './protocol/address.js'
 import type { MessageParser } from './protocol/reader.js'
 import type { ResolvedAddress } from './resolver.js'
-import type { Dialer } from './dialer.js'
+import type { Binder, Dialer } from './dialer.js'
 import type { Logger } from './logger.js'
 import type { SocksServer } from './server.js'
 import type { UdpAssociation } from './udp.js'
@@ -100,6 +100,8 @@ export interface ConnectContext extends RequestContext {
   resolve(): Promise<ResolvedAddress[]>
   /** Who dials CONNECT. Replace it to route through something else. */
   dialer: Dialer
+  /** Who sets up BIND; null: this server listens itself. Set it to BIND somewhere else (after every connect middleware ran, like the dial). */
+  binder: Binder | null
   /** The outgoing socket, once connected. Set it yourself to skip the default dial. */
   upstream: Socket | null
   /** BND.ADDR/BND.PORT of the success reply. Defaults to the outgoing socket's local address. */
@@ -151,6 +153,7 @@ export class ConnectionContext {
   destination: Address = UNSET_ADDRESS
   resolved: ResolvedAddress[] | null = null
   dialer: Dialer
+  binder: Binder | null = null
   upstream: Socket | null = null
   bound: Address | null = null
   dialed: Address | null = null

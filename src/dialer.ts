@@ -22,6 +22,17 @@ export interface Dialer {
   dial(ctx: ConnectContext, options: DialOptions): Promise<Socket>
 }
 
+/**
+ * Sets up a BIND somewhere else than on this server (for example on another proxy, through a tunnel).
+ * It runs where the server's own BIND would, after every connect middleware, so the checks they
+ * installed (`ctx.acceptBindPeer`) and their refusals apply to it too. It sends the first reply
+ * with `ctx.sendFirstBindReply`, waits for the peer (asking `ctx.acceptBindPeer`), then sets
+ * `ctx.upstream` to the peer's stream and `ctx.bound` to the peer's address.
+ */
+export interface Binder {
+  bind(ctx: ConnectContext): Promise<void>
+}
+
 /** Milliseconds to wait on one address family before racing the other (RFC 8305 suggests 250). */
 const HAPPY_EYEBALLS_DELAY = 250
 

@@ -28,7 +28,7 @@ export type { DatagramContext, DatagramDirection, UdpAssociation } from './udp.j
 export { systemResolver } from './resolver.js'
 export type { Resolver, ResolvedAddress, ResolveOptions, LookupOrigin } from './resolver.js'
 export { directDialer, dialTcp } from './dialer.js'
-export type { Dialer, DialOptions } from './dialer.js'
+export type { Binder, Dialer, DialOptions } from './dialer.js'
 export { createLogger, silentLogger, fromPino, isLogLevelEnabled } from './logger.js'
 export type { Logger, LogLevel, LogLineLevel, PinoLike } from './logger.js'
 export { accessFields } from './access-log.js'

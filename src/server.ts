@@ -726,6 +726,7 @@ async function connectTerminal(view: ConnectContext): Promise<void> {
   }
   if (ctx.command === Command.BIND) {
     if (ctx.upstream !== null) return
+    if (ctx.binder !== null) return ctx.binder.bind(view)
     await setUpBind(ctx, (bound) => ctx.sendFirstBindReply(bound), server.timeouts.bindAccept)
     return
   }

@@ -1,8 +1,32 @@
 import { isIP } from 'node:net'
-import { formatAddress, isSocksError, SocksError, toAddress, toSocksError, type Address, type ConnectContext } from 'socksmith'
+import { formatAddress, isSocksError, SocksError, toAddress, toSocksError, type Address, type Binder, type ConnectContext } from 'socksmith'
 import { socksBind, type BindResult } from 'socksmith/client'
 import { Deadline } from './deadline.js'
 import { clientProxyOptions, destinationFor, type ProxyChain } from './dialer.js'
+import { runThrough, type Upstream } from './pool.js'
+import { attemptThrough } from './report.js'
+
+/**
+ * What the plugin puts in `ctx.binder` for a BIND through `upstream`. The core calls it where its
+ * own BIND would run, after every connect middleware: whatever is registered after this plugin
+ * (rules) still checks the request and installs its peer check before the upstream is asked.
+ */
+export class UpstreamBinder implements Binder {
+  readonly upstream: Upstream
+
+  constructor(upstream: Upstream) {
+    this.upstream = upstream
+  }
+
+  bind(ctx: ConnectContext): Promise<void> {
+    return runThrough(this.upstream, ctx, canBind, 'BIND', ctx.server.timeouts.connect, (chain, budget) => attemptThrough(ctx, chain, (c) => bindThrough(c, ctx, budget)))
+  }
+}
+
+/** BIND needs a SOCKS5 last hop. */
+export function canBind(chain: ProxyChain): boolean {
+  return chain.canBind
+}
 
 /**
  * BIND through a chain whose last hop speaks SOCKS5: the last hop listens, its first reply (where

@@ -1,11 +1,10 @@
 import { Command, definePlugin, isLogLevelEnabled, type ConnectContext, type Logger } from 'socksmith'
 import { parseFacts, parseIp } from 'socksmith/plugins/rules'
-import { bindThrough } from './bind.js'
+import { canBind, UpstreamBinder } from './bind.js'
 import { DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, ProxyChain } from './dialer.js'
 import { parseUpstreamOptions, type RouteSpec, type TargetSpec, type UpstreamConfig } from './options.js'
-import { ProxyPool, runThrough, type Upstream } from './pool.js'
-import { associateUpstream, relayUdpThrough, upstreamDatagram } from './udp.js'
-import { attemptThrough } from './report.js'
+import { assertCarries, carries, ProxyPool, type Upstream } from './pool.js'
+import { associateThrough, canAssociate, upstreamDatagram } from './udp.js'
 
 export { parseProxyUrl, ProxyUrlError, isSocks5 } from './url.js'
 export type { ProxyEndpoint, ProxyProtocol } from './url.js'
@@ -16,6 +15,7 @@ export type { PoolStrategy, Upstream } from './pool.js'
 export { parseUpstreamOptions, DEFAULT_COOLDOWN_SECONDS } from './options.js'
 export type { UpstreamOptions, UpstreamRouteOptions, UpstreamTargetOptions, RouteMatch, RouteFunction, UpstreamConfig } from './options.js'
 export { UpstreamUdpRelay } from './udp.js'
+export { UpstreamBinder } from './bind.js'
 
 /**
  * Chains connections through other proxies: SOCKS5 (`socks5://`, or `socks5h://` to let the
@@ -23,8 +23,12 @@ export { UpstreamUdpRelay } from './udp.js'
  * failover or round-robin; chosen per connection by routes. BIND and UDP ASSOCIATE are relayed
  * through a SOCKS5 upstream too.
  *
- * Register it after plugins that resolve and vet destinations (rules): their vetted address is
- * what the upstream is sent.
+ * Its place among the plugins does not let anything skip their checks: it only chooses the way in
+ * the connect phase, and does the work where the core's own would run, after every later connect
+ * middleware (a CONNECT through `ctx.dialer`, a BIND through `ctx.binder`, a UDP association after
+ * `next()`), and takes a datagram only after the later datagram middleware let it through. So
+ * `rules` checks CONNECT, BIND and UDP whether it is registered before this plugin or after, and
+ * its vetted addresses are what the upstream is sent.
  *
  * @example
  * server.register(upstream, {
@@ -50,6 +54,7 @@ const upstream = definePlugin<UpstreamConfig>({
     const fallback = build(config.target)
     const routes = config.routes.map((route) => ({ route, upstream: build(route.target) }))
     const all = [fallback, ...routes.map((r) => r.upstream)].filter((u): u is Upstream => u !== null)
+    const binders = new Map(all.map((u) => [u, new UpstreamBinder(u)]))
 
     // Without routes every CONNECT goes the same way: the server's dialer is the upstream.
     if (routes.length === 0 && fallback !== null) host.setDialer(fallback)
@@ -63,12 +68,15 @@ const upstream = definePlugin<UpstreamConfig>({
         ctx.dialer = chosen
         return next()
       }
+      // BIND and UDP: refused at once (REP 07) when the upstream cannot carry them, never sent direct;
+      // otherwise done after the rest of the chain approved.
       if (ctx.command === Command.BIND) {
-        // The upstream does the BIND; the core's own must not run.
-        return runThrough(chosen, ctx, canBind, 'BIND', timeouts.connect, (chain, budget) => attemptThrough(ctx, chain, (c) => bindThrough(c, ctx, budget)))
+        assertCarries(chosen, canBind, 'BIND')
+        ctx.binder = binders.get(chosen)!
+        return next()
       }
-      const relay = await runThrough(chosen, ctx, canAssociate, 'UDP ASSOCIATE', timeouts.connect, (chain, budget) => attemptThrough(ctx, chain, (c) => associateUpstream(c, ctx, budget)))
-      return relayUdpThrough(relay, ctx, next)
+      assertCarries(chosen, canAssociate, 'UDP ASSOCIATE')
+      return associateThrough(chosen, ctx, next)
     })
 
     // Only an upstream that can carry UDP makes a per-datagram middleware worth its cost.
@@ -132,14 +140,6 @@ async function routeMatches(route: RouteSpec, ctx: ConnectContext): Promise<bool
   return false
 }
 
-function canBind(chain: ProxyChain): boolean {
-  return chain.canBind
-}
-
-function canAssociate(chain: ProxyChain): boolean {
-  return chain.canAssociate
-}
-
 function hasUdp(upstream: Upstream): boolean {
-  return upstream instanceof ProxyPool ? upstream.members.some(canAssociate) : upstream.canAssociate
+  return carries(upstream, canAssociate)
 }

@@ -2,12 +2,22 @@ import { isLogLevelEnabled, isSocksError, SocksError, type ConnectContext, type 
 import { socksAssociate, type UdpAssociation as UpstreamAssociation } from 'socksmith/client'
 import { clientProxyOptions, sendsNames, unavailable } from './dialer.js'
 import type { ProxyChain } from './dialer.js'
+import { runThrough, type Upstream } from './pool.js'
+import { attemptThrough } from './report.js'
 
 declare module 'socksmith' {
   interface SocksState {
-    /** Set by the upstream plugin while a UDP association is relayed through an upstream SOCKS5 proxy. */
-    upstreamUdp: UpstreamUdpRelay | null
+    /**
+     * Set by the upstream plugin while a UDP association is relayed through an upstream SOCKS5
+     * proxy; 'pending' while the upstream association is being set up (no datagram may go direct).
+     */
+    upstreamUdp: UpstreamUdpRelay | 'pending' | null
   }
+}
+
+/** UDP ASSOCIATE needs a single SOCKS5 hop. */
+export function canAssociate(chain: ProxyChain): boolean {
+  return chain.canAssociate
 }
 
 /** A client association's datagrams re-wrapped for an upstream SOCKS5 relay. */
@@ -42,18 +52,21 @@ export async function associateUpstream(chain: ProxyChain, ctx: ConnectContext, 
 }
 
 /**
- * Lets the core set up the client-facing association (`next()`), then ties it to the upstream one:
- * datagrams from the upstream relay go to the client as if from their peer, and either side ending
- * ends the other.
+ * UDP ASSOCIATE through `upstream`. The rest of the connect chain runs first (`next()`: later
+ * middleware such as rules check the request, and the core sets up the client-facing
+ * association); only then is the upstream association opened and tied to it: datagrams from the
+ * upstream relay go to the client as if from their peer, and either side ending ends the other.
  */
-export async function relayUdpThrough(relay: UpstreamUdpRelay, ctx: ConnectContext, next: Next): Promise<void> {
+export async function associateThrough(upstream: Upstream, ctx: ConnectContext, next: Next): Promise<void> {
+  // Until the upstream association is tied, a datagram must not take the direct path.
+  ctx.state.upstreamUdp = 'pending'
+  await next()
+  const relay = await runThrough(upstream, ctx, canAssociate, 'UDP ASSOCIATE', ctx.server.timeouts.connect, (chain, budget) => attemptThrough(ctx, chain, (c) => associateUpstream(c, ctx, budget)))
+  tieAssociations(relay, ctx)
+}
+
+function tieAssociations(relay: UpstreamUdpRelay, ctx: ConnectContext): void {
   const upstream = relay.upstream
-  try {
-    await next()
-  } catch (err) {
-    upstream.close()
-    throw err
-  }
   const association = ctx.association
   if (association === null || association.closed) {
     upstream.close()
@@ -74,12 +87,17 @@ export async function relayUdpThrough(relay: UpstreamUdpRelay, ctx: ConnectConte
 
 /**
  * `datagram` middleware: outgoing datagrams of a relayed association go to the upstream relay
- * instead of the direct path (consumed, so they count as forwarded, not dropped). Incoming ones
- * come from the upstream association through `sendToClient` and pass on to later middleware.
+ * instead of the direct path (consumed, so they count as forwarded, not dropped), but only those
+ * that every later middleware let through: the datagram is taken after `next()`, so a `rules`
+ * registered after this plugin still drops (or resolves and vets) it first. Incoming ones come from
+ * the upstream association through `sendToClient` and pass on to later middleware.
  */
 export async function upstreamDatagram(dctx: DatagramContext, next: Next): Promise<void> {
   const relay = dctx.association.state.upstreamUdp
   if (relay === null || dctx.direction !== 'out') return next()
+  if (relay === 'pending') return dctx.drop()
+  await next()
+  if (dctx.dropped || dctx.consumed) return
   dctx.consume()
   const peer = dctx.peer.type === 'domain' && !relay.sendsNames ? await dctx.resolve() : dctx.peer
   relay.upstream.send(dctx.data, peer, ignoreSendError)

@@ -602,6 +602,46 @@ test('BIND through an upstream: no peer within bindAccept is REP 06 in the secon
   await waitFor(() => up.server.connections === 0)
 })
 
+test('registered before rules, the upstream still relays only what the rules allow: CONNECT, UDP datagrams and BIND', { timeout: 8000 }, async (t) => {
+  const echo = await startEcho(t)
+  const allowedUdp = await startUdpEcho(t)
+  const deniedUdp = await startUdpEcho(t)
+  const up = await startUpstreamSocks(t)
+  const front = await startSocks(t, { resolver: mapResolver({ 'echo.test': ['127.0.0.1'], 'evil.test': ['127.0.0.2'] }) }, (server) => {
+    server.register(upstream, { proxy: up.url('socks5h') })
+    server.register(rules, { default: 'allow', rules: [{ action: 'deny', to: '127.0.0.2' }, { action: 'deny', ports: deniedUdp.port }] })
+  })
+  // CONNECT: the vetted IP goes upstream, a denied name never does.
+  await echoThrough(t, front.port, { host: 'echo.test', port: echo.port })
+  assert.deepEqual(await rawReply(t, front.port, domainRequest(1, 'evil.test', echo.port)), hex('05020001000000000000'))
+  assert.deepEqual(up.seen.map((s) => `${s.command} ${s.type} ${s.host}`), ['connect ipv4 127.0.0.1'])
+
+  // UDP: a datagram to a denied peer is dropped before it reaches the upstream relay.
+  const association = await socksAssociate({ host: '127.0.0.1', port: front.port })
+  t.after(() => association.close())
+  association.send(Buffer.from('one'), { host: '127.0.0.1', port: allowedUdp.port })
+  assert.equal(String(((await once(association, 'message')) as [Buffer])[0]), 'one')
+  association.send(Buffer.from('denied'), { host: '127.0.0.1', port: deniedUdp.port })
+  association.send(Buffer.from('two'), { host: '127.0.0.1', port: allowedUdp.port })
+  assert.equal(String(((await once(association, 'message')) as [Buffer])[0]), 'two')
+  assert.deepEqual(up.datagrams.filter((d) => d.direction === 'out').map((d) => d.port), [allowedUdp.port, allowedUdp.port], 'the upstream relay never got the denied datagram')
+  assert.equal(deniedUdp.received.length, 0)
+  association.close()
+
+  // BIND: a denied DST.ADDR is refused before the upstream is asked ...
+  assert.deepEqual(await rawReply(t, front.port, ipv4Request(2, '127.0.0.2', 0)), hex('05020001000000000000'))
+  assert.equal(up.seen.filter((s) => s.command === 'bind').length, 0)
+  // ... and a denied peer of the upstream's listener ends the BIND with REP 02.
+  const { socket, bound, accepted } = await socksBind({ host: '127.0.0.1', port: front.port }, { host: '0.0.0.0', port: 0 })
+  trackClient(t, socket)
+  const peer = connect({ host: bound.host, port: bound.port, localAddress: '127.0.0.2' })
+  peer.on('error', () => {})
+  trackClient(t, peer)
+  await assert.rejects(accepted, (err: SocksError) => err.code === 'ERR_SOCKS_REPLY' && err.reply === 0x02)
+  await once(peer, 'close')
+  await waitFor(() => front.server.connections === 0 && up.server.connections === 0)
+})
+
 // ---- Dante ----
 
 describe('through Dante', () => {
