@@ -31,7 +31,7 @@ export function carries(upstream: Upstream, eligible: (chain: ProxyChain) => boo
 /**
  * Several upstreams for the same traffic. `failover` always starts at the first; `round-robin`
  * starts one further each connection. Either way, an upstream that fails (ERR_SOCKS_PROXY_FAILED:
- * unreachable, closed, refused our login) is skipped for `cooldown` ms and the next one is tried
+ * unreachable, closed, refused our login, silent past handshakeTimeout) is skipped for `cooldown` ms and the next one is tried
  * within the same connection. When all are cooling down they are tried anyway, soonest-recovering
  * first, rather than refusing the client outright. All tries of one connection share its connect
  * timeout: a member that failed slowly leaves the next one less time, never more.
