@@ -283,7 +283,7 @@ const NODE_SERVER_FLAGS = [
 ]
 
 function cliNodeFlags(): string[] {
-  const shebang = readFileSync(join(REPO, 'src/cli.ts'), 'utf8').split('\n', 1)[0]!
+  const shebang = readFileSync(join(REPO, 'src/cli/bin.cts'), 'utf8').split('\n', 1)[0]!
   const match = /^#!\/usr\/bin\/env -S node\s+(.*)$/.exec(shebang)
   return match === null ? [] : match[1]!.split(/\s+/).filter((flag) => flag !== '')
 }

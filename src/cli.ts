@@ -1,17 +1,17 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+// The CLI's ES entry, loaded by cli/bin.cts (the `socksmith` command).
 import { parseArgs } from 'node:util'
 import type { AddressInfo } from 'node:net'
-import { announceListening, announceReady, isClusterWorker, parseWorkers, runPrimary } from './cluster.js'
-import { writePidFile } from './pid-file.js'
+import { announceListening, announceReady, isClusterWorker, parseWorkers, runPrimary } from './ops/cluster.js'
+import { writePidFile } from './cli/pid-file.js'
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import * as nodeModule from 'node:module'
-import { isLogLevel, type Logger } from './logger.js'
-import { switchableLogger } from './cli-logger.js'
-import { shareMetricsWithPrimary, startClusterMetrics, startMetrics, type MetricsServer } from './metrics.js'
-import { isSocksError } from './errors.js'
-import { keepServingOnUncaught, sizeThreadPool } from './cli-process.js'
-import type { SocksServer } from './server.js'
+import { isLogLevel, type Logger } from './ops/logger.js'
+import { switchableLogger } from './cli/logger.js'
+import { shareMetricsWithPrimary, startClusterMetrics, startMetrics, type MetricsServer } from './ops/metrics.js'
+import { isSocksError } from './core/errors.js'
+import { keepServingOnUncaught } from './cli/process.js'
+import type { SocksServer } from './core/server.js'
 import { createServerFromConfig, loadConfig, prepareServer } from './config/load.js'
 import { printableConfig } from './config/print.js'
 import { reloadFromConfig } from './config/reload.js'
@@ -76,7 +76,6 @@ function errorText(err: unknown): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  sizeThreadPool()
   let values: Flags
   let positionals: string[]
   try {

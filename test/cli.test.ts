@@ -376,11 +376,11 @@ async function roundTrip(socket: Socket, text: string): Promise<string> {
 test('the socksmith command and npm start run Node with the same flags (a small young generation)', async (t) => {
   const shebang = readFileSync(CLI, 'utf8').split('\n', 1)[0]!
   const match = /^#!\/usr\/bin\/env -S node (.+)$/.exec(shebang)
-  assert.ok(match !== null, `shebang of dist/src/cli.js: ${shebang}`)
+  assert.ok(match !== null, `shebang of dist/src/cli/bin.cjs: ${shebang}`)
   const flags = match[1]!
   assert.match(flags, /--max-semi-space-size=\d+/)
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
-  assert.equal(pkg.scripts.start, `node ${flags} dist/src/cli.js`)
+  assert.equal(pkg.scripts.start, `node ${flags} dist/src/cli/bin.cjs`)
   // Started as an installed bin is (npm makes it executable; a build alone does not): the kernel
   // runs the #! line's program with its argument, then the file and the command's arguments.
   const echo = await startEcho(t)

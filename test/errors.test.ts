@@ -1,4 +1,4 @@
-// The README's error table and the catalogue in src/errors.ts must agree, both ways.
+// The README's error table and the catalogue in src/core/errors.ts must agree, both ways.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'

@@ -32,9 +32,9 @@ test('every entry of the exports map loads from dist by the package name', async
 
 test('the built CLI answers --version and --help', async () => {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-  const version = await run(process.execPath, ['dist/src/cli.js', '--version'], { cwd: root, env })
+  const version = await run(process.execPath, ['dist/src/cli/bin.cjs', '--version'], { cwd: root, env })
   assert.equal(version.stdout.trim(), pkg.version)
-  const help = await run(process.execPath, ['dist/src/cli.js', '--help'], { cwd: root, env })
+  const help = await run(process.execPath, ['dist/src/cli/bin.cjs', '--help'], { cwd: root, env })
   assert.equal(help.code, 0)
   assert.match(help.stdout, /Usage: socksmith/)
 })

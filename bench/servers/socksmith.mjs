@@ -73,7 +73,7 @@ async function start() {
   await server.listen({ host: '127.0.0.1', port, backlog: 4096 })
 }
 
-// --workers: node:cluster shares the port, as `socksmith --workers N` does (src/cluster.ts); this
+// --workers: node:cluster shares the port, as `socksmith --workers N` does (src/ops/cluster.ts); this
 // script builds its server with createServer(), so it forks the workers itself. SCHED_NONE lets the
 // kernel spread accepts, so the primary is not a relay of its own.
 if (workers > 1 && cluster.isPrimary) {

@@ -5,7 +5,7 @@ import { encodeGreeting, parseMethodSelection } from '../protocol/greeting.js'
 import { encodePasswordRequest, parsePasswordStatus } from '../protocol/password.js'
 import { parseReply } from '../protocol/request.js'
 import { ByteReader, type MessageParser } from '../protocol/reader.js'
-import { SocksError, isSocksError } from '../errors.js'
+import { SocksError, isSocksError } from '../core/errors.js'
 
 /** Where a SOCKS5 proxy listens and how to log in to it. */
 export interface ProxyOptions {

@@ -1,7 +1,7 @@
 import { isAbsolute } from 'node:path'
-import { SocksError } from '../errors.js'
-import type { Logger } from '../logger.js'
-import type { SocksServer } from '../server.js'
+import { SocksError } from '../core/errors.js'
+import type { Logger } from '../ops/logger.js'
+import type { SocksServer } from '../core/server.js'
 import { createServerFromConfig, loadConfig } from './load.js'
 import type { LoadedConfig } from './types.js'
 

@@ -2,10 +2,10 @@ import { createRequire } from 'node:module'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, extname, isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { assertPlugin, definePlugin, isPhase, PHASES, type Plugin } from '../plugin.js'
-import { isSocksError, SocksError } from '../errors.js'
+import { assertPlugin, definePlugin, isPhase, PHASES, type Plugin } from '../core/plugin.js'
+import { isSocksError, SocksError } from '../core/errors.js'
 import { describe, isPlainObject, IssueList } from './validate.js'
-import { didYouMean } from '../suggest.js'
+import { didYouMean } from '../plugin-kit/suggest.js'
 import type { LoadedPlugin } from './types.js'
 
 /** Plugins shipped with socksmith, found by these names in a config's `plugins`. */

@@ -1,8 +1,8 @@
-import type { Middleware } from '../compose.js'
-import type { LogLevel } from '../logger.js'
-import type { Phase, PhaseContexts, Plugin } from '../plugin.js'
-import type { Timeouts } from '../server.js'
-import type { ClientPrefix } from '../client-group.js'
+import type { Middleware } from '../core/compose.js'
+import type { LogLevel } from '../ops/logger.js'
+import type { Phase, PhaseContexts, Plugin } from '../core/plugin.js'
+import type { Timeouts } from '../core/server.js'
+import type { ClientPrefix } from '../core/client-group.js'
 
 /** Milliseconds, or a string with a unit: `"250ms"`, `"30s"`, `"5m"`, `"1h"`. */
 export type Duration = number | string

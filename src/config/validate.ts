@@ -1,13 +1,13 @@
-import { SocksError, isSocksError, type SocksErrorCode } from '../errors.js'
-import { isLogLevel } from '../logger.js'
-import { DEFAULT_TIMEOUTS, type Timeouts } from '../server.js'
+import { SocksError, isSocksError, type SocksErrorCode } from '../core/errors.js'
+import { isLogLevel } from '../ops/logger.js'
+import { DEFAULT_TIMEOUTS, type Timeouts } from '../core/server.js'
 import type { EffectiveConfig, EffectiveListen, EffectiveMetrics, LoadedPlugin } from './types.js'
-import { didYouMean } from '../suggest.js'
-import { failuresOf } from '../plugin.js'
-import { checkClientPrefix, DEFAULT_CLIENT_PREFIX, type ClientPrefix } from '../client-group.js'
-import { describe, isPlainObject } from '../option-values.js'
-import { checkProxyProtocol } from '../proxy-trust.js'
-import { checkPerUser } from '../metrics.js'
+import { didYouMean } from '../plugin-kit/suggest.js'
+import { failuresOf } from '../core/plugin.js'
+import { checkClientPrefix, DEFAULT_CLIENT_PREFIX, type ClientPrefix } from '../core/client-group.js'
+import { describe, isPlainObject } from '../plugin-kit/option-values.js'
+import { checkProxyProtocol } from '../core/proxy-trust.js'
+import { checkPerUser } from '../ops/metrics.js'
 
 /** One problem in a config: where (`timeouts.idle`) and what. */
 export interface ConfigIssue {

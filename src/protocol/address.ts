@@ -1,7 +1,7 @@
 import { isIP } from 'node:net'
 import ipaddr from 'ipaddr.js'
 import { AddressType } from './constants.js'
-import { SocksError } from '../errors.js'
+import { SocksError } from '../core/errors.js'
 import { toAsciiDomainName } from './domain-name.js'
 
 /** A SOCKS address: what DST.ADDR/DST.PORT or BND.ADDR/BND.PORT carry. */

@@ -1,5 +1,5 @@
 import { readAddress, encodedAddressLength, writeAddress, type Address } from './address.js'
-import { isSocksError } from '../errors.js'
+import { isSocksError } from '../core/errors.js'
 
 /**
  * UDP request header (RFC 1928 §7).

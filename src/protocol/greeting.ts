@@ -1,6 +1,6 @@
 import { SOCKS_VERSION } from './constants.js'
 import type { Decoded } from './address.js'
-import { SocksError } from '../errors.js'
+import { SocksError } from '../core/errors.js'
 
 /**
  * Client greeting (RFC 1928 §3).

@@ -1,6 +1,6 @@
 import { PASSWORD_AUTH_VERSION } from './constants.js'
 import type { Decoded } from './address.js'
-import { SocksError } from '../errors.js'
+import { SocksError } from '../core/errors.js'
 
 /**
  * Username/password request (RFC 1929 §2).

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net'
 import { formatIPv6, type Decoded } from './address.js'
-import { SocksError } from '../errors.js'
+import { SocksError } from '../core/errors.js'
 
 /**
  * The PROXY protocol header a load balancer (haproxy, AWS NLB, ...) puts in front of a connection

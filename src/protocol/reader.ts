@@ -1,4 +1,4 @@
-import { SocksError } from '../errors.js'
+import { SocksError } from '../core/errors.js'
 
 /** A decoder over the bytes collected so far: a value and its length, or null when more bytes are needed. */
 export type MessageParser<T> = (buf: Buffer) => { readonly value: T; readonly length: number } | null

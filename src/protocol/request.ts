@@ -1,6 +1,6 @@
 import { Command, Reply, SOCKS_VERSION } from './constants.js'
 import { encodedAddressLength, readAddress, writeAddress, type Address, type Decoded } from './address.js'
-import { SocksError } from '../errors.js'
+import { SocksError } from '../core/errors.js'
 
 /**
  * Request (RFC 1928 §4).

@@ -10,7 +10,8 @@ import { SocksClient } from 'socks'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 /** The built binary, as `npx socksmith` runs it. Tests need `npm run build` first (npm test does it). */
-export const CLI = join(ROOT, 'dist/src/cli.js')
+/** The `socksmith` command as package.json's bin names it. */
+export const CLI = join(ROOT, 'dist/src/cli/bin.cjs')
 
 export interface Running {
   readonly child: ChildProcess

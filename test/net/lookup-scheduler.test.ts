@@ -1,7 +1,7 @@
 // The system resolver's threads are shared out so that no client, and no flood of datagrams, takes them all.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { LookupScheduler, threadPoolSize } from '../../src/lookup-scheduler.js'
+import { LookupScheduler, threadPoolSize } from '../../src/net/lookup-scheduler.js'
 
 /** A lookup the test answers by hand, as a slow nameserver would. */
 function manualLookup(log: string[], name: string): { run: () => Promise<string>; answer: () => void } {
@@ -21,9 +21,10 @@ function manualLookup(log: string[], name: string): { run: () => Promise<string>
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 test('slots: one less than the pool; a client gets at most half; datagrams at most half', async () => {
-  assert.equal(new LookupScheduler(4).slots, 3)
-  assert.equal(new LookupScheduler(1).slots, 2)
-  const scheduler = new LookupScheduler(9) // 8 slots: 4 per client, 4 for datagrams
+  assert.equal(new LookupScheduler(4).slots, 2)
+  assert.equal(new LookupScheduler(1).slots, 1)
+  assert.equal(new LookupScheduler(16).slots, 8)
+  const scheduler = new LookupScheduler(16) // 8 slots: 4 per client, 4 for datagrams
   const log: string[] = []
   const lookups = Array.from({ length: 6 }, (_, i) => manualLookup(log, `a${i}`))
   for (const l of lookups) void scheduler.schedule(l.run, { client: 'A' }, undefined)
@@ -45,7 +46,7 @@ test('slots: one less than the pool; a client gets at most half; datagrams at mo
 })
 
 test('a slot is held until the lookup settles, even when its caller gave up', async () => {
-  const scheduler = new LookupScheduler(3) // 2 slots, 1 per client
+  const scheduler = new LookupScheduler(4) // 2 slots, 1 per client
   const log: string[] = []
   const controller = new AbortController()
   const hung = manualLookup(log, 'hung')
@@ -66,7 +67,7 @@ test('a slot is held until the lookup settles, even when its caller gave up', as
 })
 
 test('waiters start round-robin across clients', async () => {
-  const scheduler = new LookupScheduler(3) // 2 slots, 1 per client
+  const scheduler = new LookupScheduler(4) // 2 slots, 1 per client
   const log: string[] = []
   const blockers = [manualLookup(log, 'X'), manualLookup(log, 'Y')]
   void scheduler.schedule(blockers[0]!.run, { client: 'X' }, undefined)

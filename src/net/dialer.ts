@@ -1,8 +1,8 @@
 import { connect, isIP, type Socket, type LookupFunction } from 'node:net'
-import type { ConnectContext, ConnectionContext } from './context.js'
+import type { ConnectContext, ConnectionContext } from '../core/context.js'
 import type { ResolvedAddress } from './resolver.js'
-import { SocksError, toSocksError } from './errors.js'
-import { relayReads } from './relay.js'
+import { SocksError, toSocksError } from '../core/errors.js'
+import { relayReads } from '../commands/relay.js'
 import { dialableIp } from './destination.js'
 
 export interface DialOptions {

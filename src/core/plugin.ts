@@ -1,9 +1,9 @@
 import type { Middleware } from './compose.js'
 import type { AuthContext, BaseContext, ConnectContext, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
-import type { DatagramContext } from './udp.js'
-import type { Dialer } from './dialer.js'
-import type { Resolver } from './resolver.js'
-import type { Logger } from './logger.js'
+import type { DatagramContext } from '../commands/udp.js'
+import type { Dialer } from '../net/dialer.js'
+import type { Resolver } from '../net/resolver.js'
+import type { Logger } from '../ops/logger.js'
 import type { SocksServer } from './server.js'
 import { isSocksError, SocksError } from './errors.js'
 

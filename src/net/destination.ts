@@ -1,8 +1,8 @@
 import { isIP } from 'node:net'
 import ipaddr from 'ipaddr.js'
-import { SocksError } from './errors.js'
-import type { Address } from './protocol/address.js'
-import { toAsciiDomainName } from './protocol/domain-name.js'
+import { SocksError } from '../core/errors.js'
+import type { Address } from '../protocol/address.js'
+import { toAsciiDomainName } from '../protocol/domain-name.js'
 
 /**
  * What is actually dialled. Access rules, logs and the dialer must all see the address the system

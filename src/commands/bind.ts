@@ -1,8 +1,8 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import { once } from 'node:events'
-import type { ConnectionContext } from './context.js'
-import { toAddress, unmapIPv4, type Address } from './protocol/address.js'
-import { SocksError } from './errors.js'
+import type { ConnectionContext } from '../core/context.js'
+import { toAddress, unmapIPv4, type Address } from '../protocol/address.js'
+import { SocksError } from '../core/errors.js'
 
 /**
  * BIND (RFC 1928 §4): listen on the proxy's address facing the client, send the first reply with

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import { SocksError } from './errors.js'
+import { SocksError } from '../core/errors.js'
 import { READ_SIZE_BULK, nextReadBuffer, readInto, releaseReadBuffer, setNextReadBuffer, sharedReadBuffer, takeReadBuffer } from './read-buffers.js'
 
 const kRelay = Symbol('socksmith.relay')

@@ -1,5 +1,5 @@
 import { pino } from 'pino'
-import { createLogger, fromPino, type Logger, type LogLevel } from './logger.js'
+import { createLogger, fromPino, type Logger, type LogLevel } from '../ops/logger.js'
 
 /** The CLI's logger: a reload switches its level, and the server and every context keep the same object. */
 export interface SwitchableLogger extends Logger {

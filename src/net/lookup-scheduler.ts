@@ -10,7 +10,8 @@
  *
  * So lookups start only while a slot is free, a slot is held until getaddrinfo really returns (not
  * until the caller stops waiting), and the slots are shared out:
- * - at most `slots` lookups run at once: one less than the pool, so file-system work keeps a thread;
+ * - at most `slots` lookups run at once: what libuv itself allows of slow work, half the pool
+ *   (https://github.com/libuv/libuv/blob/v1.x/src/threadpool.c), so none of ours queues inside libuv;
  * - one client (an address group, see client-group.ts) runs at most half of them;
  * - datagram lookups (UDP ASSOCIATE) run at most half of them, so CONNECTs always have the rest;
  * - a free slot goes to the waiting client with the fewest lookups running (ties round-robin),
@@ -48,7 +49,9 @@ export class LookupScheduler {
   #waitingCount = 0
 
   constructor(threads: number) {
-    this.slots = Math.max(2, threads - 1)
+    // libuv runs at most (threads + 1) / 2 "slow" requests (getaddrinfo among them) at once, so
+    // that file-system work always has threads left (uv__work_submit's UV__WORK_SLOW_IO class).
+    this.slots = Math.max(1, (threads + 1) >> 1)
     this.#perClient = Math.max(1, Math.floor(this.slots / 2))
     this.#perKind = Math.max(1, Math.floor(this.slots / 2))
   }

@@ -3,12 +3,12 @@ import type { AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { Counter, Registry } from 'prom-client'
-import type { ConnectionContext } from './context.js'
-import { SocksError, isSocksError } from './errors.js'
-import { describe, isPlainObject } from './option-values.js'
-import { Command, Reply } from './protocol/constants.js'
-import type { Resolver } from './resolver.js'
-import type { SocksServer } from './server.js'
+import type { ConnectionContext } from '../core/context.js'
+import { SocksError, isSocksError } from '../core/errors.js'
+import { describe, isPlainObject } from '../plugin-kit/option-values.js'
+import { Command, Reply } from '../protocol/constants.js'
+import type { Resolver } from '../net/resolver.js'
+import type { SocksServer } from '../core/server.js'
 
 export interface MetricsOptions {
   /**

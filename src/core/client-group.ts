@@ -1,7 +1,7 @@
 import { isIP } from 'node:net'
 import ipaddr from 'ipaddr.js'
 import { SocksError } from './errors.js'
-import { unmapIPv4 } from './protocol/address.js'
+import { unmapIPv4 } from '../protocol/address.js'
 
 /**
  * How many leading bits of a client address make one client, for every per-client count: the

@@ -1,16 +1,4 @@
-import type { Logger } from './logger.js'
-
-/**
- * libuv threads the CLI runs with unless UV_THREADPOOL_SIZE is set: name lookups (getaddrinfo)
- * occupy one each for as long as a nameserver takes to answer, so 4 (libuv's default) is few for a
- * proxy; the system resolver shares whatever there is fairly between clients (lookup-scheduler.ts).
- * Must be set before the pool's first use, which is why the CLI does it first thing.
- */
-export const CLI_THREADPOOL_SIZE = 16
-
-export function sizeThreadPool(env: NodeJS.ProcessEnv = process.env): void {
-  env.UV_THREADPOOL_SIZE ??= String(CLI_THREADPOOL_SIZE)
-}
+import type { Logger } from '../ops/logger.js'
 
 /**
  * A throw in a timer a middleware started, or a promise a plugin left to reject unobserved, would

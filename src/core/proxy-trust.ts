@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net'
 import { SocksError } from './errors.js'
-import { describe, isPlainObject } from './option-values.js'
+import { describe, isPlainObject } from '../plugin-kit/option-values.js'
 
 /**
  * Who may send a PROXY protocol header on a listener. The header names the client, and limits,

@@ -1,4 +1,4 @@
-import { Reply } from './protocol/constants.js'
+import { Reply } from '../protocol/constants.js'
 
 const kSocksError = Symbol.for('socksmith.SocksError')
 

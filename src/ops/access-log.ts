@@ -1,7 +1,7 @@
-import type { ConnectionContext } from './context.js'
-import { isSocksError } from './errors.js'
+import type { ConnectionContext } from '../core/context.js'
+import { isSocksError } from '../core/errors.js'
 import { isLogLevelEnabled } from './logger.js'
-import { formatAddress } from './protocol/address.js'
+import { formatAddress } from '../protocol/address.js'
 
 /**
  * The access-log line of a connection that ended: `info`, message `access`. Listens to the
