@@ -27,7 +27,7 @@ import {
   type Address,
   type MessageParser,
 } from '../../src/protocol/index.js'
-import { SocksError } from '../../src/errors.js'
+import { SocksError } from '../../src/core/errors.js'
 
 /** Hex with optional spaces → bytes. Vectors are written out by hand from the RFC layouts. */
 function h(hex: string): Buffer {
