@@ -17,6 +17,14 @@ function collect(dir) {
   return files
 }
 
+// scripts/with-node.sh names the Node it put first on PATH; a run that still landed on another
+// (npm or a script calling a node of its own) would test the wrong one, so it stops here.
+const wanted = process.env.SOCKSMITH_NODE_VERSION
+if (wanted !== undefined && process.version !== `v${wanted}` && !process.version.startsWith(`v${wanted}.`)) {
+  console.error(`test/run.mjs: running on Node ${process.version} (${process.execPath}), but scripts/with-node.sh asked for ${wanted}`)
+  process.exit(1)
+}
+
 const only = process.argv.slice(2)
 const files = only.length > 0 ? only : collect('test')
 const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import tsx --conditions=source`.trim() }
