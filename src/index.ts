@@ -24,7 +24,7 @@ export type {
   ConnectContext,
   RelayContext,
 } from './core/context.js'
-export type { DatagramContext, DatagramDirection, UdpAssociation } from './commands/udp.js'
+export type { DatagramContext, DatagramDirection, UdpAssociation, PipelineSettings, UdpSettings, ServerHandle } from './core/context.js'
 export { systemResolver } from './net/resolver.js'
 export type { Resolver, ResolvedAddress, ResolveOptions, LookupOrigin } from './net/resolver.js'
 export { directDialer, dialTcp } from './net/dialer.js'

@@ -110,7 +110,7 @@ function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | 
     const password = credentials.password
     const client = ctx.client.address
     // The server's notion of one client (an IPv6 /64 by default), the same its connection limits use.
-    const group = clientGroup(client, ctx.server.clientPrefix)
+    const group = clientGroup(client, ctx.settings.clientPrefix)
     const guess = throttle === null ? '' : checker.attemptKey(user, password)
     if (throttle !== null) {
       // Usually a plain boolean (no wait, no extra tick); a promise while the client's earlier guesses are out.

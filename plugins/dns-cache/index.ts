@@ -1,4 +1,4 @@
-import { definePlugin, type SocksServer } from 'socksmith'
+import { definePlugin, type ServerHandle } from 'socksmith'
 import { DnsCache } from './cache.js'
 import { parseDnsCacheOptions, type ResolvedDnsCacheOptions } from './options.js'
 
@@ -9,7 +9,7 @@ export type { DnsCacheOptions, ResolvedDnsCacheOptions } from './options.js'
 export { createDnsTtlProbe, isWorthADnsProbe } from './dns-ttl.js'
 export type { DnsTtlProbe, DnsTtlProbeOptions } from './dns-ttl.js'
 
-const caches = new WeakMap<SocksServer, DnsCache>()
+const caches = new WeakMap<ServerHandle, DnsCache>()
 
 /**
  * The cache the dns-cache plugin installed on `server` (for its counters or to clear it), or
@@ -18,7 +18,7 @@ const caches = new WeakMap<SocksServer, DnsCache>()
  * @example
  * const { hits, misses, coalesced, size } = getDnsCache(server)!.stats()
  */
-export function getDnsCache(server: SocksServer): DnsCache | undefined {
+export function getDnsCache(server: ServerHandle): DnsCache | undefined {
   return caches.get(server)
 }
 

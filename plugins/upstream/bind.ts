@@ -19,7 +19,7 @@ export class UpstreamBinder implements Binder {
   }
 
   bind(ctx: ConnectContext): Promise<void> {
-    return runThrough(this.upstream, ctx, canBind, 'BIND', ctx.server.timeouts.connect, (chain, budget) => attemptThrough(ctx, chain, (c) => bindThrough(c, ctx, budget)))
+    return runThrough(this.upstream, ctx, canBind, 'BIND', ctx.settings.timeouts.connect, (chain, budget) => attemptThrough(ctx, chain, (c) => bindThrough(c, ctx, budget)))
   }
 }
 
@@ -42,11 +42,11 @@ export function canBind(chain: ProxyChain): boolean {
  */
 export async function bindThrough(chain: ProxyChain, ctx: ConnectContext, budget: number): Promise<void> {
   const last = chain.last
-  const bindAccept = ctx.server.timeouts.bindAccept
+  const bindAccept = ctx.settings.timeouts.bindAccept
   const destination = await destinationFor(ctx, last.protocol)
   const deadline = new Deadline(ctx.signal, budget)
   try {
-    const tunnel = await chain.openTunnel(ctx.server.resolver, deadline)
+    const tunnel = await chain.openTunnel(ctx.settings.resolver, deadline)
     let bind: BindResult
     chain.handshakeStep(deadline)
     try {

@@ -87,7 +87,7 @@ export class ProxyChain implements Dialer {
       let socket: Socket
       let bound: Address | null
       try {
-        socket = await this.openTunnel(ctx.server.resolver, deadline)
+        socket = await this.openTunnel(ctx.settings.resolver, deadline)
         try {
           if (isSocks5(this.last)) {
             // The greeting proves the last hop alive; only its answer for the destination may take the rest of the budget.

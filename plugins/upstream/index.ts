@@ -44,7 +44,7 @@ const upstream = definePlugin<UpstreamConfig>({
   parseOptions: parseUpstreamOptions,
   setup(host, config) {
     host.declareState('upstreamUdp', null)
-    const timeouts = host.server.timeouts
+    const timeouts = host.timeouts
     const chainOptions = { handshakeTimeout: handshakeTimeoutFor(config.handshakeTimeout, timeouts.connect, host.log) }
     const build = (spec: TargetSpec | null): Upstream | null => {
       if (spec === null) return null

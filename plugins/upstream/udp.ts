@@ -61,7 +61,7 @@ export async function associateThrough(upstream: Upstream, ctx: ConnectContext, 
   // Until the upstream association is tied, a datagram must not take the direct path.
   ctx.state.upstreamUdp = 'pending'
   await next()
-  const relay = await runThrough(upstream, ctx, canAssociate, 'UDP ASSOCIATE', ctx.server.timeouts.connect, (chain, budget) => attemptThrough(ctx, chain, (c) => associateUpstream(c, ctx, budget)))
+  const relay = await runThrough(upstream, ctx, canAssociate, 'UDP ASSOCIATE', ctx.settings.timeouts.connect, (chain, budget) => attemptThrough(ctx, chain, (c) => associateUpstream(c, ctx, budget)))
   tieAssociations(relay, ctx)
 }
 

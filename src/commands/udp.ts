@@ -1,7 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram'
 import { once } from 'node:events'
 import { isIP } from 'node:net'
-import type { ConnectionContext, Endpoint, SocksState } from '../core/context.js'
+import type { ConnectionContext, DatagramContext, DatagramDirection, Endpoint, SocksState, UdpAssociation } from '../core/context.js'
 import type { CompiledChain } from '../core/compose.js'
 import { encodeDatagramHeader, parseDatagramHeader } from '../protocol/datagram.js'
 import { toAddress, unmapIPv4, type Address } from '../protocol/address.js'
@@ -11,39 +11,7 @@ import { dialableIp } from '../net/destination.js'
 import { toAsciiDomainName } from '../protocol/domain-name.js'
 import { clientGroup } from '../core/client-group.js'
 
-/** A datagram's direction: `out` from the client towards a peer, `in` from a peer back to the client. */
-export type DatagramDirection = 'out' | 'in'
-
-/** `datagram` phase context: one per packet, and only when the datagram chain is not empty. */
-export interface DatagramContext {
-  /** The association's id: the id of its control connection. */
-  readonly id: number
-  /** The user of the control connection (null without authentication). */
-  readonly user: string | null
-  readonly log: Logger
-  /** The association this packet belongs to: its client, user, state, counters and `sendToClient()`. */
-  readonly association: UdpAssociation
-  readonly direction: DatagramDirection
-  /** For `out`, the destination (rewrite it to reroute); for `in`, the peer that sent it. */
-  peer: Address
-  /** The payload: a view into the received packet, not a copy. Replace it to rewrite the payload. */
-  data: Buffer
-  /**
-   * Resolves a domain `peer` with the server's resolver and replaces it with the first address.
-   * Bounded like the core's own datagram lookups (a deadline, a cap per association and per
-   * server); over the cap or past the deadline it rejects and the packet is dropped.
-   */
-  resolve(): Promise<Address>
-  /** Drops this packet. */
-  drop(): void
-  readonly dropped: boolean
-  /**
-   * Takes the packet: the middleware delivered it itself (for example through an upstream relay),
-   * so the association neither forwards it nor counts it as dropped.
-   */
-  consume(): void
-  readonly consumed: boolean
-}
+export type { DatagramContext, DatagramDirection } from '../core/context.js'
 
 export interface UdpAssociationOptions {
   /** Milliseconds without a datagram before the association (and its control connection) ends. */
@@ -91,7 +59,7 @@ const MAX_PEERS = 1024
  * cannot reach every destination. Inbound datagrams are accepted only from peers the client has
  * sent to, unless `acceptFromAnyPeer`.
  */
-export class UdpAssociation {
+export class ServerUdpAssociation implements UdpAssociation {
   readonly id: number
   /** The control connection's client endpoint. */
   readonly client: Endpoint
@@ -232,10 +200,10 @@ export class UdpAssociation {
     budget.inFlight++
     const signal = lookup.controller.signal
     if (this.#options.lookupTimeout > 0) lookup.timer = setTimeout(abortLookup, this.#options.lookupTimeout, lookup.controller)
-    this.#clientGroup ??= clientGroup(this.client.address, this.ctx.server.clientPrefix)
+    this.#clientGroup ??= clientGroup(this.client.address, this.ctx.settings.clientPrefix)
     let answers: readonly { address: string; family: 4 | 6 }[]
     try {
-      answers = await raceAbort(this.ctx.server.resolver.resolve(name, { signal, client: this.#clientGroup, kind: 'datagram' }), signal)
+      answers = await raceAbort(this.ctx.settings.resolver.resolve(name, { signal, client: this.#clientGroup, kind: 'datagram' }), signal)
     } finally {
       if (lookup.timer !== null) clearTimeout(lookup.timer)
       this.#lookups.delete(lookup)
@@ -355,14 +323,14 @@ export class UdpAssociation {
 }
 
 class PacketContext implements DatagramContext {
-  readonly association: UdpAssociation
+  readonly association: ServerUdpAssociation
   readonly direction: DatagramDirection
   peer: Address
   data: Buffer
   dropped = false
   consumed = false
 
-  constructor(association: UdpAssociation, direction: DatagramDirection, peer: Address, data: Buffer) {
+  constructor(association: ServerUdpAssociation, direction: DatagramDirection, peer: Address, data: Buffer) {
     this.association = association
     this.direction = direction
     this.peer = peer

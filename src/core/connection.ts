@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import { ConnectionContext, type AuthContext, type ConnectContext, type ConnectionDriver, type Credentials, type Endpoint, type NegotiateContext, type RelayContext, type RequestContext } from './context.js'
+import { ConnectionContext, type AuthContext, type ConnectContext, type ConnectionDriver, type Credentials, type DatagramContext, type Endpoint, type NegotiateContext, type PipelineSettings, type RelayContext, type RequestContext, type ServerHandle, type SocksState } from './context.js'
 import { ByteReader, type MessageParser } from '../protocol/reader.js'
 import { isIP } from 'node:net'
 import { parseGreeting, encodeMethodSelection } from '../protocol/greeting.js'
@@ -9,11 +9,42 @@ import { parseRequest, encodeReply } from '../protocol/request.js'
 import { Command, Method, Reply } from '../protocol/constants.js'
 import { toAddress, unmapIPv4, type Address } from '../protocol/address.js'
 import { isSocksError, SocksError, toSocksError } from './errors.js'
-import { ChainError } from './compose.js'
+import { ChainError, type CompiledChain } from './compose.js'
 import { channels } from '../ops/diagnostics.js'
 import { isLogLevelEnabled } from '../ops/logger.js'
 import { vetDestination } from '../net/destination.js'
-import type { SocksServer, CompiledChains } from './server.js'
+import type { ClientPrefix } from './client-group.js'
+import type { LookupBudget } from '../commands/udp.js'
+
+/** A pipeline's compiled phases (core/pipeline.ts builds them). */
+export interface CompiledChains {
+  readonly negotiate: CompiledChain<NegotiateContext>
+  readonly auth: CompiledChain<AuthContext>
+  readonly request: CompiledChain<RequestContext>
+  readonly connect: CompiledChain<ConnectContext>
+  readonly relay: CompiledChain<RelayContext>
+  /** null when no middleware handles datagrams: then no per-packet context is made. */
+  readonly datagram: CompiledChain<DatagramContext> | null
+  newState(): SocksState
+}
+
+/** What a connection runs on: the pipeline it was accepted with (core/pipeline.ts). */
+export interface ConnectionPipeline {
+  readonly chains: CompiledChains
+  readonly settings: PipelineSettings
+  readonly datagramLookups: LookupBudget
+}
+
+/** What a connection needs of its server beyond the pipeline: the counts that outlive pipelines. */
+export interface ConnectionHost extends ServerHandle {
+  /** Counts a connection against the per-client limit: the key counted under, null (no limit) or false (at the limit). */
+  claimClient(address: string, settings: PipelineSettings): string | null | false
+  /** Counts a UDP association against its client's limit: the key to release, or null at the limit. */
+  claimAssociation(address: string, max: number, prefix: Readonly<ClientPrefix>): string | null
+  releaseAssociation(key: string): void
+  /** A non-SocksError escaped a middleware: a bug, logged and reported, never fatal. */
+  reportBug(err: unknown, ctx: ConnectionContext | null): void
+}
 
 type DriverPhase = 'negotiate' | 'auth' | 'request' | 'connect' | 'relay' | 'closing' | 'done'
 
@@ -43,7 +74,9 @@ type DrivenSocket = Socket & { [kConnection]: Connection }
 export class Connection implements ConnectionDriver {
   readonly ctx: ConnectionContext
   readonly socket: Socket
-  readonly #server: SocksServer
+  readonly host: ConnectionHost
+  /** The pipeline this connection was accepted with (a reload does not change it). */
+  readonly pipeline: ConnectionPipeline
   readonly #chains: CompiledChains
   readonly #reader = new ByteReader()
   #waiter: Waiter | null = null
@@ -88,17 +121,13 @@ export class Connection implements ConnectionDriver {
     connection.#handleDeadline()
   }
 
-  constructor(server: SocksServer, socket: Socket, id: number, client: Endpoint, local: Endpoint, chains: CompiledChains, onClosed: (connection: Connection) => void) {
-    this.#server = server
-    this.#chains = chains
+  constructor(host: ConnectionHost, pipeline: ConnectionPipeline, socket: Socket, id: number, client: Endpoint, local: Endpoint, onClosed: (connection: Connection) => void) {
+    this.host = host
+    this.pipeline = pipeline
+    this.#chains = pipeline.chains
     this.socket = socket
     this.#onClosed = onClosed
-    this.ctx = new ConnectionContext(server, socket, id, client, local, chains.newState(), this)
-  }
-
-  /** The pipeline this connection was accepted with (a reload does not change it). */
-  get chains(): CompiledChains {
-    return this.#chains
+    this.ctx = new ConnectionContext(host, pipeline.settings, socket, id, client, local, pipeline.chains.newState(), this)
   }
 
   get phase(): DriverPhase {
@@ -239,9 +268,9 @@ export class Connection implements ConnectionDriver {
       this.ctx.replaceClient({ address, port: header.source.port, family: isIP(address) === 6 ? 6 : 4 })
     }
     const address = this.ctx.client.address
-    const counted = this.#server.claimClient(address)
+    const counted = this.host.claimClient(address, this.pipeline.settings)
     if (counted === false) {
-      throw new SocksError('ERR_SOCKS_TOO_MANY_CONNECTIONS', `per-client limit ${this.#server.maxConnectionsPerClient} reached for ${address}`)
+      throw new SocksError('ERR_SOCKS_TOO_MANY_CONNECTIONS', `per-client limit ${this.pipeline.settings.maxConnectionsPerClient} reached for ${address}`)
     }
     this.countedClient = counted
   }
@@ -266,7 +295,7 @@ export class Connection implements ConnectionDriver {
 
   /** The connect phase's bound: the dial (DNS, upstream hops included) and, for BIND, the wait for the peer. */
   #connectPhaseTimeout(): number {
-    const timeouts = this.#server.timeouts
+    const timeouts = this.pipeline.settings.timeouts
     if (this.ctx.command !== Command.BIND) return timeouts.connect
     return timeouts.bindAccept > 0 && timeouts.connect > 0 ? timeouts.bindAccept + timeouts.connect : 0
   }
@@ -288,7 +317,7 @@ export class Connection implements ConnectionDriver {
     if (this.#closed || this.#failed || phase === 'relay' || phase === 'done' || phase === 'closing') return
     const ctx = this.ctx
     if (phase !== 'connect') {
-      const err = new SocksError('ERR_SOCKS_HANDSHAKE_TIMEOUT', `handshake not completed within ${this.#server.timeouts.handshake} ms`)
+      const err = new SocksError('ERR_SOCKS_HANDSHAKE_TIMEOUT', `handshake not completed within ${this.pipeline.settings.timeouts.handshake} ms`)
       ctx.error ??= err
       if (isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('handshake timeout', { id: ctx.id, phase })
       this.socket.destroy()
@@ -297,7 +326,7 @@ export class Connection implements ConnectionDriver {
     // The connect phase ran out: answer it (REP 06, or REP 04 while the name is still being
     // looked up), and stop whatever the chain is still doing (dials and BIND waits watch the signal).
     const err = ctx.lookupPending
-      ? new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `DNS lookup of ${ctx.destination.host} not answered within ${this.#server.timeouts.connect} ms`)
+      ? new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `DNS lookup of ${ctx.destination.host} not answered within ${this.pipeline.settings.timeouts.connect} ms`)
       : new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `connect phase not completed within ${this.#connectPhaseTimeout()} ms`)
     this.#fail(err)
     ctx.abort(err)
@@ -338,7 +367,7 @@ export class Connection implements ConnectionDriver {
       if (!isSocksError(err) && hasErrno(err)) err = toSocksError(err)
     }
     ctx.error ??= err
-    if (!isSocksError(err)) this.#server.reportBug(err, ctx)
+    if (!isSocksError(err)) this.host.reportBug(err, ctx)
     else if (err.code !== 'ERR_SOCKS_CLIENT_CLOSED' && isLogLevelEnabled(ctx.log, 'debug')) ctx.log.debug('connection refused', { id: ctx.id, phase: this.#phase, code: err.code, message: err.message })
     this.#cleanUpTarget()
     if (this.#closed) return
@@ -461,7 +490,7 @@ export class Connection implements ConnectionDriver {
   }
 
   readonly #onUnexpected = (err: unknown): void => {
-    this.#server.reportBug(err, this.ctx)
+    this.host.reportBug(err, this.ctx)
     this.destroy(err)
   }
 }

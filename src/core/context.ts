@@ -2,14 +2,163 @@ import type { Socket } from 'node:net'
 import { Command, commandName, Method, type CommandName } from '../protocol/constants.js'
 import type { Address } from '../protocol/address.js'
 import type { MessageParser } from '../protocol/reader.js'
-import type { ResolvedAddress } from '../net/resolver.js'
-import type { Binder, Dialer } from '../net/dialer.js'
+import type { ResolvedAddress, Resolver } from '../net/resolver.js'
 import type { Logger } from '../ops/logger.js'
-import type { SocksServer } from './server.js'
-import type { UdpAssociation } from '../commands/udp.js'
 import { SocksError } from './errors.js'
 import { dialableIp, vetDomainName } from '../net/destination.js'
-import { clientGroup } from './client-group.js'
+import { clientGroup, type ClientPrefix } from './client-group.js'
+
+// This module is the contract between the core, the commands and the plugins: the phase contexts
+// and the interfaces they mention (dialer, binder, UDP association, the settings of a pipeline, the
+// server as a connection sees it). They refer to each other, so they live together; everything
+// that implements them (server, pipeline, dialers, the UDP association) imports from here, and
+// this module imports none of them.
+
+/** Every wait has a bound. Milliseconds; 0 disables a timeout (not recommended). */
+export interface Timeouts {
+  /** From accept to the end of the request phase, as a deadline (slowloris guard). Default 10 s. */
+  handshake: number
+  /** The connect phase: DNS, the dial, upstream hops (REP 06 when it passes). Default 10 s. */
+  connect: number
+  /** Relay with no byte either way. Default 1 h. */
+  idle: number
+  /** BIND: waiting for the inbound connection. Default 60 s. */
+  bindAccept: number
+  /** UDP association with no datagram either way. Default 2 min. */
+  udpIdle: number
+  /** close(): how long live connections may finish before they are destroyed. Default 10 s. */
+  drain: number
+}
+
+/** UDP ASSOCIATE settings of a pipeline. */
+export interface UdpSettings {
+  /** Accept inbound datagrams from peers the client never sent to. */
+  readonly acceptFromAnyPeer: boolean
+  /** Datagrams queued per UDP socket before new ones are dropped. */
+  readonly maxSendQueue: number
+  /** Live UDP associations per client (see `clientPrefix`). */
+  readonly maxAssociationsPerClient: number
+}
+
+/**
+ * Everything a connection's behaviour depends on besides its chains, fixed when the pipeline is
+ * built (server options plus what plugins set up: resolver, dialer, whether auth is required).
+ * Frozen: a connection reads it for its whole life, and a reload swaps in a new one for new
+ * connections only.
+ */
+export interface PipelineSettings {
+  readonly timeouts: Readonly<Timeouts>
+  readonly resolver: Resolver
+  readonly dialer: Dialer
+  /** A plugin called `requireAuth()`: NO AUTH is no longer accepted by default. */
+  readonly authRequired: boolean
+  readonly allowOpenProxy: boolean
+  readonly accessLog: boolean
+  readonly maxConnections: number
+  /** 0: no limit. */
+  readonly maxConnectionsPerClient: number
+  readonly clientPrefix: Readonly<ClientPrefix>
+  readonly udp: UdpSettings
+}
+
+/** The server a connection belongs to, as middleware and plugins see it. */
+export interface ServerHandle {
+  readonly log: Logger
+  /** Live connections over all listeners. */
+  readonly connections: number
+  /**
+   * Ends the live connections `select` picks (for example those of a user who lost access), as a
+   * forced close does. Returns how many were ended.
+   */
+  destroyConnections(select: (ctx: BaseContext & { readonly user: string | null }) => boolean, reason?: unknown): number
+}
+
+export interface DialOptions {
+  /** Aborts the dial (the client left). */
+  readonly signal: AbortSignal
+  /** Connect timeout in milliseconds; 0 disables it. */
+  readonly timeout: number
+}
+
+/**
+ * Opens the outgoing TCP connection of a CONNECT. The direct dialer connects to the destination;
+ * the upstream plugin's dialers tunnel through other proxies. A dialer resolves the destination only
+ * if it needs an IP (`ctx.resolve()`); if a middleware already resolved and vetted it, `ctx.resolved`
+ * holds the addresses it may use.
+ */
+export interface Dialer {
+  dial(ctx: ConnectContext, options: DialOptions): Promise<Socket>
+}
+
+/**
+ * Sets up a BIND somewhere else than on this server (for example on another proxy, through a tunnel).
+ * It runs where the server's own BIND would, after every connect middleware, so the checks they
+ * installed (`ctx.acceptBindPeer`) and their refusals apply to it too. It sends the first reply
+ * with `ctx.sendFirstBindReply`, waits for the peer (asking `ctx.acceptBindPeer`), then sets
+ * `ctx.upstream` to the peer's stream and `ctx.bound` to the peer's address.
+ */
+export interface Binder {
+  bind(ctx: ConnectContext): Promise<void>
+}
+
+/** A datagram's direction: `out` from the client towards a peer, `in` from a peer back to the client. */
+export type DatagramDirection = 'out' | 'in'
+
+/** A UDP ASSOCIATE on this server: what middleware may read of it and do with it. */
+export interface UdpAssociation {
+  /** The id of its control connection. */
+  readonly id: number
+  /** The control connection's client endpoint. */
+  readonly client: Endpoint
+  readonly user: string | null
+  /** The control connection's state. */
+  readonly state: SocksState
+  /** The control connection's context. */
+  readonly ctx: BaseContext
+  /** Datagrams forwarded each way, and dropped. */
+  readonly datagramsOut: number
+  readonly datagramsIn: number
+  readonly datagramsDropped: number
+  readonly closed: boolean
+  /**
+   * Sends `data` to the client as if it came from `peer` (for middleware that forwards datagrams
+   * itself, such as the upstream plugin relaying through another proxy). Inbound middleware sees it
+   * like any other datagram.
+   */
+  sendToClient(peer: Address, data: Buffer): void
+  close(): void
+}
+
+/** `datagram` phase context: one per packet, and only when the datagram chain is not empty. */
+export interface DatagramContext {
+  /** The association's id: the id of its control connection. */
+  readonly id: number
+  /** The user of the control connection (null without authentication). */
+  readonly user: string | null
+  readonly log: Logger
+  /** The association this packet belongs to: its client, user, state, counters and `sendToClient()`. */
+  readonly association: UdpAssociation
+  readonly direction: DatagramDirection
+  /** For `out`, the destination (rewrite it to reroute); for `in`, the peer that sent it. */
+  peer: Address
+  /** The payload: a view into the received packet, not a copy. Replace it to rewrite the payload. */
+  data: Buffer
+  /**
+   * Resolves a domain `peer` with the pipeline's resolver and replaces it with the first address.
+   * Bounded like the core's own datagram lookups (a deadline, a cap per association and per
+   * server); over the cap or past the deadline it rejects and the packet is dropped.
+   */
+  resolve(): Promise<Address>
+  /** Drops this packet. */
+  drop(): void
+  readonly dropped: boolean
+  /**
+   * Takes the packet: the middleware delivered it itself (for example through an upstream relay),
+   * so the association neither forwards it nor counts it as dropped.
+   */
+  consume(): void
+  readonly consumed: boolean
+}
 
 /**
  * Per-connection plugin data. Extend it by declaration merging and declare the initial value in
@@ -48,7 +197,9 @@ export interface ConnectionDriver {
 export interface BaseContext {
   /** Unique per server, increasing. */
   readonly id: number
-  readonly server: SocksServer
+  readonly server: ServerHandle
+  /** The settings of the pipeline this connection was accepted with (a reload does not change them). */
+  readonly settings: PipelineSettings
   /** The client's TCP socket. Write to it only through the phase's API unless you `hijack()` it. */
   readonly socket: Socket
   readonly client: Endpoint
@@ -96,7 +247,7 @@ export interface RequestContext extends BaseContext {
 export interface ConnectContext extends RequestContext {
   /** Addresses the destination name resolved to, once someone resolved it; middleware may filter them. */
   resolved: ResolvedAddress[] | null
-  /** Resolves the destination (once; later calls return the same list) with the server's resolver. */
+  /** Resolves the destination (once; later calls return the same list) with the pipeline's resolver. */
   resolve(): Promise<ResolvedAddress[]>
   /** Who dials CONNECT. Replace it to route through something else. */
   dialer: Dialer
@@ -138,7 +289,8 @@ export interface RelayContext extends ConnectContext {
  */
 export class ConnectionContext {
   readonly id: number
-  readonly server: SocksServer
+  readonly server: ServerHandle
+  readonly settings: PipelineSettings
   readonly socket: Socket
   #client: Endpoint
   readonly local: Endpoint
@@ -180,16 +332,17 @@ export class ConnectionContext {
   lookupPending = false
   readonly #driver: ConnectionDriver
 
-  constructor(server: SocksServer, socket: Socket, id: number, client: Endpoint, local: Endpoint, state: SocksState, driver: ConnectionDriver) {
+  constructor(server: ServerHandle, settings: PipelineSettings, socket: Socket, id: number, client: Endpoint, local: Endpoint, state: SocksState, driver: ConnectionDriver) {
     this.id = id
     this.server = server
+    this.settings = settings
     this.socket = socket
     this.#client = client
     this.local = local
     this.log = server.log
     this.state = state
     this.startedAt = Date.now()
-    this.dialer = server.dialer
+    this.dialer = settings.dialer
     this.#driver = driver
   }
 
@@ -246,8 +399,9 @@ export class ConnectionContext {
       let answers: ResolvedAddress[]
       try {
         // Who asks goes with the lookup: the system resolver shares its threads out by client.
-        const origin = { signal: this.signal, client: clientGroup(this.#client.address, this.server.clientPrefix), kind: 'connect' as const }
-        answers = await withDeadline(this.server.resolver.resolve(name, origin), this.server.timeouts.connect, name)
+        const settings = this.settings
+        const origin = { signal: this.signal, client: clientGroup(this.#client.address, settings.clientPrefix), kind: 'connect' as const }
+        answers = await withDeadline(settings.resolver.resolve(name, origin), settings.timeouts.connect, name)
       } finally {
         this.lookupPending = false
       }

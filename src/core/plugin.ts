@@ -1,10 +1,8 @@
 import type { Middleware } from './compose.js'
-import type { AuthContext, BaseContext, ConnectContext, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
-import type { DatagramContext } from '../commands/udp.js'
-import type { Dialer } from '../net/dialer.js'
+import type { AuthContext, BaseContext, ConnectContext, DatagramContext, Dialer, NegotiateContext, RelayContext, RequestContext, ServerHandle, SocksState, Timeouts } from './context.js'
 import type { Resolver } from '../net/resolver.js'
+import type { ClientPrefix } from './client-group.js'
 import type { Logger } from '../ops/logger.js'
-import type { SocksServer } from './server.js'
 import { isSocksError, SocksError } from './errors.js'
 
 /** The context each phase's middleware receives. */
@@ -50,8 +48,13 @@ export interface OptionPath {
 
 /** What a plugin's setup gets: the public ways to change a server. */
 export interface PluginHost {
-  readonly server: SocksServer
+  /** The server this pipeline is built for (during a reload: the one built from the new configuration). */
+  readonly server: ServerHandle
   readonly log: Logger
+  /** The pipeline's timeouts (from the server options; fixed before any plugin runs). */
+  readonly timeouts: Readonly<Timeouts>
+  /** What one client is, for per-client counts (`clientGroup(address, host.clientPrefix)`). */
+  readonly clientPrefix: Readonly<ClientPrefix>
   /** Adds middleware to a phase (after the ones already there). */
   use<P extends Phase>(phase: P, ...middleware: Middleware<PhaseContexts[P]>[]): void
   /** Declares a `ctx.state` key and its initial value, so every connection's state has the same shape. */
@@ -88,7 +91,7 @@ export interface PluginHost {
 /** What a plugin's `onReload` hook gets. */
 export interface PluginReload {
   /** The live server. (`host.server` of the new setup is the server the new pipeline was built on.) */
-  readonly server: SocksServer
+  readonly server: ServerHandle
   /** What the previous pipeline's plugin of this name handed over; undefined when it was not there or handed nothing. */
   readonly previous: unknown
   /** Ends live connections as `server.destroyConnections()` does; `reload()` reports how many closed. */

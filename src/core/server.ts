@@ -1,39 +1,22 @@
 import { createServer as createNetServer, isIP, type AddressInfo, type BlockList, type Server as NetServer, type Socket } from 'node:net'
 import { EventEmitter, once } from 'node:events'
 import { getSystemErrorMap } from 'node:util'
-import { Connection } from './connection.js'
-import { compileChain, type CompiledChain, type Middleware } from './compose.js'
-import type { AuthContext, BaseContext, ConnectContext, ConnectionContext, Endpoint, NegotiateContext, RelayContext, RequestContext, SocksState } from './context.js'
-import { dialDirect, directDialer, type Dialer } from '../net/dialer.js'
-import { isSocksError, SocksError } from './errors.js'
-import { createLogger, type Logger, type LogLevel } from '../ops/logger.js'
-import { assertPlugin, isPhase, parsePluginOptions, PHASES, type Phase, type PhaseContexts, type Plugin, type PluginHost, type PluginReload } from './plugin.js'
-import { Command, Method } from '../protocol/constants.js'
-import { unmapIPv4 } from '../protocol/address.js'
-import { systemResolver, type Resolver } from '../net/resolver.js'
-import { relay } from '../commands/relay.js'
-import { avoidHeapTrimming } from '../ops/heap.js'
-import { setUpBind } from '../commands/bind.js'
-import { LookupBudget, UdpAssociation, type DatagramContext } from '../commands/udp.js'
-import { logAccess } from '../ops/access-log.js'
+import { Connection, type ConnectionHost } from './connection.js'
+import type { Middleware } from './compose.js'
+import type { BaseContext, ConnectionContext, Dialer, Endpoint, PipelineSettings, Timeouts } from './context.js'
+import { SocksError } from './errors.js'
+import { assertPlugin, isPhase, parsePluginOptions, PHASES, type Phase, type PhaseContexts, type Plugin, type PluginReload } from './plugin.js'
+import { Pipeline, type MiddlewareLists, type RegisteredPlugin } from './pipeline.js'
 import { clientGroup, toClientPrefix, type ClientPrefix } from './client-group.js'
 import { compileProxyProtocol, type ProxyProtocolOptions } from './proxy-trust.js'
+import { unmapIPv4 } from '../protocol/address.js'
+import { directDialer } from '../net/dialer.js'
+import { systemResolver, type Resolver } from '../net/resolver.js'
+import { createLogger, type Logger, type LogLevel } from '../ops/logger.js'
+import { avoidHeapTrimming } from '../ops/heap.js'
+import { logAccess } from '../ops/access-log.js'
 
-/** Every wait has a bound. Milliseconds; 0 disables a timeout (not recommended). */
-export interface Timeouts {
-  /** From accept to the end of the request (slowloris guard). Default 10 s. */
-  handshake: number
-  /** Outgoing TCP connect. Default 10 s. */
-  connect: number
-  /** Relay with no byte either way. Default 1 h. */
-  idle: number
-  /** BIND: waiting for the inbound connection. Default 60 s. */
-  bindAccept: number
-  /** UDP association with no datagram either way. Default 2 min. */
-  udpIdle: number
-  /** close(): how long live connections may finish before they are destroyed. Default 10 s. */
-  drain: number
-}
+export type { Timeouts } from './context.js'
 
 export const DEFAULT_TIMEOUTS: Readonly<Timeouts> = Object.freeze({
   handshake: 10_000,
@@ -98,43 +81,12 @@ export interface ListenOptions {
   proxyProtocol?: boolean | ProxyProtocolOptions
 }
 
-/** @internal The compiled phases, built once at listen(). */
-export interface CompiledChains {
-  negotiate: CompiledChain<NegotiateContext>
-  auth: CompiledChain<AuthContext>
-  request: CompiledChain<RequestContext>
-  connect: CompiledChain<ConnectContext>
-  relay: CompiledChain<RelayContext>
-  datagram: CompiledChain<DatagramContext> | null
-  newState(): SocksState
-}
-
-type MiddlewareLists = { [P in Phase]: Middleware<PhaseContexts[P]>[] }
-
 /** Where register() was called from, for option errors: `at` prefixes messages, `dir` resolves relative paths. */
 export interface RegisterWhere {
   /** Prefix of the plugin's option and setup error messages, e.g. `plugins[1] (rules): `. Default `plugin <name>: `. */
   at?: string
   /** Folder relative paths in the options are resolved against (the config file's). Default `process.cwd()`. */
   dir?: string
-}
-
-interface UdpServerOptions {
-  acceptFromAnyPeer: boolean
-  maxSendQueue: number
-  maxAssociationsPerClient: number
-  /** Datagram name lookups in flight over all associations. */
-  lookups: LookupBudget
-}
-
-/** Datagram name lookups in flight at once over the whole server (each holds its datagram). */
-const MAX_DATAGRAM_LOOKUPS = 256
-
-interface RegisteredPlugin {
-  plugin: Plugin<unknown>
-  options: unknown
-  /** RegisterWhere.at: names the plugin in its setup errors. */
-  at: string
 }
 
 export interface SocksServerEvents {
@@ -157,85 +109,92 @@ export interface SocksServerEvents {
  * })
  * await server.listen({ port: 1080 })
  */
-export class SocksServer extends EventEmitter<SocksServerEvents> {
+export class SocksServer extends EventEmitter<SocksServerEvents> implements ConnectionHost {
   readonly log: Logger
-  // Not readonly: reload() swaps them in from the new configuration.
-  #timeouts: Readonly<Timeouts>
-  #maxConnections: number
-  #maxConnectionsPerClient: number
-  #clientPrefix: Readonly<ClientPrefix>
-  resolver: Resolver
-  dialer: Dialer
-  #authRequired = false
-  #allowOpenProxy: boolean
-  #accessLog: boolean
-  #udpOptions: UdpServerOptions
+  /** The settings from this server's options: what its pipeline starts from before plugins run. */
+  readonly #base: PipelineSettings
   readonly #middleware: MiddlewareLists = { negotiate: [], auth: [], request: [], connect: [], relay: [], datagram: [] }
-  #plugins: RegisteredPlugin[] = []
-  readonly #stateTemplate: Record<string, unknown> = {}
+  readonly #plugins: RegisteredPlugin[] = []
+  /** The live pipeline: new connections are accepted with it; reload() swaps it. */
+  #pipeline: Pipeline | null = null
+  #starting: Promise<Pipeline> | null = null
+  /** Close hooks of every pipeline this server has run (old connections may still use old plugins). */
   readonly #closeHooks: (() => void | Promise<void>)[] = []
-  /** Plugins' onReload hooks: run when a server reloads into this one's pipeline. */
-  readonly #reloadHooks: { plugin: string; hook: (reload: PluginReload) => void | Promise<void> }[] = []
-  /** What the live pipeline's plugins handed over (name → value), for the next pipeline's hooks. */
-  #handovers = new Map<string, unknown>()
   readonly #listeners: NetServer[] = []
   readonly #connections = new Set<Connection>()
+  // Counts that outlive a pipeline: they describe live connections, whichever pipeline they run on.
   readonly #perClient = new Map<string, number>()
-  #chains: CompiledChains | null = null
-  #starting: Promise<CompiledChains> | null = null
+  readonly #associations = new Map<string, number>()
   #closing: Promise<void> | null = null
   #nextId = 1
   #lastRefusalLog = 0
   #lastAcceptErrorLog = 0
-  readonly #associations = new Map<string, number>()
   #onDrained: (() => void) | null = null
 
   constructor(options: ServerOptions = {}) {
     super()
-    this.#timeouts = Object.freeze({ ...DEFAULT_TIMEOUTS, ...definedOnly(options.timeouts ?? {}) })
-    for (const [key, value] of Object.entries(this.#timeouts)) {
+    const timeouts = Object.freeze({ ...DEFAULT_TIMEOUTS, ...definedOnly(options.timeouts ?? {}) })
+    for (const [key, value] of Object.entries(timeouts)) {
       if (!Number.isFinite(value) || value < 0) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `timeouts.${key} must be a non-negative number of milliseconds`)
     }
-    this.#maxConnections = options.maxConnections ?? 10_000
-    this.#maxConnectionsPerClient = options.maxConnectionsPerClient ?? 0
-    this.#clientPrefix = toClientPrefix(options.clientPrefix)
     this.log = options.logger ?? createLogger(options.logLevel ?? 'warn')
-    this.resolver = options.resolver ?? systemResolver
-    this.dialer = options.dialer ?? directDialer
-    this.#allowOpenProxy = options.allowOpenProxy ?? false
-    this.#accessLog = options.accessLog === true
+    this.#base = Object.freeze({
+      timeouts,
+      resolver: options.resolver ?? systemResolver,
+      dialer: options.dialer ?? directDialer,
+      authRequired: false,
+      allowOpenProxy: options.allowOpenProxy ?? false,
+      accessLog: options.accessLog === true,
+      maxConnections: options.maxConnections ?? 10_000,
+      maxConnectionsPerClient: options.maxConnectionsPerClient ?? 0,
+      clientPrefix: toClientPrefix(options.clientPrefix),
+      udp: Object.freeze({
+        acceptFromAnyPeer: options.udp?.acceptFromAnyPeer ?? false,
+        maxSendQueue: options.udp?.maxSendQueue ?? 1024,
+        maxAssociationsPerClient: options.udp?.maxAssociationsPerClient ?? 64,
+      }),
+    })
     // A listener, not a check per connection: with the access log off nothing runs for it.
-    if (this.#accessLog) this.on('disconnect', logAccess)
-    this.#udpOptions = {
-      acceptFromAnyPeer: options.udp?.acceptFromAnyPeer ?? false,
-      maxSendQueue: options.udp?.maxSendQueue ?? 1024,
-      maxAssociationsPerClient: options.udp?.maxAssociationsPerClient ?? 64,
-      lookups: new LookupBudget(MAX_DATAGRAM_LOOKUPS),
-    }
+    if (this.#base.accessLog) this.on('disconnect', logAccess)
+  }
+
+  /** The live pipeline's settings (before the first listen: those of the options). */
+  get settings(): PipelineSettings {
+    return this.#pipeline?.settings ?? this.#base
   }
 
   get timeouts(): Readonly<Timeouts> {
-    return this.#timeouts
+    return this.settings.timeouts
+  }
+
+  /** The resolver new connections use (a plugin may have replaced the one of the options). */
+  get resolver(): Resolver {
+    return this.settings.resolver
+  }
+
+  /** The dialer new connections start with. */
+  get dialer(): Dialer {
+    return this.settings.dialer
   }
 
   /** Live connections over all listeners; new ones beyond it are closed at once. */
   get maxConnections(): number {
-    return this.#maxConnections
+    return this.settings.maxConnections
   }
 
   /** Live connections from one client; 0 means no limit. */
   get maxConnectionsPerClient(): number {
-    return this.#maxConnectionsPerClient
+    return this.settings.maxConnectionsPerClient
   }
 
   /** What one client is for per-client counts: `clientGroup(address, server.clientPrefix)`. */
   get clientPrefix(): Readonly<ClientPrefix> {
-    return this.#clientPrefix
+    return this.settings.clientPrefix
   }
 
   /** True once a plugin called `requireAuth()`. */
   get authRequired(): boolean {
-    return this.#authRequired
+    return this.settings.authRequired
   }
 
   /** Live connections (handshaking, relaying, or holding a UDP association). */
@@ -252,10 +211,10 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
 
   /** True when the server writes an access-log line per connection (`accessLog`). */
   get accessLog(): boolean {
-    return this.#accessLog
+    return this.settings.accessLog
   }
 
-  /** True after listen() compiled the chains. */
+  /** True after listen() (or prepare()) began building the pipeline. */
   get started(): boolean {
     return this.#starting !== null
   }
@@ -310,15 +269,15 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     if (this.#closing !== null) throw new SocksError('ERR_SOCKS_SERVER_CLOSING', 'server is closed')
     // Parsed here, once: a bad list fails this listen(), and a connection only looks its peer up.
     const trusted = compileProxyProtocol(opts.proxyProtocol)
-    const chains = await this.#start()
-    if (!this.#authRequired && !this.#allowOpenProxy && !isLoopback(listenHost)) {
+    const { settings } = await this.#start()
+    if (!settings.authRequired && !settings.allowOpenProxy && !isLoopback(listenHost)) {
       throw new SocksError('ERR_SOCKS_OPEN_PROXY', `refusing to listen on ${listenHost} without authentication: register the auth plugin, or set allowOpenProxy: true (CLI: --allow-open-proxy) if an open proxy is really what you want`)
     }
-    // Reads the current chains per connection, so reload() reaches listeners that are already open.
-    // A listener bound to one address knows every connection's local endpoint: no getsockname per
-    // connection. Only wildcard listeners ask the socket.
+    // Each connection takes the pipeline live when it is accepted, so reload() reaches listeners
+    // that are already open. A listener bound to one address knows every connection's local
+    // endpoint: no getsockname per connection. Only wildcard listeners ask the socket.
     let local: Endpoint | null = null
-    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => this.#accept(socket, this.#chains ?? chains, local, trusted))
+    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => this.#accept(socket, local, trusted))
     await new Promise<void>((resolve, reject) => {
       const onListenFailed = (err: unknown): void => reject(listenError(listenHost, port, err))
       listener.once('error', onListenFailed)
@@ -364,41 +323,31 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     if (next === this) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'reload() needs a new server, not this one')
     if (next.#listeners.length > 0 || next.#closing !== null) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'reload() needs a server that has never listened')
     if (this.#closing !== null) throw new SocksError('ERR_SOCKS_SERVER_CLOSING', 'server is closed')
-    const chains = await next.#start()
-    if (!next.#authRequired && !next.#allowOpenProxy) {
+    const pipeline = await next.#start()
+    const settings = pipeline.settings
+    if (!settings.authRequired && !settings.allowOpenProxy) {
       const open = this.#listeners.map((l) => (l.address() as AddressInfo).address).find((address) => !isLoopback(address))
       if (open !== undefined) {
         throw new SocksError('ERR_SOCKS_OPEN_PROXY', `refusing to reload: the new configuration has no authentication and ${open} is not loopback (set allowOpenProxy: true if an open proxy is really what you want)`)
       }
     }
-    this.#timeouts = next.#timeouts
-    this.#maxConnections = next.#maxConnections
-    this.#maxConnectionsPerClient = next.#maxConnectionsPerClient
-    this.#clientPrefix = next.#clientPrefix
-    this.resolver = next.resolver
-    this.dialer = next.dialer
-    this.#authRequired = next.#authRequired
-    this.#allowOpenProxy = next.#allowOpenProxy
-    if (next.#accessLog !== this.#accessLog) {
-      this.#accessLog = next.#accessLog
-      if (this.#accessLog) this.on('disconnect', logAccess)
+    // The swap: from here on new connections run on the new pipeline; live ones keep theirs.
+    const previous = this.#pipeline
+    this.#pipeline = pipeline
+    this.#closeHooks.push(...pipeline.closeHooks)
+    if (settings.accessLog !== (previous?.settings.accessLog ?? this.#base.accessLog)) {
+      if (settings.accessLog) this.on('disconnect', logAccess)
       else this.removeListener('disconnect', logAccess)
     }
-    this.#udpOptions = next.#udpOptions
-    this.#plugins = next.#plugins
-    this.#closeHooks.push(...next.#closeHooks)
-    this.#chains = chains
-    const previous = this.#handovers
-    this.#handovers = next.#handovers
     let closed = 0
     const destroyConnections: PluginReload['destroyConnections'] = (select, reason) => {
       const count = this.destroyConnections(select, reason)
       closed += count
       return count
     }
-    for (const { plugin, hook } of next.#reloadHooks) {
+    for (const { plugin, hook } of pipeline.reloadHooks) {
       try {
-        await hook({ server: this, previous: previous.get(plugin), destroyConnections })
+        await hook({ server: this, previous: previous?.handovers.get(plugin), destroyConnections })
       } catch (err) {
         this.log.error(`plugin ${plugin}: reload hook failed`, { error: err instanceof Error ? (err.stack ?? err.message) : String(err) })
       }
@@ -482,75 +431,17 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     if (this.#starting !== null) throw new SocksError('ERR_SOCKS_REGISTER_AFTER_START')
   }
 
-  #start(): Promise<CompiledChains> {
-    this.#starting ??= this.#setUp()
+  #start(): Promise<Pipeline> {
+    this.#starting ??= this.#build()
     return this.#starting
   }
 
-  async #setUp(): Promise<CompiledChains> {
+  async #build(): Promise<Pipeline> {
     avoidHeapTrimming()
-    for (const { plugin, options, at } of this.#plugins) {
-      try {
-        await plugin.setup(this.#pluginHost(plugin.name), options)
-      } catch (err) {
-        // Which plugin failed is what the user needs first; a SocksError keeps its code.
-        const message = err instanceof Error ? err.message : String(err)
-        throw new SocksError(isSocksError(err) ? err.code : 'ERR_PLUGIN_SETUP', `${at}setup failed: ${message}`, { cause: err })
-      }
-    }
-    const m = this.#middleware
-    const template = { ...this.#stateTemplate }
-    const hasState = Object.keys(template).length > 0
-    const chains: CompiledChains = {
-      negotiate: compileChain(m.negotiate, negotiateTerminal),
-      auth: compileChain(m.auth, authTerminal),
-      request: compileChain(m.request, noop),
-      connect: compileChain(m.connect, connectTerminal),
-      relay: compileChain(m.relay, relayTerminal),
-      datagram: m.datagram.length === 0 ? null : compileChain(m.datagram, noop),
-      newState: hasState ? () => ({ ...template }) as unknown as SocksState : () => ({}) as unknown as SocksState,
-    }
-    this.#chains = chains
-    return chains
-  }
-
-  #pluginHost(plugin: string): PluginHost {
-    const server = this
-    return {
-      server,
-      log: this.log,
-      use: (phase, ...middleware) => {
-        if (!isPhase(phase)) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `unknown phase "${String(phase)}"`)
-        ;(this.#middleware[phase] as unknown[]).push(...middleware)
-      },
-      declareState: (key, initial) => {
-        this.#stateTemplate[key as string] = initial
-      },
-      setResolver: (resolver) => {
-        this.resolver = resolver
-      },
-      get resolver() {
-        return server.resolver
-      },
-      setDialer: (dialer) => {
-        this.dialer = dialer
-      },
-      get dialer() {
-        return server.dialer
-      },
-      requireAuth: () => {
-        this.#authRequired = true
-      },
-      onClose: (hook) => {
-        this.#closeHooks.push(hook)
-      },
-      onReload: (hook) => {
-        this.#reloadHooks.push({ plugin, hook })
-      },
-      handOver: (value) => {
-        this.#handovers.set(plugin, value)
-      },
-    }
+    const pipeline = await Pipeline.build({ server: this, log: this.log, base: this.#base, middleware: this.#middleware, plugins: this.#plugins })
+    this.#pipeline ??= pipeline
+    this.#closeHooks.push(...pipeline.closeHooks)
+    return pipeline
   }
 
   /**
@@ -558,19 +449,20 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
    * counted under (its client group, to release on close), null when there is no limit (nothing
    * counted), or false when the client is at its limit.
    */
-  claimClient(address: string): string | null | false {
-    if (this.#maxConnectionsPerClient <= 0) return null
-    const key = clientGroup(address, this.#clientPrefix)
+  claimClient(address: string, settings: PipelineSettings): string | null | false {
+    if (settings.maxConnectionsPerClient <= 0) return null
+    const key = clientGroup(address, settings.clientPrefix)
     const count = this.#perClient.get(key) ?? 0
-    if (count >= this.#maxConnectionsPerClient) return false
+    if (count >= settings.maxConnectionsPerClient) return false
     this.#perClient.set(key, count + 1)
     return key
   }
 
   /** `trusted`: on a PROXY-protocol listener, the sources that may send the header; else null. */
-  #accept(socket: Socket, chains: CompiledChains, fixedLocal: Endpoint | null, trusted: BlockList | null): void {
+  #accept(socket: Socket, fixedLocal: Endpoint | null, trusted: BlockList | null): void {
     const remote = socket.remoteAddress
-    if (remote === undefined || this.#closing !== null) {
+    const pipeline = this.#pipeline
+    if (remote === undefined || this.#closing !== null || pipeline === null) {
       socket.destroy()
       return
     }
@@ -582,17 +474,18 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     if (proxyProtocol && !trusted.check(clientAddress, family === 6 ? 'ipv6' : 'ipv4')) {
       return this.#refuse(socket, `${clientAddress} is not a trusted PROXY protocol source (listener port ${socket.localPort}; see proxyProtocol.trusted)`)
     }
-    if (this.#connections.size >= this.#maxConnections) return this.#refuse(socket, `connection limit ${this.#maxConnections} reached`)
+    const settings = pipeline.settings
+    if (this.#connections.size >= settings.maxConnections) return this.#refuse(socket, `connection limit ${settings.maxConnections} reached`)
     // Behind a PROXY-protocol listener the socket's peer is the load balancer: the per-client
     // limit waits for the real address in the header.
-    const counted = proxyProtocol ? null : this.claimClient(clientAddress)
-    if (counted === false) return this.#refuse(socket, `per-client limit ${this.#maxConnectionsPerClient} reached for ${clientGroup(clientAddress, this.#clientPrefix)}`)
+    const counted = proxyProtocol ? null : this.claimClient(clientAddress, settings)
+    if (counted === false) return this.#refuse(socket, `per-client limit ${settings.maxConnectionsPerClient} reached for ${clientGroup(clientAddress, settings.clientPrefix)}`)
     const client: Endpoint = { address: clientAddress, port: socket.remotePort ?? 0, family }
     const local = fixedLocal ?? localEndpointOf(socket)
-    const connection = new Connection(this, socket, this.#nextId++, client, local, chains, this.#onConnectionClosed)
+    const connection = new Connection(this, pipeline, socket, this.#nextId++, client, local, this.#onConnectionClosed)
     connection.countedClient = counted
     this.#connections.add(connection)
-    connection.start(this.timeouts.handshake, proxyProtocol)
+    connection.start(settings.timeouts.handshake, proxyProtocol)
     if (this.listenerCount('connection') > 0) this.emit('connection', connection.ctx)
   }
 
@@ -623,10 +516,10 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
    * @internal Counts a UDP association against its client group's limit; returns the key to
    * release it with, or null when the client is at its limit.
    */
-  claimAssociation(client: string): string | null {
-    const key = clientGroup(client, this.#clientPrefix)
+  claimAssociation(client: string, max: number, prefix: Readonly<ClientPrefix>): string | null {
+    const key = clientGroup(client, prefix)
     const count = this.#associations.get(key) ?? 0
-    if (count >= this.#udpOptions.maxAssociationsPerClient) return null
+    if (count >= max) return null
     this.#associations.set(key, count + 1)
     return key
   }
@@ -648,23 +541,12 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     }
   }
 
-  /** @internal options for UDP associations */
-  get udpOptions(): UdpServerOptions {
-    return this.#udpOptions
-  }
-
-  /** @internal */
-  get chains(): CompiledChains | null {
-    return this.#chains
-  }
 }
 
 /** Creates a SocksServer. */
 export function createServer(options?: ServerOptions): SocksServer {
   return new SocksServer(options)
 }
-
-function noop(): void {}
 
 function localEndpointOf(socket: Socket): Endpoint {
   const address = unmapIPv4(socket.localAddress ?? '127.0.0.1')
@@ -690,80 +572,4 @@ function listenError(host: string, port: number, err: unknown): SocksError {
 export function isLoopback(host: string): boolean {
   const h = unmapIPv4(host)
   return h === 'localhost' || h === '::1' || (isIP(h) === 4 && h.startsWith('127.'))
-}
-
-// ---- terminals: the default work at the centre of each phase's onion ----
-
-function negotiateTerminal(ctx: NegotiateContext): void {
-  if (ctx.method === null && !ctx.server.authRequired && ctx.offeredMethods.includes(Method.NO_AUTH)) ctx.method = Method.NO_AUTH
-}
-
-function authTerminal(ctx: AuthContext): void {
-  if (ctx.method === Method.NO_AUTH || ctx.user !== null) return
-  throw new SocksError('ERR_SOCKS_AUTH_FAILED', `authentication method 0x${ctx.method.toString(16).padStart(2, '0')} was not completed`)
-}
-
-async function connectTerminal(view: ConnectContext): Promise<void> {
-  const ctx = view as unknown as ConnectionContext
-  const server = ctx.server
-  if (ctx.command === Command.CONNECT) {
-    if (ctx.upstream !== null) return
-    if (ctx.destination.type === 'domain' && ctx.destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
-    const socket = ctx.dialer === directDialer
-      ? await dialDirect(ctx, server.timeouts.connect)
-      : await ctx.dialer.dial(view, { signal: ctx.signal, timeout: server.timeouts.connect })
-    // Connected after the connection gave up (its deadline, a middleware that did not wait for us).
-    if (ctx.driver.finished) {
-      socket.destroy()
-      return
-    }
-    ctx.upstream = socket
-    // An IP destination is what was dialled; only a name needs the socket asked (a syscall).
-    ctx.dialed ??= ctx.destination.type !== 'domain' && ctx.resolved === null
-      ? ctx.destination
-      : { type: socket.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4', host: unmapIPv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 }
-    return
-  }
-  if (ctx.command === Command.BIND) {
-    if (ctx.upstream !== null) return
-    if (ctx.binder !== null) return ctx.binder.bind(view)
-    await setUpBind(ctx, (bound) => ctx.sendFirstBindReply(bound), server.timeouts.bindAccept)
-    return
-  }
-  if (ctx.association !== null) return
-  const counted = server.claimAssociation(ctx.client.address)
-  if (counted === null) {
-    throw new SocksError('ERR_SOCKS_NOT_ALLOWED', `${clientGroup(ctx.client.address, server.clientPrefix)} holds ${server.udpOptions.maxAssociationsPerClient} UDP associations already`)
-  }
-  // The connection's own chains: after a reload, server.chains are the new pipeline's.
-  const association = new UdpAssociation(ctx, (ctx.driver as Connection).chains.datagram, { idleTimeout: server.timeouts.udpIdle, lookupTimeout: server.timeouts.connect, ...server.udpOptions }, () => {
-    // The association ending (idle) ends its control connection, and the other way round.
-    server.releaseAssociation(counted)
-    if (!ctx.socket.destroyed) ctx.socket.destroy()
-  })
-  ctx.association = association
-  ctx.bound ??= await association.open()
-  if (ctx.driver.finished) association.close()
-}
-
-async function relayTerminal(view: RelayContext): Promise<void> {
-  const ctx = view as unknown as ConnectionContext
-  const socket = ctx.socket
-  if (ctx.command === Command.UDP_ASSOCIATE) {
-    // The control connection carries nothing; it lives as long as the association (RFC 1928 §7).
-    socket.setTimeout(0)
-    socket.resume()
-    if (!socket.destroyed) {
-      socket.on('end', () => socket.end())
-      await once(socket, 'close')
-    }
-    ctx.association?.close()
-    return
-  }
-  const upstream = ctx.upstream
-  if (upstream === null) throw new SocksError('ERR_SOCKS_CONNECT_FAILED', 'connect phase set no upstream socket')
-  const early = ctx.earlyData
-  ctx.earlyData = null
-  const error = await relay(socket, upstream, early, ctx.server.timeouts.idle)
-  if (error !== null) ctx.error ??= error
 }

@@ -1,37 +1,11 @@
 import { connect, isIP, type Socket, type LookupFunction } from 'node:net'
-import type { ConnectContext, ConnectionContext } from '../core/context.js'
+import type { ConnectContext, ConnectionContext, Dialer, DialOptions } from '../core/context.js'
 import type { ResolvedAddress } from './resolver.js'
 import { SocksError, toSocksError } from '../core/errors.js'
 import { relayReads } from '../commands/relay.js'
 import { dialableIp } from './destination.js'
 
-export interface DialOptions {
-  /** Aborts the dial (the client left). */
-  readonly signal: AbortSignal
-  /** Connect timeout in milliseconds; 0 disables it. */
-  readonly timeout: number
-}
-
-/**
- * Opens the outgoing TCP connection of a CONNECT. The direct dialer connects to the destination;
- * the upstream plugin's dialers tunnel through other proxies. A dialer resolves the destination only
- * if it needs an IP (`ctx.resolve()`); if a middleware already resolved and vetted it, `ctx.resolved`
- * holds the addresses it may use.
- */
-export interface Dialer {
-  dial(ctx: ConnectContext, options: DialOptions): Promise<Socket>
-}
-
-/**
- * Sets up a BIND somewhere else than on this server (for example on another proxy, through a tunnel).
- * It runs where the server's own BIND would, after every connect middleware, so the checks they
- * installed (`ctx.acceptBindPeer`) and their refusals apply to it too. It sends the first reply
- * with `ctx.sendFirstBindReply`, waits for the peer (asking `ctx.acceptBindPeer`), then sets
- * `ctx.upstream` to the peer's stream and `ctx.bound` to the peer's address.
- */
-export interface Binder {
-  bind(ctx: ConnectContext): Promise<void>
-}
+export type { Binder, Dialer, DialOptions } from '../core/context.js'
 
 /** Milliseconds to wait on one address family before racing the other (RFC 8305 suggests 250). */
 const HAPPY_EYEBALLS_DELAY = 250

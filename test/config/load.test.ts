@@ -94,7 +94,7 @@ test('udp.maxAssociationsPerClient (documented in the README) is accepted and re
   assert.equal(loaded.config.udp.maxAssociationsPerClient, 2)
   const server = createServerFromConfig(loaded)
   t.after(() => server.close({ drainTimeout: 0 }))
-  assert.equal(server.udpOptions.maxAssociationsPerClient, 2)
+  assert.equal(server.settings.udp.maxAssociationsPerClient, 2)
   await assert.rejects(
     loadConfig({ config: { udp: { maxAssociationsPerClient: 0 } }, cwd: project(t) }),
     (err: unknown) => isSocksError(err) && err.message === 'config: udp.maxAssociationsPerClient: expected an integer from 1 up, found number 0',

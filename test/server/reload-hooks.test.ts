@@ -2,10 +2,10 @@
 // can end what the new configuration no longer allows, without the core knowing the plugin.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer, definePlugin, silentLogger, SocksError, type PluginReload, type SocksServer } from 'socksmith'
+import { createServer, definePlugin, silentLogger, SocksError, type PluginReload, type ServerHandle, type SocksServer } from 'socksmith'
 import { RawClient, hex, startSocks } from '../helpers/net.js'
 
-function memoryPlugin(generation: number, seen: { generation: number; previous: unknown; server: SocksServer }[], failSetup = false) {
+function memoryPlugin(generation: number, seen: { generation: number; previous: unknown; server: ServerHandle }[], failSetup = false) {
   return definePlugin({
     name: 'memory',
     setup(host) {
@@ -23,7 +23,7 @@ const next = (...plugins: ReturnType<typeof memoryPlugin>[]): SocksServer => {
 }
 
 test('onReload runs when the pipeline goes live, with what the same plugin of the replaced one handed over', async (t) => {
-  const seen: { generation: number; previous: unknown; server: SocksServer }[] = []
+  const seen: { generation: number; previous: unknown; server: ServerHandle }[] = []
   const { server } = await startSocks(t, {}, (s) => s.register(memoryPlugin(1, seen)))
   assert.equal(seen.length, 0, 'not at the first start')
 

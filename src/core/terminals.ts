@@ -1,0 +1,102 @@
+import { once } from 'node:events'
+import type { AuthContext, ConnectContext, ConnectionContext, NegotiateContext, RelayContext } from './context.js'
+import type { Connection } from './connection.js'
+import { SocksError } from './errors.js'
+import { clientGroup } from './client-group.js'
+import { Command, Method } from '../protocol/constants.js'
+import { unmapIPv4 } from '../protocol/address.js'
+import { dialDirect, directDialer } from '../net/dialer.js'
+import { setUpBind } from '../commands/bind.js'
+import { ServerUdpAssociation } from '../commands/udp.js'
+import { relay } from '../commands/relay.js'
+
+// The terminals: the default work at the centre of each phase's onion, run after every
+// middleware of the phase called next(). Each reads what it needs from the connection's own
+// pipeline (ctx.settings), never from the server, so a reload does not change a live connection.
+
+/** `negotiate`: NO AUTH, if the client offered it and no plugin requires authentication. */
+export function negotiateTerminal(ctx: NegotiateContext): void {
+  if (ctx.method === null && !ctx.settings.authRequired && ctx.offeredMethods.includes(Method.NO_AUTH)) ctx.method = Method.NO_AUTH
+}
+
+/** `auth`: NO AUTH passes; any other method must have been completed by a middleware (ctx.user). */
+export function authTerminal(ctx: AuthContext): void {
+  if (ctx.method === Method.NO_AUTH || ctx.user !== null) return
+  throw new SocksError('ERR_SOCKS_AUTH_FAILED', `authentication method 0x${ctx.method.toString(16).padStart(2, '0')} was not completed`)
+}
+
+/** `request`: nothing (the codec already refused unknown commands and address types). */
+export function requestTerminal(): void {}
+
+/** `connect`: CONNECT dials, BIND listens (or runs `ctx.binder`), UDP ASSOCIATE opens an association. */
+export async function connectTerminal(view: ConnectContext): Promise<void> {
+  const ctx = view as unknown as ConnectionContext
+  const timeouts = ctx.settings.timeouts
+  if (ctx.command === Command.CONNECT) {
+    if (ctx.upstream !== null) return
+    if (ctx.destination.type === 'domain' && ctx.destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
+    const socket = ctx.dialer === directDialer
+      ? await dialDirect(ctx, timeouts.connect)
+      : await ctx.dialer.dial(view, { signal: ctx.signal, timeout: timeouts.connect })
+    // Connected after the connection gave up (its deadline, a middleware that did not wait for us).
+    if (ctx.driver.finished) {
+      socket.destroy()
+      return
+    }
+    ctx.upstream = socket
+    // An IP destination is what was dialled; only a name needs the socket asked (a syscall).
+    ctx.dialed ??= ctx.destination.type !== 'domain' && ctx.resolved === null
+      ? ctx.destination
+      : { type: socket.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4', host: unmapIPv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 }
+    return
+  }
+  if (ctx.command === Command.BIND) {
+    if (ctx.upstream !== null) return
+    if (ctx.binder !== null) return ctx.binder.bind(view)
+    await setUpBind(ctx, (bound) => ctx.sendFirstBindReply(bound), timeouts.bindAccept)
+    return
+  }
+  if (ctx.association !== null) return
+  const connection = ctx.driver as Connection
+  const udp = ctx.settings.udp
+  const counted = connection.host.claimAssociation(ctx.client.address, udp.maxAssociationsPerClient, ctx.settings.clientPrefix)
+  if (counted === null) {
+    throw new SocksError('ERR_SOCKS_NOT_ALLOWED', `${clientGroup(ctx.client.address, ctx.settings.clientPrefix)} holds ${udp.maxAssociationsPerClient} UDP associations already`)
+  }
+  const pipeline = connection.pipeline
+  const options = { ...udp, idleTimeout: timeouts.udpIdle, lookupTimeout: timeouts.connect, lookups: pipeline.datagramLookups }
+  const association = new ServerUdpAssociation(ctx, pipeline.chains.datagram, options, () => {
+    // The association ending (idle) ends its control connection, and the other way round.
+    connection.host.releaseAssociation(counted)
+    if (!ctx.socket.destroyed) ctx.socket.destroy()
+  })
+  ctx.association = association
+  ctx.bound ??= await association.open()
+  if (ctx.driver.finished) association.close()
+}
+
+/** `relay`: pump both ways until both sides closed; for UDP, hold the control connection. */
+export async function relayTerminal(view: RelayContext): Promise<void> {
+  const ctx = view as unknown as ConnectionContext
+  const socket = ctx.socket
+  if (ctx.command === Command.UDP_ASSOCIATE) {
+    // The control connection carries nothing; it lives as long as the association (RFC 1928 §7).
+    socket.setTimeout(0)
+    socket.resume()
+    if (!socket.destroyed) {
+      socket.on('end', () => socket.end())
+      await once(socket, 'close')
+    }
+    ctx.association?.close()
+    return
+  }
+  const upstream = ctx.upstream
+  if (upstream === null) throw new SocksError('ERR_SOCKS_CONNECT_FAILED', 'connect phase set no upstream socket')
+  const early = ctx.earlyData
+  ctx.earlyData = null
+  const error = await relay(socket, upstream, early, ctx.settings.timeouts.idle)
+  if (error !== null) ctx.error ??= error
+}
+
+/** `datagram`: nothing; the association forwards what the chain did not drop or consume. */
+export function datagramTerminal(): void {}
