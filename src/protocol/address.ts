@@ -1,8 +1,8 @@
-import { isIP } from 'node:net'
 import ipaddr from 'ipaddr.js'
 import { AddressType } from './constants.js'
 import { SocksError } from '../core/errors.js'
 import { toAsciiDomainName } from './domain-name.js'
+import { ipFamily } from './ip-family.js'
 
 /** A SOCKS address: what DST.ADDR/DST.PORT or BND.ADDR/BND.PORT carry. */
 export interface Address {
@@ -20,13 +20,13 @@ export interface Decoded<T> {
 
 /** Builds an Address from a host string, classifying IP literals. IPv4-mapped IPv6 stays IPv6. */
 export function toAddress(host: string, port: number): Address {
-  const family = isIP(host)
+  const family = ipFamily(host)
   return { type: family === 4 ? 'ipv4' : family === 6 ? 'ipv6' : 'domain', host, port }
 }
 
 /** `::ffff:1.2.3.4` → `1.2.3.4`; anything else unchanged. Node reports IPv4 peers of dual-stack sockets this way. */
 export function unmapIPv4(host: string): string {
-  return host.length > 7 && host.charCodeAt(0) === 58 /* : */ && host.startsWith('::ffff:') && isIP(host.slice(7)) === 4
+  return host.length > 7 && host.charCodeAt(0) === 58 /* : */ && host.startsWith('::ffff:') && ipFamily(host.slice(7)) === 4
     ? host.slice(7)
     : host
 }

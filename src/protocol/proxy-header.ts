@@ -1,5 +1,5 @@
-import { isIP } from 'node:net'
 import { formatIPv6, type Decoded } from './address.js'
+import { ipFamily } from './ip-family.js'
 import { SocksError } from '../core/errors.js'
 
 /**
@@ -58,7 +58,7 @@ function parseV1(buf: Buffer): Decoded<ProxyHeader> | null {
   if (parts.length !== 6 || (parts[1] !== 'TCP4' && parts[1] !== 'TCP6')) throw malformed('bad v1 line')
   const family = parts[1] === 'TCP4' ? 4 : 6
   const [src, dst, sport, dport] = [parts[2]!, parts[3]!, parts[4]!, parts[5]!]
-  if (isIP(src) !== family || isIP(dst) !== family) throw malformed('bad v1 address')
+  if (ipFamily(src) !== family || ipFamily(dst) !== family) throw malformed('bad v1 address')
   const source = { address: src, port: parsePort(sport) }
   const destination = { address: dst, port: parsePort(dport) }
   return { value: { command: 'proxy', source, destination }, length }
@@ -103,6 +103,6 @@ function ipv4At(buf: Buffer, offset: number): string {
 
 /** Encodes a v1 header (used by tests and by clients speaking to a PROXY-protocol listener). */
 export function encodeProxyHeaderV1(source: { address: string; port: number }, destination: { address: string; port: number }): Buffer {
-  const family = isIP(source.address) === 6 ? 'TCP6' : 'TCP4'
+  const family = ipFamily(source.address) === 6 ? 'TCP6' : 'TCP4'
   return Buffer.from(`PROXY ${family} ${source.address} ${destination.address} ${source.port} ${destination.port}\r\n`, 'latin1')
 }
