@@ -38,7 +38,7 @@ case "$(uname -s)/$(uname -m)" in
     ;;
 esac
 
-cache=${SOCKSMITH_NODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/socksmith-node}
+cache=${SOCKSMITH_NODE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/socksmith-node}
 dir=$cache/$version
 node=$dir/bin/node
 
