@@ -5,4 +5,4 @@
 // that pool (net/lookup-scheduler.ts); libuv's default of 4 threads allows only 2 at a time.
 // --max-semi-space-size=4: a small young generation keeps idle connections cheap (README "Embedding").
 process.env.UV_THREADPOOL_SIZE ??= '16'
-void import('../cli.js')
+void import('./main.js')
