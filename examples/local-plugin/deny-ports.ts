@@ -2,6 +2,8 @@
 // Listed in a config as `./deny-ports.ts` (with options), or registered from a program:
 //   server.register(denyPorts, { ports: [25] })
 import { definePlugin, SocksError, type OptionPath } from 'socksmith'
+// The option-checking helpers socksmith and its bundled plugins use, so messages read alike.
+import { checkKeys, describe, isPlainObject } from 'socksmith/plugin-kit'
 
 export interface DenyPortsOptions {
   ports: number[]
@@ -22,14 +24,15 @@ export default definePlugin<DenyPortsOptions>({
   // Runs at start-up with the options from the config. Errors name the config file, the entry
   // and the field: `socksmith.config.yaml: plugins[0] (deny-ports): ports[1]: must be a port number`.
   parseOptions(raw: unknown, at: OptionPath): DenyPortsOptions {
-    if (typeof raw !== 'object' || raw === null) at.fail('', 'needs options: { ports: [25], message?: "..." }')
-    const { ports, message = 'port not allowed', ...rest } = raw as Record<string, unknown>
-    for (const key of Object.keys(rest)) at.fail(key, 'unknown option (known: ports, message)')
+    if (!isPlainObject(raw)) at.fail('', `needs options { ports: [25], message?: "..." }, found ${describe(raw)}`)
+    // A misspelt key fails with a hint: `prots: unknown key; did you mean "ports"?`
+    checkKeys(raw, ['ports', 'message'], at)
+    const { ports, message = 'port not allowed' } = raw
     if (!Array.isArray(ports) || ports.length === 0) at.fail('ports', 'must be a non-empty list of port numbers')
     ports.forEach((port, i) => {
       if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) at.fail(`ports[${i}]`, 'must be a port number')
     })
-    if (typeof message !== 'string') at.fail('message', 'must be a string')
+    if (typeof message !== 'string') at.fail('message', `must be a string, found ${describe(message)}`)
     return { ports: ports as number[], message }
   },
 

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path'
 import { inspect } from 'node:util'
-import { didYouMean } from 'socksmith'
 import type { AuthContext, OptionPath } from 'socksmith'
+import { checkKeys, describe, describeKind, isPlainObject } from 'socksmith/plugin-kit'
 import { looksLikeHash, parseHash, type ScryptHash } from './hash.js'
 import { DEFAULT_THROTTLE, type ThrottleOptions } from './throttle.js'
 import { checkUserName } from './users-file.js'
@@ -89,17 +89,17 @@ const ALIASES: Readonly<Record<string, string>> = {
 /** Validates the `auth` options; every failure names the field. */
 export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOptions {
   if (raw === undefined || raw === null) at.fail('', 'needs options: at least one of users, usersFile or verify')
-  if (!isPlainObject(raw)) at.fail('', `options must be an object, found ${describe(raw)}`)
-  rejectUnknownKeys(raw, KEYS, '', at)
+  if (!isPlainObject(raw)) at.fail('', `options must be an object, found ${describeKind(raw)}`)
+  checkKeys(raw, KEYS, at, { aliases: ALIASES })
 
   const users: InlineUser[] = []
   if (raw.users !== undefined) {
-    if (!isPlainObject(raw.users)) at.fail('users', `must be an object of user name → password or hash, found ${describe(raw.users)}`)
+    if (!isPlainObject(raw.users)) at.fail('users', `must be an object of user name → password or hash, found ${describeKind(raw.users)}`)
     for (const [name, value] of Object.entries(raw.users)) {
       const field = `users${IDENTIFIER.test(name) ? `.${name}` : `[${JSON.stringify(name)}]`}`
       const nameProblem = checkUserName(name)
       if (nameProblem !== null) at.fail(field, nameProblem)
-      if (typeof value !== 'string') at.fail(field, `must be a password or a "$scrypt$..." hash string, found ${describe(value)} (in YAML, quote a password that looks like a number)`)
+      if (typeof value !== 'string') at.fail(field, `must be a password or a "$scrypt$..." hash string, found ${describeKind(value)} (in YAML, quote a password that looks like a number)`)
       if (looksLikeHash(value)) {
         try {
           users.push({ name, secret: parseHash(value) })
@@ -116,13 +116,13 @@ export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOption
 
   let usersFile: string | null = null
   if (raw.usersFile !== undefined) {
-    if (typeof raw.usersFile !== 'string' || raw.usersFile.trim() === '') at.fail('usersFile', `must be a file path, found ${describe(raw.usersFile)}`)
+    if (typeof raw.usersFile !== 'string' || raw.usersFile.trim() === '') at.fail('usersFile', `must be a file path, found ${describeKind(raw.usersFile)}`)
     usersFile = resolve(at.dir ?? process.cwd(), raw.usersFile)
   }
 
   let verify: VerifyFunction | null = null
   if (raw.verify !== undefined) {
-    if (typeof raw.verify !== 'function') at.fail('verify', `must be a function (user, password, ctx) => boolean | Promise<boolean>, found ${describe(raw.verify)}; it can only be given in a JS/TS config or a program`)
+    if (typeof raw.verify !== 'function') at.fail('verify', `must be a function (user, password, ctx) => boolean | Promise<boolean>, found ${describeKind(raw.verify)}; it can only be given in a JS/TS config or a program`)
     verify = raw.verify as VerifyFunction
   }
 
@@ -132,7 +132,7 @@ export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOption
 
   let allowNoAuth = false
   if (raw.allowNoAuth !== undefined) {
-    if (typeof raw.allowNoAuth !== 'boolean') at.fail('allowNoAuth', `must be true or false, found ${describe(raw.allowNoAuth)}`)
+    if (typeof raw.allowNoAuth !== 'boolean') at.fail('allowNoAuth', `must be true or false, found ${describeKind(raw.allowNoAuth)}`)
     allowNoAuth = raw.allowNoAuth
   }
 
@@ -150,8 +150,8 @@ export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOption
 function parseThrottle(raw: unknown, at: OptionPath): Readonly<Required<ThrottleOptions>> | null {
   if (raw === undefined || raw === true) return DEFAULT_THROTTLE
   if (raw === false) return null
-  if (!isPlainObject(raw)) at.fail('throttle', `must be an object or false, found ${describe(raw)}`)
-  rejectUnknownKeys(raw, THROTTLE_KEYS, 'throttle.', at)
+  if (!isPlainObject(raw)) at.fail('throttle', `must be an object or false, found ${describeKind(raw)}`)
+  checkKeys(raw, THROTTLE_KEYS, at, { path: 'throttle' })
   const pick = (key: (typeof THROTTLE_KEYS)[number], max: number): number =>
     raw[key] === undefined ? DEFAULT_THROTTLE[key] : integer(raw[key], `throttle.${key}`, 1, max, at)
   return Object.freeze({
@@ -164,31 +164,8 @@ function parseThrottle(raw: unknown, at: OptionPath): Readonly<Required<Throttle
 
 function integer(value: unknown, field: string, min: number, max: number, at: OptionPath): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    at.fail(field, `must be an integer from ${min} to ${max}, found ${describe(value, true)}`)
+    at.fail(field, `must be an integer from ${min} to ${max}, found ${describe(value)}`)
   }
   return value
 }
 
-function rejectUnknownKeys(object: Record<string, unknown>, known: readonly string[], prefix: string, at: OptionPath): void {
-  for (const key of Object.keys(object)) {
-    if (known.includes(key)) continue
-    const suggestion = (prefix === '' && Object.hasOwn(ALIASES, key) ? ALIASES[key] : undefined) ?? didYouMean(key, known)
-    at.fail(`${prefix}${key}`, `unknown option${suggestion === null ? '' : `; did you mean "${suggestion}"?`} (known: ${known.join(', ')})`)
-  }
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
-  const proto = Object.getPrototypeOf(value) as unknown
-  return proto === Object.prototype || proto === null
-}
-
-/** Says what a value is without printing it (it may be a secret, such as a numeric password in YAML). */
-function describe(value: unknown, showNumber = false): string {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  if (typeof value === 'string') return 'a string'
-  if (typeof value === 'number') return showNumber ? String(value) : 'a number'
-  if (typeof value === 'boolean') return String(value)
-  return typeof value === 'object' ? 'an object' : typeof value
-}

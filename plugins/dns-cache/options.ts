@@ -1,5 +1,5 @@
-import { didYouMean } from 'socksmith'
 import type { OptionPath } from 'socksmith'
+import { checkKeys, describe, isPlainObject } from 'socksmith/plugin-kit'
 
 /** Options of the dns-cache plugin and of `DnsCache`. Times are in seconds (fractions allowed). */
 export interface DnsCacheOptions {
@@ -47,14 +47,9 @@ const KNOWN_KEYS = ['max', 'minTtl', 'maxTtl', 'negativeTtl', 'defaultTtl', 'use
 /** Validates raw options (from a config file or a program) and fills in the defaults. */
 export function parseDnsCacheOptions(raw: unknown, at: OptionPath): ResolvedDnsCacheOptions {
   if (raw === undefined || raw === null) return { ...DEFAULT_DNS_CACHE_OPTIONS, clock: null }
-  if (typeof raw !== 'object' || Array.isArray(raw)) at.fail('', `options must be an object like { max: 10000, minTtl: 5 }, found ${describe(raw)}`)
-  const options = raw as Record<string, unknown>
-  for (const key of Object.keys(options)) {
-    if (!(KNOWN_KEYS as readonly string[]).includes(key)) {
-      const hint = didYouMean(key, KNOWN_KEYS)
-      at.fail(key, `unknown option${hint === null ? '' : `; did you mean "${hint}"?`} (known: ${KNOWN_KEYS.join(', ')})`)
-    }
-  }
+  if (!isPlainObject(raw)) at.fail('', `options must be an object like { max: 10000, minTtl: 5 }, found ${describe(raw)}`)
+  const options = raw
+  checkKeys(options, KNOWN_KEYS, at)
   const max = options.max ?? DEFAULT_DNS_CACHE_OPTIONS.max
   if (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 1) at.fail('max', `must be a positive whole number of entries, found ${describe(max)}`)
   const seconds = (field: 'minTtl' | 'maxTtl' | 'negativeTtl' | 'defaultTtl'): number => {
@@ -74,13 +69,5 @@ export function parseDnsCacheOptions(raw: unknown, at: OptionPath): ResolvedDnsC
     at.fail('clock', `must be an object with a now() method returning milliseconds, found ${describe(clock)}`)
   }
   return { max, minTtl, maxTtl, negativeTtl, defaultTtl, useDnsTtl, clock: clock as { now(): number } | null }
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
-  return typeof value
 }
 

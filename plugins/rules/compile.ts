@@ -1,8 +1,8 @@
 import { isIP } from 'node:net'
 import { domainToASCII } from 'node:url'
 import ipaddr from 'ipaddr.js'
-import { didYouMean } from 'socksmith'
 import type { CommandName, OptionPath } from 'socksmith'
+import { checkKeys, describe, didYouMean, isPlainObject } from 'socksmith/plugin-kit'
 import { isPresetName, PRESET_NAMES, PRESETS } from './presets.js'
 
 /** A parsed IP address; IPv4-mapped IPv6 is always turned into IPv4 first. */
@@ -93,10 +93,7 @@ interface Conditions {
  */
 export function compileMatcher(raw: unknown, at: OptionPath, field: string, extraKeys: readonly string[] = []): Matcher {
   if (!isPlainObject(raw)) at.fail(field, `expected an object with any of ${MATCH_FIELDS.join(', ')}, found ${describe(raw)}`)
-  const known = [...MATCH_FIELDS, ...extraKeys]
-  for (const key of Object.keys(raw)) {
-    if (!known.includes(key)) at.fail(field, `unknown key "${key}"${hint(key, known)}`)
-  }
+  checkKeys(raw, [...MATCH_FIELDS, ...extraKeys], at, { path: field })
   const path = (key: string): string => (field === '' ? key : `${field}.${key}`)
   const conditions: Conditions = {
     from: raw.from === undefined ? null : parseIpSet(raw.from, at, path('from')),
@@ -291,7 +288,7 @@ function parsePorts(raw: unknown, at: OptionPath, field: string): [number, numbe
   const ranges: [number, number][] = []
   for (const [value, path] of listOf(raw, at, field)) {
     const range = parsePortRange(value)
-    if (range === null) at.fail(path, `${describe(value)} is not a port (0-65535) or a range like "8000-8999"`)
+    if (range === null) at.fail(path, `expected a port (0-65535) or a range like "8000-8999", found ${describe(value)}`)
     if (range[0] > range[1]) at.fail(path, `${describe(value)}: the range starts above its end`)
     ranges.push(range)
   }
@@ -337,22 +334,7 @@ function parseCommands(raw: unknown, at: OptionPath, field: string): Set<Command
 
 // ---- messages ----
 
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
-  const proto: unknown = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
-}
-
-/** A value as an error message shows it. */
-export function describe(value: unknown): string {
-  if (value === undefined) return 'nothing'
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'a list'
-  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return JSON.stringify(value)
-  return typeof value === 'object' ? 'an object' : `a ${typeof value}`
-}
-
-/** ` (did you mean "to"?)` when `word` is a near miss of one of `candidates`, else ''. */
+/** ` (did you mean "private"?)` when a value `word` is a near miss of one of `candidates`, else ''. */
 export function hint(word: string, candidates: readonly string[]): string {
   const best = didYouMean(word, candidates)
   return best === null ? '' : ` (did you mean "${best}"?)`

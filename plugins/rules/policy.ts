@@ -1,5 +1,6 @@
 import type { OptionPath } from 'socksmith'
-import { compileMatcher, describe, hint, isPlainObject, type Matcher, type ParsedFacts } from './compile.js'
+import { checkKeys, describe, isPlainObject } from 'socksmith/plugin-kit'
+import { compileMatcher, hint, type Matcher, type ParsedFacts } from './compile.js'
 
 export type RuleAction = 'allow' | 'deny'
 
@@ -93,9 +94,7 @@ export function parseRulesOptions(raw: unknown, at: OptionPath): RulesPolicy {
   if (raw === undefined) at.fail('', 'options are required: { default?: "allow" | "deny", rules: [...] }')
   if (!isPlainObject(raw)) at.fail('', `expected an object { default?, rules }, found ${describe(raw)}`)
   // Each key and each rule is checked on its own, so one run reports every bad rule.
-  for (const key of Object.keys(raw)) {
-    if (!TOP_KEYS.includes(key)) attempt(at, () => at.fail('', `unknown key "${key}"${hint(key, TOP_KEYS)}`))
-  }
+  attempt(at, () => checkKeys(raw, TOP_KEYS, at))
   const defaultAction = raw.default === undefined ? 'allow' : attempt(at, () => parseAction(raw.default, at, 'default'))
   if (!Array.isArray(raw.rules)) at.fail('rules', `expected a list of rules, found ${describe(raw.rules)}`)
   const rules = raw.rules.map((rule: unknown, i: number) => attempt(at, () => parseRule(rule, i, at)))

@@ -1,5 +1,5 @@
-import { didYouMean } from 'socksmith'
 import type { ConnectContext, OptionPath } from 'socksmith'
+import { checkKeys, describe, isPlainObject } from 'socksmith/plugin-kit'
 import { compileMatcher, MATCH_FIELDS, type Matcher, type MatchOptions } from 'socksmith/plugins/rules'
 import { parseProxyUrl, ProxyUrlError, type ProxyEndpoint } from './url.js'
 import type { PoolStrategy } from './pool.js'
@@ -76,7 +76,7 @@ const STRATEGIES: readonly PoolStrategy[] = ['failover', 'round-robin']
  */
 export function parseUpstreamOptions(raw: unknown, at: OptionPath): UpstreamConfig {
   if (!isPlainObject(raw)) at.fail('', `options must be an object like { proxy: 'socks5://127.0.0.1:1080' }, found ${describe(raw)}`)
-  checkKeys(raw, TOP_KEYS, '', at)
+  checkKeys(raw, TOP_KEYS, at)
   const target = parseTarget(raw, '', at)
   let routes: RouteSpec[] = []
   if (raw.routes !== undefined) {
@@ -99,7 +99,7 @@ export function parseUpstreamOptions(raw: unknown, at: OptionPath): UpstreamConf
 
 function parseRoute(raw: unknown, field: string, at: OptionPath): RouteSpec {
   if (!isPlainObject(raw)) at.fail(field, `must be an object { match, proxy | chain | pool | direct }, found ${describe(raw)}`)
-  checkKeys(raw, ROUTE_KEYS, field, at)
+  checkKeys(raw, ROUTE_KEYS, at, { path: field })
   if (raw.match === undefined) at.fail(`${field}.match`, `is required: conditions (${MATCH_FIELDS.join(', ')}) or a function (ctx) => boolean`)
   const match = typeof raw.match === 'function' ? (raw.match as RouteFunction) : compileMatcher(raw.match, at, `${field}.match`)
   const target = parseTarget(raw, field, at)
@@ -144,29 +144,4 @@ function parseUrl(raw: unknown, field: string, at: OptionPath): ProxyEndpoint {
   }
 }
 
-function checkKeys(raw: Record<string, unknown>, known: readonly string[], field: string, at: OptionPath): void {
-  for (const key of Object.keys(raw)) {
-    if (!known.includes(key)) at.fail(field === '' ? key : `${field}.${key}`, `unknown option${hint(key, known)} (known: ${known.join(', ')})`)
-  }
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
-  const proto: unknown = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
-}
-
-function describe(value: unknown): string {
-  if (value === undefined) return 'nothing'
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'a list'
-  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return JSON.stringify(value)
-  return `a ${typeof value}`
-}
-
-/** `; did you mean "chain"?` for a near miss, else ''. */
-function hint(word: string, candidates: readonly string[]): string {
-  const best = didYouMean(word, candidates)
-  return best === null ? '' : `; did you mean "${best}"?`
-}
 

@@ -4,8 +4,8 @@ import { dirname, extname, isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { assertPlugin, definePlugin, isPhase, PHASES, type Plugin } from '../core/plugin.js'
 import { isSocksError, SocksError } from '../core/errors.js'
-import { describe, isPlainObject, IssueList } from './validate.js'
-import { didYouMean } from '../plugin-kit/suggest.js'
+import { IssueList } from './validate.js'
+import { checkKeys, describe, didYouMean, isPlainObject } from '../plugin-kit/index.js'
 import type { LoadedPlugin } from './types.js'
 
 /** Plugins shipped with socksmith, found by these names in a config's `plugins`. */
@@ -80,14 +80,14 @@ async function loadEntry(entry: unknown, index: number, context: PluginLoadConte
   return null
 }
 
+const INLINE_KEYS = ['phase', 'middleware', 'name']
+
 function inlineMiddleware(object: Record<string, unknown>, index: number, context: PluginLoadContext): LoadedPlugin | null {
   const path = `plugins[${index}]`
   const { phase, middleware, name, ...rest } = object
   const label = `${path} (${typeof name === 'string' ? name : `inline ${String(phase)}`})`
-  const extra = Object.keys(rest)
-  if (extra.length > 0) {
-    const hint = didYouMean(extra[0] as string, ['phase', 'middleware', 'name'])
-    context.issues.add(`${label}.${extra[0] as string}`, `unknown key${hint === null ? ' (inline middleware has phase, middleware and name)' : `; did you mean "${hint}"?`}`)
+  if (Object.keys(rest).length > 0) {
+    checkKeys(rest, INLINE_KEYS, context.issues.report, { path: label })
     return null
   }
   if (!isPhase(phase)) {

@@ -2,10 +2,9 @@ import { SocksError, isSocksError, type SocksErrorCode } from '../core/errors.js
 import { isLogLevel } from '../ops/logger.js'
 import { DEFAULT_TIMEOUTS, type Timeouts } from '../core/server.js'
 import type { EffectiveConfig, EffectiveListen, EffectiveMetrics, LoadedPlugin } from './types.js'
-import { didYouMean } from '../plugin-kit/suggest.js'
 import { failuresOf } from '../core/plugin.js'
 import { checkClientPrefix, DEFAULT_CLIENT_PREFIX, type ClientPrefix } from '../core/client-group.js'
-import { describe, isPlainObject } from '../plugin-kit/option-values.js'
+import { checkKeys, describe, isPlainObject } from '../plugin-kit/index.js'
 import { checkProxyProtocol } from '../core/proxy-trust.js'
 import { checkPerUser } from '../ops/metrics.js'
 
@@ -28,6 +27,9 @@ export class IssueList {
   add(path: string, message: string, code: SocksErrorCode = 'ERR_CONFIG_INVALID'): void {
     this.issues.push({ code, path, message })
   }
+
+  /** `add` as a function of its own, for plugin-kit's `checkKeys(object, known, issues.report)`. */
+  readonly report = (path: string, message: string): void => this.add(path, message)
 
   /**
    * Adds an error thrown by something else (a plugin's parseOptions or setup) under `path`, keeping
@@ -58,22 +60,6 @@ export class IssueList {
     Object.defineProperty(err, 'issues', { value: this.issues.map((issue, i) => ({ ...issue, text: lines[i] })), enumerable: false })
     throw err
   }
-}
-
-export { describe, isPlainObject }
-
-/** Reports keys not in `known`, with a hint when one is close. */
-export function checkKeys(issues: IssueList, object: Record<string, unknown>, known: readonly string[], path: string): void {
-  for (const key of Object.keys(object)) {
-    if (known.includes(key)) continue
-    const hint = didYouMean(key, known)
-    issues.add(join(path, key), `unknown key${hint === null ? ` (known keys: ${known.join(', ')})` : `; did you mean "${hint}"?`}`)
-  }
-}
-
-export function join(path: string, key: string | number): string {
-  if (typeof key === 'number') return `${path}[${key}]`
-  return path === '' ? key : `${path}.${key}`
 }
 
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/
@@ -120,7 +106,7 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
     issues.add('', `the config must be an object of settings, found ${describe(raw)}`)
     return { config, plugins: [] }
   }
-  checkKeys(issues, raw, TOP_KEYS, '')
+  checkKeys(raw, TOP_KEYS, issues.report)
 
   if (raw.listen !== undefined) {
     const list = Array.isArray(raw.listen) ? raw.listen : [raw.listen]
@@ -170,7 +156,7 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
       else issues.add('metrics.host', `expected an address such as 127.0.0.1 or ::1, found ${describe(metrics.host)}`)
     }
     if (metrics.perUser !== undefined) {
-      if (isPlainObject(metrics.perUser)) checkKeys(issues, metrics.perUser, PER_USER_KEYS, 'metrics.perUser')
+      if (isPlainObject(metrics.perUser)) checkKeys(metrics.perUser, PER_USER_KEYS, issues.report, { path: 'metrics.perUser' })
       // Written out in full (true becomes { maxUsers: 100 }) so --print-config shows the bound.
       effective.perUser = checkPerUser(metrics.perUser, (below, message) => issues.add(below === '' ? 'metrics.perUser' : `metrics.perUser.${below}`, message)) ?? false
     }
@@ -206,7 +192,7 @@ function validateListen(entry: unknown, path: string, issues: IssueList): Effect
     issues.add(path, `expected { host, port }, found ${describe(entry)}`)
     return listen
   }
-  checkKeys(issues, entry, LISTEN_KEYS, path)
+  checkKeys(entry, LISTEN_KEYS, issues.report, { path })
   if (entry.host !== undefined) {
     if (typeof entry.host === 'string' && entry.host.trim() !== '') listen.host = entry.host.trim()
     else issues.add(`${path}.host`, `expected an address such as 127.0.0.1 or ::1, found ${describe(entry.host)}`)
@@ -220,7 +206,7 @@ function validateListen(entry: unknown, path: string, issues: IssueList): Effect
   if (backlog !== null) listen.backlog = backlog
   if (entry.proxyProtocol !== undefined) {
     const at = `${path}.proxyProtocol`
-    if (isPlainObject(entry.proxyProtocol)) checkKeys(issues, entry.proxyProtocol, PROXY_PROTOCOL_KEYS, at)
+    if (isPlainObject(entry.proxyProtocol)) checkKeys(entry.proxyProtocol, PROXY_PROTOCOL_KEYS, issues.report, { path: at })
     // Written out in full (true becomes the loopback list) so --print-config shows who is trusted.
     const proxyProtocol = checkProxyProtocol(entry.proxyProtocol, (below, message) => issues.add(below === '' ? at : `${at}.${below}`, message))
     listen.proxyProtocol = proxyProtocol === null ? false : { trusted: [...proxyProtocol.trusted] }
@@ -235,7 +221,7 @@ function section<K extends string>(raw: Record<string, unknown>, key: string, kn
     issues.add(key, `expected an object with ${known.join(', ')}, found ${describe(value)}`)
     return null
   }
-  checkKeys(issues, value, known, key)
+  checkKeys(value, known, issues.report, { path: key })
   return value as Partial<Record<K, unknown>>
 }
 

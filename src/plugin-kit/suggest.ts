@@ -1,6 +1,6 @@
 /**
  * "Did you mean" hints for option and config errors, shared by the config loader and every plugin
- * (exported from the public entry for third-party plugins too).
+ * (exported from `socksmith/plugin-kit` for third-party plugins too).
  */
 
 /**

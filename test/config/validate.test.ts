@@ -2,7 +2,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { loadConfig, createServer, createServerFromConfig, prepareServer, reloadFromConfig, isSocksError, parseDuration, silentLogger, type SocksErrorCode } from 'socksmith'
-import { didYouMean, editDistance } from 'socksmith'
 import { join } from 'node:path'
 import { maskSecrets, printableConfig } from '../../src/config/print.js'
 import { project, write } from './helpers.js'
@@ -171,7 +170,7 @@ test('options errors of several plugins are reported together, each under its en
   })
   assert.equal(code, 'ERR_PLUGIN_OPTIONS')
   assert.equal(lines.length, 2)
-  assert.match(lines[0] as string, /^socksmith\.config\.yaml: plugins\[0\] \(dns-cache\): maxTll: unknown option/)
+  assert.match(lines[0] as string, /^socksmith\.config\.yaml: plugins\[0\] \(dns-cache\): maxTll: unknown key; did you mean "maxTtl"\?$/)
   assert.match(lines[1] as string, /^socksmith\.config\.yaml: plugins\[1\] \(upstream\): proxy: /)
 })
 
@@ -192,7 +191,7 @@ plugins:
   assert.equal(lines.length, 5, lines.join('\n'))
   assert.equal(lines[0], 'socksmith.config.yaml: lisen: unknown key; did you mean "listen"?')
   assert.equal(lines[1], 'socksmith.config.yaml: plugins[1] (dns-cache): plugin "dns-cache" is already listed at plugins[0]; list each plugin once')
-  assert.match(lines[2] as string, /^socksmith\.config\.yaml: plugins\[0\] \(dns-cache\): maxTll: unknown option/)
+  assert.match(lines[2] as string, /^socksmith\.config\.yaml: plugins\[0\] \(dns-cache\): maxTll: unknown key; did you mean "maxTtl"\?$/)
   assert.match(lines[3] as string, /^socksmith\.config\.yaml: plugins\[2\] \(rules\): rules\[0\]\.to: "10\.0\.0\.0\/33" is not a valid CIDR/)
   assert.match(lines[4] as string, /^socksmith\.config\.yaml: plugins\[2\] \(rules\): rules\[2\]\.action: expected "allow" or "deny", found "alow"/)
 })
@@ -256,15 +255,6 @@ test('parseDuration', () => {
   assert.equal(parseDuration('42'), 42)
   assert.equal(parseDuration(' 10 s '), 10_000)
   for (const bad of ['-1s', '1d', 's', '', 'ten seconds', -5, Infinity, NaN, null, true, {}]) assert.equal(parseDuration(bad), null, String(bad))
-})
-
-test('editDistance and didYouMean', () => {
-  assert.equal(editDistance('kitten', 'sitting'), 3)
-  assert.equal(editDistance('', 'abc'), 3)
-  assert.equal(editDistance('prot', 'port'), 1)
-  assert.equal(didYouMean('lisen', ['listen', 'limits']), 'listen')
-  assert.equal(didYouMean('PLUGINS', ['plugins']), 'plugins')
-  assert.equal(didYouMean('zzzzzz', ['listen', 'limits']), null)
 })
 
 test('maskSecrets hides passwords in secret option paths (auth users), URLs and password-like keys', () => {

@@ -323,16 +323,16 @@ test('when every caller has aborted, the query is aborted and the next lookup st
 
 test('option validation names the plugin and the field', () => {
   const cases: [unknown, RegExp][] = [
-    [{ minTtl: -1 }, /^plugin dns-cache: minTtl: must be a non-negative number of seconds, found -1$/],
+    [{ minTtl: -1 }, /^plugin dns-cache: minTtl: must be a non-negative number of seconds, found number -1$/],
     [{ maxTtl: '60' }, /^plugin dns-cache: maxTtl: must be a non-negative number of seconds, found "60"$/],
-    [{ negativeTtl: Number.NaN }, /^plugin dns-cache: negativeTtl: must be a non-negative number of seconds, found NaN$/],
-    [{ max: 0 }, /^plugin dns-cache: max: must be a positive whole number of entries, found 0$/],
+    [{ negativeTtl: Number.NaN }, /^plugin dns-cache: negativeTtl: must be a non-negative number of seconds, found number NaN$/],
+    [{ max: 0 }, /^plugin dns-cache: max: must be a positive whole number of entries, found number 0$/],
     [{ max: 2.5 }, /^plugin dns-cache: max: /],
     [{ minTtl: 100, maxTtl: 10 }, /^plugin dns-cache: minTtl: must not exceed maxTtl \(100 > 10\)$/],
     [{ useDnsTtl: 'yes' }, /^plugin dns-cache: useDnsTtl: must be true or false, found "yes"$/],
-    [{ maxTTL: 60 }, /^plugin dns-cache: maxTTL: unknown option; did you mean "maxTtl"\? \(known: max, minTtl, maxTtl, negativeTtl, defaultTtl, useDnsTtl, clock\)$/],
+    [{ maxTTL: 60 }, /^plugin dns-cache: maxTTL: unknown key; did you mean "maxTtl"\?$/],
     [{ negativTtl: 5 }, /did you mean "negativeTtl"\?/],
-    [{ size: 5 }, /^plugin dns-cache: size: unknown option \(known: /],
+    [{ size: 5 }, /^plugin dns-cache: size: unknown key \(known keys: max, minTtl, maxTtl, negativeTtl, defaultTtl, useDnsTtl, clock\)$/],
     [{ clock: {} }, /^plugin dns-cache: clock: must be an object with a now\(\) method/],
     [[], /^plugin dns-cache: options must be an object/],
     ['fast', /^plugin dns-cache: options must be an object like \{ max: 10000, minTtl: 5 \}, found "fast"$/],

@@ -456,14 +456,14 @@ test('options are validated with the field path and a hint', () => {
     [{ rules: [{ action: 'deny' }, { action: 'deny' }, { action: 'deny', to: '10.0.0.0/33' }] }, 'plugin rules: rules[2].to: "10.0.0.0/33" is not a valid CIDR or preset'],
     [{ rules: [{ action: 'deny', to: ['10.0.0.0/8', 'privat'] }] }, 'rules[0].to[1]: "privat" is not a valid CIDR or preset (did you mean "private"?)'],
     [{ rules: [{ action: 'deny', from: '0x7f.0.0.1' }] }, 'rules[0].from: "0x7f.0.0.1" is not a valid CIDR or preset'],
-    [{ rules: [{ action: 'deny', tos: 'loopback' }] }, 'rules[0]: unknown key "tos" (did you mean "to"?)'],
-    [{ rule: [] }, 'plugin rules: unknown key "rule" (did you mean "rules"?)'],
+    [{ rules: [{ action: 'deny', tos: 'loopback' }] }, 'rules[0].tos: unknown key; did you mean "to"?'],
+    [{ rule: [] }, 'plugin rules: rule: unknown key; did you mean "rules"?'],
     [{ rules: {} }, 'rules: expected a list of rules, found an object'],
     [{ default: 'reject', rules: [] }, 'default: expected "allow" or "deny", found "reject"'],
     [{ rules: [{ to: 'loopback' }] }, 'rules[0].action: is required'],
     [{ rules: [{ action: 'alow' }] }, 'rules[0].action: expected "allow" or "deny", found "alow" (did you mean "allow"?)'],
     [{ rules: [{ action: 'deny', ports: '9000-8000' }] }, 'rules[0].ports: "9000-8000": the range starts above its end'],
-    [{ rules: [{ action: 'deny', ports: [80, 65536] }] }, 'rules[0].ports[1]: 65536 is not a port'],
+    [{ rules: [{ action: 'deny', ports: [80, 65536] }] }, 'rules[0].ports[1]: expected a port (0-65535) or a range like "8000-8999", found number 65536'],
     [{ rules: [{ action: 'deny', ports: [] }] }, 'rules[0].ports: must not be an empty list'],
     [{ rules: [{ action: 'deny', domains: '10.0.0.1' }] }, 'rules[0].domains: "10.0.0.1" looks like an IP address'],
     [{ rules: [{ action: 'deny', domains: 'a.*.com' }] }, 'only a leading "*." wildcard is supported'],
@@ -489,11 +489,11 @@ test('every bad rule is reported, not only the first, one line each', () => {
     ],
   })
   assert.deepEqual(message.split('\n'), [
-    'plugin rules: unknown key "extra"',
+    'plugin rules: extra: unknown key (known keys: default, rules)',
     'plugin rules: default: expected "allow" or "deny", found "reject"',
     'plugin rules: rules[0].to: "10.0.0.0/33" is not a valid CIDR or preset (presets: loopback, private, link-local, multicast, unspecified, cgnat, any)',
     'plugin rules: rules[2].action: expected "allow" or "deny", found "alow" (did you mean "allow"?)',
-    'plugin rules: rules[3].ports[1]: 65536 is not a port (0-65535) or a range like "8000-8999"',
+    'plugin rules: rules[3].ports[1]: expected a port (0-65535) or a range like "8000-8999", found number 65536',
   ])
 })
 
@@ -523,7 +523,7 @@ test('compileMatcher: the reusable matcher (for upstream routes)', () => {
   assert.equal(byName({ name: 'example.com', user: 'bob' }), false)
   assert.equal(byName({ name: 'a.example.com', user: null }), false)
   assert.equal(compileMatcher({}, at, 'routes[2].match')({}), true, 'no conditions match everything')
-  assert.throws(() => compileMatcher({ proxy: 'socks5://x' }, at, 'routes[3].match'), /routes\[3\]\.match: unknown key "proxy"/)
+  assert.throws(() => compileMatcher({ proxy: 'socks5://x' }, at, 'routes[3].match'), /routes\[3\]\.match\.proxy: unknown key \(known keys: from, to, domains, ports, users, commands\)/)
   assert.doesNotThrow(() => compileMatcher({ proxy: 'socks5://x', to: 'any' }, at, 'routes[3]', ['proxy']))
 })
 
