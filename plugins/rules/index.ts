@@ -186,7 +186,7 @@ export function createDatagramCheck(policy: RulesPolicy, log: Logger): Middlewar
     let name: string | null = null
     if (dctx.direction === 'out' && dctx.peer.type === 'domain') {
       name = normalizeName(dctx.peer.host)
-      await dctx.resolve()
+      await dctx.resolvePeer()
     }
     const peer = dctx.peer
     const address = parseIp(peer.host)

@@ -1,5 +1,5 @@
 import { isLogLevelEnabled, isSocksError, SocksError, type ConnectContext, type DatagramContext, type Next } from 'socksmith'
-import { socksAssociate, type UdpAssociation as UpstreamAssociation } from 'socksmith/client'
+import { socksAssociate, type ClientUdpAssociation as UpstreamAssociation } from 'socksmith/client'
 import { clientProxyOptions, sendsNames, unavailable } from './dialer.js'
 import type { ProxyChain } from './dialer.js'
 import { runThrough, type Upstream } from './pool.js'
@@ -99,7 +99,7 @@ export async function upstreamDatagram(dctx: DatagramContext, next: Next): Promi
   await next()
   if (dctx.dropped || dctx.consumed) return
   dctx.consume()
-  const peer = dctx.peer.type === 'domain' && !relay.sendsNames ? await dctx.resolve() : dctx.peer
+  const peer = dctx.peer.type === 'domain' && !relay.sendsNames ? await dctx.resolvePeer() : dctx.peer
   relay.upstream.send(dctx.data, peer, ignoreSendError)
 }
 

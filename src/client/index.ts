@@ -1,7 +1,7 @@
 /** A SOCKS5 client on the socksmith codec. Exported as `socksmith/client`. */
 export { socksConnect, socksBind } from './connect.js'
 export type { Destination, ConnectOptions, ConnectResult, BindResult } from './connect.js'
-export { socksAssociate, UdpAssociation } from './udp.js'
+export { socksAssociate, ClientUdpAssociation } from './udp.js'
 export type { AssociateOptions, UdpAssociationEvents } from './udp.js'
 export { DEFAULT_HANDSHAKE_TIMEOUT } from './handshake.js'
 export type { ProxyOptions } from './handshake.js'

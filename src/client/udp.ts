@@ -32,7 +32,7 @@ export type UdpAssociationEvents = {
  * A live UDP ASSOCIATE: datagrams go through the proxy's relay for as long as the control
  * connection is open (RFC 1928 §7).
  */
-export class UdpAssociation extends EventEmitter<UdpAssociationEvents> {
+export class ClientUdpAssociation extends EventEmitter<UdpAssociationEvents> {
   /** Where datagrams are sent: BND.ADDR/BND.PORT of the reply, with an unspecified BND.ADDR replaced by the proxy's IP. */
   readonly relay: Address
   /** The TCP connection whose lifetime is the association's lifetime. */
@@ -126,7 +126,7 @@ export class UdpAssociation extends EventEmitter<UdpAssociationEvents> {
  * // later
  * association.close()
  */
-export async function socksAssociate(proxy: ProxyOptions, options: AssociateOptions = {}): Promise<UdpAssociation> {
+export async function socksAssociate(proxy: ProxyOptions, options: AssociateOptions = {}): Promise<ClientUdpAssociation> {
   options.signal?.throwIfAborted()
   const credentials = prepareCredentials(proxy)
   const handshake = new Handshake(connectToProxy(proxy), proxy, options.signal)
@@ -140,7 +140,7 @@ export async function socksAssociate(proxy: ProxyOptions, options: AssociateOpti
       return encodeRequest(Command.UDP_ASSOCIATE, toAddress(family === 'IPv6' ? '::' : '0.0.0.0', port))
     })
     const control = handshake.finish()
-    return new UdpAssociation(control, bound.udp!, relayAddress(relay, control))
+    return new ClientUdpAssociation(control, bound.udp!, relayAddress(relay, control))
   } catch (err) {
     handshake.fail(err)
     bound.udp?.close()

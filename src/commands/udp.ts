@@ -350,7 +350,7 @@ class PacketContext implements DatagramContext {
     return this.association.ctx.log
   }
 
-  async resolve(): Promise<Address> {
+  async resolvePeer(): Promise<Address> {
     this.peer = await this.association.resolvePeer(this.peer)
     return this.peer
   }

@@ -144,11 +144,13 @@ export interface DatagramContext {
   /** The payload: a view into the received packet, not a copy. Replace it to rewrite the payload. */
   data: Buffer
   /**
-   * Resolves a domain `peer` with the pipeline's resolver and replaces it with the first address.
+   * Resolves a domain `peer` with the pipeline's resolver and replaces `peer` with the first
+   * dialable address, which it returns. (Unlike `ConnectContext.resolve()`, which keeps every
+   * answer for the dialer to race, a datagram goes to one address.)
    * Bounded like the core's own datagram lookups (a deadline, a cap per association and per
    * server); over the cap or past the deadline it rejects and the packet is dropped.
    */
-  resolve(): Promise<Address>
+  resolvePeer(): Promise<Address>
   /** Drops this packet. */
   drop(): void
   readonly dropped: boolean

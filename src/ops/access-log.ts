@@ -29,7 +29,7 @@ export function accessFields(ctx: ConnectionContext): Record<string, unknown> {
     command: requested ? ctx.commandName : null,
     destination: requested ? formatAddress(ctx.destination) : null,
     dialed: ctx.dialed === null ? null : formatAddress(ctx.dialed),
-    upstream: ctx.via,
+    via: ctx.via,
     reply: ctx.reply,
     bytesFromClient: relayed ? ctx.bytesFromClient : 0,
     bytesToClient: relayed ? ctx.bytesToClient : 0,

@@ -81,7 +81,7 @@ test('a successful CONNECT: one info line with every field, never the password',
     command: 'connect',
     destination: `echo.test:${echo.port}`,
     dialed: `127.0.0.1:${echo.port}`,
-    upstream: null,
+    via: null,
     reply: 0,
     bytesFromClient: 17,
     bytesToClient: 17,
@@ -118,7 +118,7 @@ test('refused connections: a rule refusal (REP 02) and a wrong password, each wi
     command: 'connect',
     destination: `127.0.0.1:${echo.port}`,
     dialed: null,
-    upstream: null,
+    via: null,
     reply: 2,
     bytesFromClient: 0,
     bytesToClient: 0,
@@ -133,7 +133,7 @@ test('refused connections: a rule refusal (REP 02) and a wrong password, each wi
     command: null,
     destination: null,
     dialed: null,
-    upstream: null,
+    via: null,
     reply: null,
     bytesFromClient: 0,
     bytesToClient: 0,
@@ -151,7 +151,7 @@ test('a connection routed by the upstream plugin names the upstream (without its
   const { server, port } = await startSocks(t, { logger: log, accessLog: true }, (s) => s.register(upstream, { proxy: `socks5://hop:hop-secret@127.0.0.1:${back.port}` }))
   await echoOnce(t, server, port, { host: '127.0.0.1', port: echo.port }, 'via')
   const [line] = log.access()
-  assert.equal(line?.upstream, `socks5://hop@127.0.0.1:${back.port}`)
+  assert.equal(line?.via, `socks5://hop@127.0.0.1:${back.port}`)
   assert.equal(line?.dialed, `127.0.0.1:${echo.port}`)
   assert.ok(!JSON.stringify(log.lines).includes('hop-secret'))
 })
