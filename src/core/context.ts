@@ -277,8 +277,28 @@ export interface ConnectContext extends RequestContext {
   sendFirstBindReply(bound: Address): void
 }
 
-/** `relay`: runs around the data transfer; code after `next()` sees the final byte counts. */
-export interface RelayContext extends ConnectContext {
+/**
+ * `relay`: runs around the data transfer, after the success reply; code after `next()` sees the
+ * final byte counts. What the connect phase decided is settled here, so it is all read-only.
+ */
+export interface RelayContext extends BaseContext {
+  readonly method: number
+  readonly user: string | null
+  readonly command: Command
+  readonly commandName: CommandName
+  readonly destination: Address
+  /** The addresses the destination resolved to, if it was resolved. */
+  readonly resolved: readonly ResolvedAddress[] | null
+  /** The outgoing socket (CONNECT), or the inbound peer (BIND); null for UDP ASSOCIATE. */
+  readonly upstream: Socket | null
+  /** BND.ADDR/BND.PORT of the success reply. */
+  readonly bound: Address | null
+  /** The address actually dialled (or the BIND peer). */
+  readonly dialed: Address | null
+  /** The proxy or chain the connection goes through; null when direct. */
+  readonly via: string | null
+  /** For UDP ASSOCIATE: the association. */
+  readonly association: UdpAssociation | null
   /** Payload bytes received from the client (after the handshake). */
   readonly bytesFromClient: number
   /** Payload bytes sent to the client (after the handshake). */
