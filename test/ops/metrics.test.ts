@@ -228,7 +228,7 @@ test('a pool failing over: the dead member is counted once, the connection is lo
   assert.equal(m.get(`socksmith_upstream_failures_total{upstream="socks5://127.0.0.1:${live.port}"}`), undefined)
   assert.equal(m.get('socksmith_connections_total{outcome="success",reply="0"}'), 1)
   assert.equal(lines.length, 1)
-  assert.equal(lines[0]!.upstream, `socks5://127.0.0.1:${live.port}`)
+  assert.equal(lines[0]!.via, `socks5://127.0.0.1:${live.port}`)
 })
 
 test('perUser: { maxUsers: 5 } with 20 distinct users: 5 user series and other, and the totals still add up', async (t) => {
