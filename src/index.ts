@@ -22,7 +22,9 @@ export type {
   RequestContext,
   ConnectContext,
   RelayContext,
+  ConnectionContext,
 } from './core/context.js'
+export type { MessageParser } from './protocol/reader.js'
 export type { DatagramContext, DatagramDirection, UdpAssociation, PipelineSettings, UdpSettings, ServerHandle } from './core/context.js'
 export { systemResolver } from './net/resolver.js'
 export type { Resolver, ResolvedAddress, ResolveOptions, LookupOrigin } from './net/resolver.js'

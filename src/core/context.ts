@@ -354,6 +354,7 @@ export class ConnectionContext {
   lookupPending = false
   readonly #driver: ConnectionDriver
 
+  /** @internal made by the connection driver */
   constructor(server: ServerHandle, settings: PipelineSettings, socket: Socket, id: number, client: Endpoint, local: Endpoint, state: SocksState, driver: ConnectionDriver) {
     this.id = id
     this.server = server
@@ -396,7 +397,7 @@ export class ConnectionContext {
     return this.socket.bytesWritten - this.handshakeBytesWritten
   }
 
-  /** Aborts `signal` (called by the driver when the connection ends). */
+  /** @internal Aborts `signal` (called by the driver when the connection ends). */
   abort(reason: unknown): void {
     if (this.#abort !== null && !this.#abort.signal.aborted) this.#abort.abort(reason ?? CLIENT_CLOSED)
   }

@@ -1,7 +1,7 @@
 import { createServer as createNetServer, isIP, type AddressInfo, type BlockList, type Server as NetServer, type Socket } from 'node:net'
 import { EventEmitter, once } from 'node:events'
 import { getSystemErrorMap } from 'node:util'
-import { Connection, type ConnectionHost } from './connection.js'
+import { Connection } from './connection.js'
 import type { Middleware } from './compose.js'
 import type { BaseContext, ConnectionContext, Dialer, Endpoint, PipelineSettings, Timeouts } from './context.js'
 import { SocksError } from './errors.js'
@@ -109,7 +109,8 @@ export interface SocksServerEvents {
  * })
  * await server.listen({ port: 1080 })
  */
-export class SocksServer extends EventEmitter<SocksServerEvents> implements ConnectionHost {
+// It is the ConnectionHost its connections are given (checked where it passes itself to them).
+export class SocksServer extends EventEmitter<SocksServerEvents> {
   readonly log: Logger
   /** The settings from this server's options: what its pipeline starts from before plugins run. */
   readonly #base: PipelineSettings
