@@ -46,7 +46,7 @@ module.exports = {
       comment:
         "A bundled plugin depends on a module of the package that is not a public entry point. Only the " +
         "exports map's entries are API (src/index.ts, src/protocol/index.ts, src/client/index.ts, " +
-        'src/plugin-kit/index.ts, another plugin\'s index.ts); everything behind them may ' +
+        'src/plugin-kit/index.ts, src/net, src/ops and src/config index files, another plugin\'s index.ts); everything behind them may ' +
         'change without notice, and a third-party plugin could not import it at all.',
       from: { path: '^plugins/([^/]+)/' },
       to: {
@@ -56,7 +56,7 @@ module.exports = {
         pathNot: [
           '^plugins/$1/',
           '^src/index\\.ts$',
-          '^src/(protocol|client|plugin-kit)/index\\.ts$',
+          '^src/(protocol|client|plugin-kit|net|ops|config)/index\\.ts$',
           '^plugins/[^/]+/index\\.ts$',
         ],
       },

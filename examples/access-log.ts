@@ -4,7 +4,9 @@
 // starts, code after it once both directions are closed, when the byte counts are final.
 //
 //   npm run build && npx tsx examples/access-log.ts [port]
-import { createServer, formatAddress, silentLogger, type RelayContext, type Next } from 'socksmith'
+import { createServer, type RelayContext, type Next } from 'socksmith'
+import { formatAddress } from 'socksmith/protocol'
+import { silentLogger } from 'socksmith/ops'
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 1080)
 

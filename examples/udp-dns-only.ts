@@ -3,7 +3,8 @@
 // packet and the association lives on.
 //
 //   npm run build && npx tsx examples/udp-dns-only.ts [port]
-import { createServer, silentLogger, type DatagramContext, type Next } from 'socksmith'
+import { createServer, type DatagramContext, type Next } from 'socksmith'
+import { silentLogger } from 'socksmith/ops'
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 1080)
 // Port 53 in real life; the test runs its own "DNS server" on a free port and says so here.

@@ -3,7 +3,8 @@
 // destination). Any of socks5://, socks5h://, socks4://, socks4a://, http:// can be a hop.
 //
 //   npm run build && UPSTREAM=socks5://127.0.0.1:1081,socks5h://127.0.0.1:1082 npx tsx examples/upstream-chain.ts [port]
-import { createServer, silentLogger } from 'socksmith'
+import { createServer } from 'socksmith'
+import { silentLogger } from 'socksmith/ops'
 import upstream from 'socksmith/plugins/upstream'
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 1080)

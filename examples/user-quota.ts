@@ -4,7 +4,8 @@
 //
 //   npm run build && QUOTA_BYTES=1000000 npx tsx examples/user-quota.ts [port]
 //   curl --socks5-hostname alice:wonderland@127.0.0.1:1080 http://example.com/
-import { createServer, definePlugin, silentLogger, SocksError, type OptionPath, type RelayContext } from 'socksmith'
+import { createServer, definePlugin, SocksError, type OptionPath, type RelayContext } from 'socksmith'
+import { silentLogger } from 'socksmith/ops'
 import auth from 'socksmith/plugins/auth'
 
 // Per-connection data lives in ctx.state. Declaring its type here, and its initial value at

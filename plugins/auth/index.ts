@@ -3,7 +3,9 @@
  * Exported as `socksmith/plugins/auth`; written against the public API only.
  */
 import { randomBytes } from 'node:crypto'
-import { clientGroup, definePlugin, isLogLevelEnabled, Method, SocksError, type AuthContext, type Middleware, type NegotiateContext, type Next } from 'socksmith'
+import { definePlugin, Method, SocksError, type AuthContext, type Middleware, type NegotiateContext, type Next } from 'socksmith'
+import { clientGroup } from 'socksmith/net'
+import { isLogLevelEnabled } from 'socksmith/ops'
 import { deriveKey, DEFAULT_SCRYPT_PARAMS, type ScryptHash } from './hash.js'
 import { parseAuthOptions, PlainPassword, type ParsedAuthOptions, type VerifyFunction } from './options.js'
 import { FailureThrottle } from './throttle.js'

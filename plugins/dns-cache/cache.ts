@@ -1,6 +1,7 @@
 import { isIP } from 'node:net'
 import { LRUCache } from 'lru-cache'
-import { SocksError, systemResolver, type OptionPath, type ResolvedAddress, type ResolveOptions, type Resolver } from 'socksmith'
+import { SocksError, type OptionPath, type ResolvedAddress, type ResolveOptions, type Resolver } from 'socksmith'
+import { systemResolver } from 'socksmith/net'
 import { createDnsTtlProbe, isWorthADnsProbe, type DnsTtlProbe } from './dns-ttl.js'
 import { parseDnsCacheOptions, type DnsCacheOptions, type ResolvedDnsCacheOptions } from './options.js'
 

@@ -1,17 +1,6 @@
-import {
-  definePlugin,
-  formatAddress,
-  isLogLevelEnabled,
-  SocksError,
-  type Address,
-  type ConnectContext,
-  type DatagramContext,
-  type Logger,
-  type Middleware,
-  type NegotiateContext,
-  type ResolvedAddress,
-  type UdpAssociation,
-} from 'socksmith'
+import { definePlugin, SocksError, type Address, type ConnectContext, type DatagramContext, type Logger, type Middleware, type NegotiateContext, type ResolvedAddress, type UdpAssociation } from 'socksmith'
+import { formatAddress } from 'socksmith/protocol'
+import { isLogLevelEnabled } from 'socksmith/ops'
 import { normalizeName, parseIp, unknownFacts, type IpAddress, type ParsedFacts } from './compile.js'
 import { parseRulesOptions, RulesPolicy, type Verdict } from './policy.js'
 

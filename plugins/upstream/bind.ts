@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
-import { formatAddress, isSocksError, SocksError, toAddress, toSocksError, type Address, type Binder, type ConnectContext } from 'socksmith'
+import { isSocksError, SocksError, toSocksError, type Address, type Binder, type ConnectContext } from 'socksmith'
+import { formatAddress, toAddress } from 'socksmith/protocol'
 import { socksBind, type BindResult } from 'socksmith/client'
 import { Deadline } from './deadline.js'
 import { clientProxyOptions, destinationFor, type ProxyChain } from './dialer.js'

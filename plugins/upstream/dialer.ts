@@ -1,5 +1,7 @@
 import { isIP, type Socket } from 'node:net'
-import { dialTcp, isSocksError, SocksError, toAddress, toSocksError, Reply, type Address, type ConnectContext, type Dialer, type DialOptions, type Resolver } from 'socksmith'
+import { isSocksError, SocksError, toSocksError, Reply, type Address, type ConnectContext, type Dialer, type DialOptions, type Resolver } from 'socksmith'
+import { dialTcp } from 'socksmith/net'
+import { toAddress } from 'socksmith/protocol'
 import { socksConnect, type ProxyOptions } from 'socksmith/client'
 import { Deadline } from './deadline.js'
 import { reportUnavailable } from './report.js'

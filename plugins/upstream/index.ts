@@ -1,4 +1,5 @@
-import { Command, definePlugin, isLogLevelEnabled, type ConnectContext, type Logger } from 'socksmith'
+import { Command, definePlugin, type ConnectContext, type Logger } from 'socksmith'
+import { isLogLevelEnabled } from 'socksmith/ops'
 import { parseFacts, parseIp } from 'socksmith/plugins/rules'
 import { canBind, UpstreamBinder } from './bind.js'
 import { DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, ProxyChain } from './dialer.js'

@@ -1,4 +1,5 @@
-import { channels, isSocksError, type ConnectContext } from 'socksmith'
+import { isSocksError, type ConnectContext } from 'socksmith'
+import { channels } from 'socksmith/ops'
 
 /**
  * What a report needs of a chain. Typed by shape, not as dialer.ts's ProxyChain: dialer.ts imports

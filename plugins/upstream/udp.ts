@@ -1,4 +1,5 @@
-import { isLogLevelEnabled, isSocksError, SocksError, type ConnectContext, type DatagramContext, type Next } from 'socksmith'
+import { isSocksError, SocksError, type ConnectContext, type DatagramContext, type Next } from 'socksmith'
+import { isLogLevelEnabled } from 'socksmith/ops'
 import { socksAssociate, type ClientUdpAssociation as UpstreamAssociation } from 'socksmith/client'
 import { clientProxyOptions, sendsNames, unavailable } from './dialer.js'
 import type { ProxyChain } from './dialer.js'

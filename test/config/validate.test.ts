@@ -1,7 +1,9 @@
 // Config validation: every message names the file, the entry and the field, with the right code.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { loadConfig, createServer, createServerFromConfig, prepareServer, reloadFromConfig, isSocksError, parseDuration, silentLogger, type SocksErrorCode } from 'socksmith'
+import { loadConfig, createServer, isSocksError, type SocksErrorCode } from 'socksmith'
+import { createServerFromConfig, prepareServer, reloadFromConfig, parseDuration } from 'socksmith/config'
+import { silentLogger } from 'socksmith/ops'
 import { join } from 'node:path'
 import { maskSecrets, printableConfig } from '../../src/config/print.js'
 import { project, write } from './helpers.js'

@@ -4,7 +4,8 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { once } from 'node:events'
 import assert from 'node:assert/strict'
 import type { TestContext } from 'node:test'
-import { createServer, silentLogger, type ServerOptions, type SocksServer, type Resolver } from 'socksmith'
+import { createServer, type ServerOptions, type SocksServer, type Resolver } from 'socksmith'
+import { silentLogger } from 'socksmith/ops'
 
 const clientSockets = new WeakMap<TestContext, Set<Socket>>()
 

@@ -1,7 +1,8 @@
 // The config keys of the operations features: log.access and metrics.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServerFromConfig, isSocksError, loadConfig, type SocksmithConfig } from 'socksmith'
+import { isSocksError, loadConfig, type SocksmithConfig } from 'socksmith'
+import { createServerFromConfig } from 'socksmith/config'
 import { printableConfig } from '../../src/config/print.js'
 
 async function rejection(config: unknown): Promise<string[]> {

@@ -2,7 +2,8 @@
 // groups addresses by the server's clientPrefix, IPv6 by /64 unless told otherwise.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { clientGroup, createServer, isSocksError, loadConfig } from 'socksmith'
+import { createServer, isSocksError, loadConfig } from 'socksmith'
+import { clientGroup } from 'socksmith/net'
 import { RawClient, hex, startSocks, waitFor } from '../helpers/net.js'
 import { project, write } from '../config/helpers.js'
 

@@ -6,7 +6,8 @@ import { once } from 'node:events'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import { RawClient, startEcho, startSocks, startTcpServer, ipv4Request, domainRequest, mapResolver, hex, waitFor } from '../helpers/net.js'
 import { needs, peer } from '../helpers/peers.js'
-import { createServer, SocksError, isSocksError, definePlugin, silentLogger, type ConnectContext } from 'socksmith'
+import { createServer, SocksError, isSocksError, definePlugin, type ConnectContext } from 'socksmith'
+import { silentLogger } from 'socksmith/ops'
 
 const python3 = peer('python3')
 

@@ -2,7 +2,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Socket } from 'node:net'
-import { createServer, directDialer, silentLogger, type Dialer } from 'socksmith'
+import { createServer, type Dialer } from 'socksmith'
+import { directDialer } from 'socksmith/net'
+import { silentLogger } from 'socksmith/ops'
 import { RawClient, startEcho, startSocks, domainRequest, mapResolver, hex } from '../helpers/net.js'
 
 function recordingDialer(name: string, log: string[]): Dialer {

@@ -112,7 +112,7 @@ test('a v1 header sent by hand sets the client; the plain listener of the same s
 
 test('a config file listener with proxyProtocol: true, behind haproxy', needs(haproxy), async (t) => {
   const echo = await startEcho(t)
-  const { createServerFromConfig, prepareServer } = await import('socksmith')
+  const { createServerFromConfig, prepareServer } = await import('socksmith/config')
   const loaded = await loadConfig({ config: { listen: { host: '127.0.0.1', port: 0, proxyProtocol: true } } })
   assert.deepEqual(loaded.config.listen[0]!.proxyProtocol, { trusted: ['127.0.0.0/8', '::1'] }, 'true trusts loopback only')
   const server = createServerFromConfig(loaded)

@@ -2,7 +2,8 @@
 // can end what the new configuration no longer allows, without the core knowing the plugin.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer, definePlugin, silentLogger, SocksError, type PluginReload, type ServerHandle, type SocksServer } from 'socksmith'
+import { createServer, definePlugin, SocksError, type PluginReload, type ServerHandle, type SocksServer } from 'socksmith'
+import { silentLogger } from 'socksmith/ops'
 import { RawClient, hex, startSocks } from '../helpers/net.js'
 
 function memoryPlugin(generation: number, seen: { generation: number; previous: unknown; server: ServerHandle }[], failSetup = false) {
