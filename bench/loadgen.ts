@@ -6,11 +6,12 @@
 import { connect, type Socket } from 'node:net'
 import { createSocket } from 'node:dgram'
 import { performance } from 'node:perf_hooks'
-import type { LoadCommand, LoadResult, Route } from './messages.js'
+import { ECHO_BYTES, type LatencyResult, type LoadCommand, type LoadResult, type Route } from './messages.js'
 
 const TARGET_HOST = '127.0.0.1'
 const READ_BUFFER = Buffer.allocUnsafe(256 * 1024)
 const WRITE_CHUNK = Buffer.alloc(1024 * 1024, 0xa5)
+const ECHO_PAYLOAD = Buffer.alloc(ECHO_BYTES, 0x65)
 
 type Destination = { type: 'ip' | 'domain'; port: number }
 
@@ -254,7 +255,32 @@ function streams(command: Extract<LoadCommand, { type: 'download' | 'upload' }>)
   })
 }
 
-/** `concurrency` loops of connect → handshake → close for `durationMs`. */
+/**
+ * Handlers of the echo tests. After the success reply the client sends ECHO_BYTES to the
+ * echo-and-close target; once they are back through the proxy it closes, `done` counts it and
+ * `next` opens the next connection. So a connection counts only when data made it both ways. A
+ * refused or reset connection is retried on the next tick, not in a tight loop.
+ */
+function echoHandlers(outcome: Outcome, done: () => void, next: () => void): StreamHandlers {
+  return {
+    ready(conn) {
+      conn.socket.write(ECHO_PAYLOAD)
+    },
+    payload(conn, length) {
+      conn.seen += length
+      if (conn.seen < ECHO_BYTES) return
+      conn.close()
+      done()
+      next()
+    },
+    failed(_conn, err) {
+      noteError(outcome, err)
+      setImmediate(next)
+    },
+  }
+}
+
+/** `concurrency` loops of connect → handshake → 32 B echo → close for `durationMs`. */
 function handshakes(command: Extract<LoadCommand, { type: 'handshakes' }>): Promise<LoadResult & { total: number }> {
   return new Promise((resolve) => {
     const outcome: Outcome = { errors: 0, firstError: null }
@@ -271,21 +297,45 @@ function handshakes(command: Extract<LoadCommand, { type: 'handshakes' }>): Prom
       }
       new SocksConnection(dialogue, handlers)
     }
-    const handlers: StreamHandlers = {
-      ready(conn) {
-        conn.close()
+    const handlers = echoHandlers(
+      outcome,
+      () => {
         total++
         if (now() <= deadline) inWindow++
-        next()
       },
-      payload() {},
-      failed(_conn, err) {
-        noteError(outcome, err)
-        // A refused or reset connection is retried on the next tick, not in a tight loop.
-        setImmediate(next)
-      },
-    }
+      next,
+    )
     for (let i = 0; i < command.concurrency; i++) next()
+  })
+}
+
+/**
+ * One connection at a time for `durationMs` (at least 50): the time from connect() to the echo's
+ * last byte, then close. p50 and p99 of those times: what one client waits, with nothing queued.
+ */
+function latency(command: Extract<LoadCommand, { type: 'latency' }>): Promise<LatencyResult> {
+  return new Promise((resolve) => {
+    const outcome: Outcome = { errors: 0, firstError: null }
+    const dialogue = new Dialogue(command.route, 1, { type: command.destination, port: command.port })
+    const samples: number[] = []
+    const startedAt = performance.now()
+    let began = 0
+    const next = (): void => {
+      if (performance.now() - startedAt >= command.durationMs && samples.length >= 50) {
+        samples.sort((a, b) => a - b)
+        const at = (q: number): number => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))]!
+        resolve({ id: command.id, count: samples.length, ...outcome, elapsedMs: performance.now() - startedAt, p50Ms: at(0.5), p99Ms: at(0.99) })
+        return
+      }
+      if (outcome.errors > 100 && samples.length === 0) {
+        resolve({ id: command.id, count: 0, ...outcome, elapsedMs: performance.now() - startedAt, p50Ms: NaN, p99Ms: NaN })
+        return
+      }
+      began = performance.now()
+      new SocksConnection(dialogue, handlers)
+    }
+    const handlers = echoHandlers(outcome, () => samples.push(performance.now() - began), next)
+    next()
   })
 }
 
@@ -415,6 +465,8 @@ async function execute(command: LoadCommand): Promise<LoadResult> {
       return streams(command)
     case 'handshakes':
       return handshakes(command)
+    case 'latency':
+      return latency(command)
     case 'hold':
       return hold(command)
     case 'release':

@@ -7,8 +7,13 @@ export interface TargetPorts {
   sink: number
   /** TCP: echoes everything (held connections). */
   echo: number
-  /** TCP: accepts and closes at once (handshake rate). */
-  accept: number
+  /**
+   * TCP: echoes the first ECHO_BYTES bytes, then closes (handshake rate and latency). It closes
+   * first, so the TIME_WAIT entry stays on its side (see targets.ts).
+   */
+  echoClose: number
+  /** Whether echoClose also listens on [::1] with the same port (for names that resolve to ::1 too). */
+  echoCloseV6: boolean
   /** UDP: echoes every datagram to its sender. */
   udpEcho: number
 }
@@ -27,10 +32,20 @@ export type LoadCommand =
   | { id: number; type: 'download'; route: Route; port: number; streams: number; bytesPerStream: number }
   | { id: number; type: 'upload'; route: Route; port: number; streams: number; bytesPerStream: number }
   | { id: number; type: 'handshakes'; route: Route; port: number; concurrency: number; durationMs: number; destination: 'ip' | 'domain' }
+  | { id: number; type: 'latency'; route: Route; port: number; durationMs: number; destination: 'ip' | 'domain' }
   | { id: number; type: 'udp'; route: Route; port: number; durationMs: number; window: number; payload: number }
   | { id: number; type: 'hold'; route: Route; port: number; count: number; concurrency: number }
   | { id: number; type: 'release' }
   | { id: number; type: 'exit' }
+
+/** Bytes a handshake-test client sends after the success reply and waits to get back before closing. */
+export const ECHO_BYTES = 32
+
+/** The answer to 'latency': handshake + echo + close, one connection at a time. */
+export interface LatencyResult extends LoadResult {
+  p50Ms: number
+  p99Ms: number
+}
 
 export interface LoadResult {
   id: number

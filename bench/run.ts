@@ -1,34 +1,40 @@
 /**
- * socksmith benchmark: socksmith against the SOCKS5 servers installed here, side by side, on
- * loopback. Every server under test runs as a process of its own; its CPU time and RSS are read
- * from /proc (summed over its process tree). Targets and load generators are separate processes.
+ * socksmith benchmark: socksmith as its users run it, against other SOCKS5 servers, side by side
+ * in one run, on loopback. Every server under test runs as a process of its own; its CPU time and
+ * RSS are read from /proc (summed over its process tree). Targets and load generators are separate
+ * processes.
  *
  *   npm run bench [-- --quick] [--reps N] [--only socksmith,dante] [--workers N] [--json out.json]
  *
- * See bench/README.md for what each column means.
+ * See bench/README.md for what each row means.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { connect, createServer } from 'node:net'
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs'
+import { lookup } from 'node:dns/promises'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { tmpdir, cpus, release, totalmem } from 'node:os'
+import { cpus, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { execFileSync } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { cpuSeconds, cpuSplit, processTree, rssKiB } from './proc.js'
-import type { LoadCommand, LoadResult, Route, TargetPorts } from './messages.js'
+import type { LatencyResult, LoadCommand, LoadResult, Route, TargetPorts } from './messages.js'
 
 const REPO = fileURLToPath(new URL('..', import.meta.url))
 const BENCH = join(REPO, 'bench')
+const CLI = join(REPO, 'dist/src/cli/bin.cjs')
 const HOST = '127.0.0.1'
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
+// The one user of every auth variant (bench/servers/peer-auth.mjs and socksmith.mjs say the same).
 const AUTH = { username: 'bench', password: 'bench-password' }
 // Every server gets a generous descriptor limit (5,000 held connections are 10,000 sockets).
 const FD_LIMIT = 65536
 const LIMIT_WRAPPER = `ulimit -n ${FD_LIMIT} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`
+// npm peers, pinned so that runs compare: installed into a scratch folder, never into the project.
+const NPM_PEERS = { socksv5: 'socksv5@0.0.6', '@pondwader/socks5-server': '@pondwader/socks5-server@1.0.10' } as const
+type NpmPeer = keyof typeof NPM_PEERS
 
 // ---------------------------------------------------------------- options
 
@@ -40,6 +46,9 @@ const { values: args } = parseArgs({
     workers: { type: 'string', default: '1' },
     'load-procs': { type: 'string', default: '2' },
     hold: { type: 'string', default: '5000' },
+    'stream-mib': { type: 'string' },
+    'peers-dir': { type: 'string' },
+    'no-install': { type: 'boolean', default: false },
     json: { type: 'string' },
     verbose: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
@@ -49,28 +58,33 @@ const { values: args } = parseArgs({
   },
 })
 
+const TESTS = ['hold', 'down', 'up', 'multi', 'connect', 'latency', 'udp', 'auth', 'full'] as const
+
 if (args.help) {
-  console.log(`usage: npm run bench -- [--quick] [--reps N] [--only a,b] [--workers N] [--load-procs N] [--hold N] [--json file] [--verbose] [--cpu-prof DIR] [--node-flags="--flag …"] [--tests hold,down,up,multi,connect,udp]
-servers: direct (always run), socksmith, socksmith-full, socksmith-wN (with --workers N), microsocks, dante, socksv5`)
+  console.log(`usage: npm run bench -- [--quick] [--reps N] [--only a,b] [--tests a,b] [--workers N] [--stream-mib N] [--hold N]
+         [--load-procs N] [--peers-dir DIR] [--no-install] [--json file] [--verbose] [--cpu-prof DIR] [--node-flags="--flag …"]
+servers: socksmith, socksmith-warn, socksv5, pondwader, dante, microsocks (default); socksmith-lib (only with --only);
+         socksmith-wN (with --workers N); direct (always)
+tests:   ${TESTS.join(', ')} (default all)`)
   process.exit(0)
 }
 
 const quick = args.quick
 const settings = {
   reps: Number(args.reps ?? (quick ? 1 : 3)),
-  streamBytes: quick ? 256 * MiB : GiB,
-  multiStreams: 8,
+  streamBytes: Number(args['stream-mib'] ?? (quick ? 128 : 512)) * MiB,
+  streamCounts: [1, 8, 64] as const,
   handshakeConcurrency: 32,
   handshakeMs: quick ? 1000 : 5000,
+  latencyMs: quick ? 1000 : 3000,
   udpMs: quick ? 1000 : 5000,
-  udpWindow: 32,
-  udpPayload: 64,
+  udpWindow: 64,
+  udpPayload: 512,
   hold: Number(args.hold),
   holdSettleMs: quick ? 500 : 1500,
   workers: Number(args.workers),
   loadProcs: Math.max(1, Number(args['load-procs'])),
 }
-const TESTS = ['hold', 'down', 'up', 'multi', 'connect', 'udp'] as const
 const tests = new Set<string>(args.tests === undefined ? TESTS : args.tests.split(',').map((s) => s.trim()))
 for (const test of tests) if (!(TESTS as readonly string[]).includes(test)) throw new Error(`--tests: unknown test "${test}"; tests are ${TESTS.join(', ')}`)
 const only = args.only === undefined ? null : new Set(args.only.split(',').map((s) => s.trim()))
@@ -81,10 +95,11 @@ const children = new Set<ChildProcess>()
 const scratch = mkdtempSync(join(tmpdir(), 'socksmith-bench-'))
 
 /** Spawns through `sh` to raise the descriptor limit, then `exec`s: the child's pid is the program's. */
-function spawnLimited(command: string, argv: string[], options: { ipc?: boolean; log?: string } = {}): ChildProcess {
+function spawnLimited(command: string, argv: string[], options: { ipc?: boolean; log?: string; cwd?: string } = {}): ChildProcess {
+  // stdout and stderr both to the log file, as `server >log 2>&1` would.
   const out = options.log === undefined ? 'ignore' : openSync(options.log, 'a')
   const child = spawn('sh', ['-c', LIMIT_WRAPPER, 'sh', command, ...argv], {
-    cwd: REPO,
+    cwd: options.cwd ?? REPO,
     stdio: options.ipc === true ? ['ignore', out, out, 'ipc'] : ['ignore', out, out],
   })
   if (typeof out === 'number') closeSync(out)
@@ -184,7 +199,7 @@ async function freePort(): Promise<number> {
   return port
 }
 
-/** Ready when a greeting gets any SOCKS5 answer (the auth variant answers 05 FF to NO AUTH only). */
+/** Ready when a greeting gets any SOCKS5 answer (an auth variant answers 05 FF to NO AUTH only). */
 async function waitForSocks(port: number, child: ChildProcess, log: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
@@ -206,27 +221,95 @@ async function waitForSocks(port: number, child: ChildProcess, log: string, time
   throw new Error(`not ready after ${timeoutMs} ms: ${tail(log)}`)
 }
 
+/** The log's first error line (a stack trace's last lines say little) and its last lines. */
 function tail(path: string): string {
   try {
-    return readFileSync(path, 'utf8').trim().split('\n').slice(-5).join(' | ')
+    const lines = readFileSync(path, 'utf8').trim().split('\n')
+    const error = lines.find((line) => /error/i.test(line))
+    const last = lines.slice(-3)
+    return (error === undefined || last.includes(error) ? last : [error, '…', ...last]).join(' | ')
   } catch {
     return '(no log)'
   }
 }
 
+// ---------------------------------------------------------------- npm peers
+
+const PEERS_DIR = args['peers-dir'] ?? process.env.BENCH_PEERS_DIR ?? join(REPO, 'node_modules/.cache/socksmith-bench-peers')
+
+/** The installed version of an npm peer in PEERS_DIR, or null. */
+function peerVersion(name: NpmPeer): string | null {
+  try {
+    const path = createRequire(join(PEERS_DIR, 'package.json')).resolve(`${name}/package.json`)
+    return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version
+  } catch {
+    return null
+  }
+}
+
+const wantedVersion = (name: NpmPeer): string => NPM_PEERS[name].slice(NPM_PEERS[name].lastIndexOf('@') + 1)
+
+/**
+ * Installs the npm peers the run needs into PEERS_DIR, once (a folder that has them is reused):
+ * `npm install --no-save --prefix DIR`, so neither package.json nor the lock of the project is
+ * touched. A failed install is a note; the peers it should have brought are then skipped.
+ */
+function installPeers(needed: NpmPeer[]): void {
+  const missing = needed.filter((name) => peerVersion(name) !== wantedVersion(name))
+  if (missing.length === 0) return
+  if (args['no-install']) return
+  const specs = missing.map((name) => NPM_PEERS[name])
+  console.log(`installing ${specs.join(', ')} into ${PEERS_DIR} (npm install --no-save)`)
+  try {
+    mkdirSync(PEERS_DIR, { recursive: true })
+    execFileSync('npm', ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--loglevel=error', '--prefix', PEERS_DIR, ...specs], {
+      cwd: PEERS_DIR,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: 180_000,
+      encoding: 'utf8',
+    })
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? ''
+    note(`npm install of ${specs.join(', ')} failed: ${stderr.trim().split('\n').slice(0, 2).join(' ') || (err as Error).message}`)
+  }
+}
+
+function npmPeerUnavailable(name: NpmPeer): string | null {
+  const version = peerVersion(name)
+  if (version === wantedVersion(name)) return null
+  if (version !== null) return `${name} ${version} in ${PEERS_DIR}, the bench wants ${wantedVersion(name)}${args['no-install'] ? ' (--no-install)' : ''}`
+  return `${name} not installed in ${PEERS_DIR}${args['no-install'] ? ' (--no-install)' : ''}`
+}
+
 // ---------------------------------------------------------------- servers under test
 
+/** open: no authentication. auth: RFC 1929, one user. full: auth + 20 rules + dns-cache (socksmith only). */
+type Variant = 'open' | 'auth' | 'full'
+
+interface Launch {
+  command: string
+  argv: string[]
+  cwd?: string
+}
+
 interface ServerSpec {
+  /** Key of --only and of the JSON output. */
   readonly name: string
+  /** Column heading. */
+  readonly title: string
   readonly description: string
   readonly udp: boolean
-  /** The name the server resolves to 127.0.0.1 for domain-destination handshakes. */
-  readonly domain: string
-  readonly auth: boolean
+  /** null when the server has RFC 1929 here; otherwise why its auth rows are empty. */
+  readonly noAuth: string | null
+  /** Has the auth + 20 rules + dns-cache variant. */
+  readonly full: boolean
+  /** Runs only when --only names it. */
+  readonly optIn?: boolean
   /** null when it can run; otherwise why it is skipped. */
   unavailable(): string | null
   /** Command line for a server listening on 127.0.0.1:port; null for the direct baseline. */
-  command(port: number): [string, string[]] | null
+  launch(port: number, variant: Variant): Launch | null
+  version(): string
 }
 
 function which(program: string): string | null {
@@ -237,18 +320,7 @@ function which(program: string): string | null {
   return null
 }
 
-function resolvesSocksv5(): boolean {
-  const from = process.env.SOCKSV5_DIR !== undefined ? join(process.env.SOCKSV5_DIR, 'package.json') : join(REPO, 'package.json')
-  try {
-    createRequire(from).resolve('socksv5')
-    return true
-  } catch {
-    return false
-  }
-}
-
-const builtCore = join(REPO, 'dist/src/index.js')
-const needBuild = (): string | null => (existsSync(builtCore) ? null : 'dist/ not built: run `npm run build` first')
+const needBuild = (): string | null => (existsSync(CLI) && existsSync(join(REPO, 'dist/src/index.js')) ? null : 'dist/ not built: run `npm run build` first')
 
 function danteConfig(port: number): string {
   const path = join(scratch, `danted-${port}.conf`)
@@ -271,113 +343,206 @@ socks pass { from: 0.0.0.0/0 to: 127.0.0.0/8 command: udpreply }
   return path
 }
 
-/**
- * Node flags for the Node servers under test: those the socksmith CLI runs with (its shebang line,
- * so the bench measures what users run), then --node-flags as given, then --cpu-prof DIR to profile
- * each of them into DIR.
- */
-const NODE_SERVER_FLAGS = [
-  ...cliNodeFlags(),
+/** More Node flags for every Node server under test: --node-flags as given, then --cpu-prof DIR. */
+const EXTRA_NODE_FLAGS = [
   ...(args['node-flags'] === undefined ? [] : args['node-flags'].split(/\s+/).filter((flag) => flag !== '')),
   ...(args['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof']]),
 ]
 
+/** The Node flags of the `socksmith` command's `#!` line (src/cli/bin.cts), which npx runs it with. */
 function cliNodeFlags(): string[] {
   const shebang = readFileSync(join(REPO, 'src/cli/bin.cts'), 'utf8').split('\n', 1)[0]!
   const match = /^#!\/usr\/bin\/env -S node\s+(.*)$/.exec(shebang)
   return match === null ? [] : match[1]!.split(/\s+/).filter((flag) => flag !== '')
 }
+const SOCKSMITH_NODE_FLAGS = [...cliNodeFlags(), ...EXTRA_NODE_FLAGS]
 
-function socksmithSpec(name: string, description: string, variant: 'bare' | 'full', workers: number): ServerSpec {
+let passwordHash: string | null | undefined
+
+/** The bench user's hash, made once by `socksmith hash-password` as a user would make it. */
+function benchHash(): string | null {
+  if (passwordHash !== undefined) return passwordHash
+  try {
+    passwordHash = execFileSync(process.execPath, [CLI, 'hash-password'], { input: AUTH.password, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] }).trim()
+    if (!passwordHash.startsWith('$')) throw new Error(`unexpected output "${passwordHash.slice(0, 20)}…"`)
+  } catch (err) {
+    note(`socksmith hash-password failed (${err instanceof Error ? err.message.split('\n')[0] : String(err)}): socksmith auth rows are empty`)
+    passwordHash = null
+  }
+  return passwordHash
+}
+
+/**
+ * The config file a user would write for each variant. `log` is left out: level info and the
+ * access log on are the defaults. `listen` is overridden by --port.
+ */
+function cliConfig(variant: Variant): string {
+  const dir = join(scratch, `socksmith-${variant}`)
+  const path = join(dir, 'socksmith.config.yaml')
+  if (existsSync(path)) return path
+  mkdirSync(dir, { recursive: true })
+  const lines = ['# generated by bench/run.ts', 'listen: { host: 127.0.0.1, port: 1080 }']
+  if (variant !== 'open') {
+    const hash = benchHash()
+    if (hash === null) throw new Error('no password hash (see notes)')
+    lines.push('plugins:', `  - [auth, { users: { ${AUTH.username}: ${JSON.stringify(hash)} } }]`)
+    if (variant === 'full') {
+      const rules = JSON.parse(readFileSync(join(BENCH, 'servers/rules-20.json'), 'utf8')) as unknown[]
+      lines.push('  - dns-cache', '  - - rules', '    - default: deny', '      rules:', ...rules.map((rule) => `        - ${JSON.stringify(rule)}`))
+    }
+  }
+  writeFileSync(path, `${lines.join('\n')}\n`)
+  return path
+}
+
+const socksmithVersion = (): string => `socksmith ${(JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version}`
+
+/** The built `socksmith` command, started as npx starts it: node, the `#!` flags, bin.cjs, a config file. */
+function socksmithCli(name: string, title: string, description: string, flags: string[]): ServerSpec {
   return {
     name,
+    title,
     description,
     udp: true,
-    domain: 'bench.test',
-    auth: variant === 'full',
-    unavailable() {
-      const build = needBuild()
-      if (build !== null) return build
-      if (variant === 'full') {
-        const missing = ['auth', 'rules', 'dns-cache'].filter((p) => !existsSync(join(REPO, `dist/plugins/${p}/index.js`)))
-        if (missing.length > 0) return `plugins not built yet: ${missing.join(', ')} (run \`npm run build\` once they exist)`
-      }
-      return null
+    noAuth: null,
+    full: true,
+    unavailable: needBuild,
+    launch: (port, variant) => {
+      const config = cliConfig(variant)
+      return { command: process.execPath, argv: [...SOCKSMITH_NODE_FLAGS, CLI, '-c', config, '--port', String(port), ...flags], cwd: join(config, '..') }
     },
-    command: (port) => [process.execPath, [...NODE_SERVER_FLAGS, join(BENCH, 'servers/socksmith.mjs'), '--port', String(port), '--variant', variant, '--workers', String(workers)]],
+    version: socksmithVersion,
+  }
+}
+
+function nodePeer(name: string, npm: NpmPeer, title: string, description: string, script: string): ServerSpec {
+  return {
+    name,
+    title,
+    description,
+    udp: false,
+    noAuth: null,
+    full: false,
+    unavailable: () => npmPeerUnavailable(npm),
+    // Plain `node`, as the library's users run it: the socksmith command's own flags are not theirs.
+    launch: (port, variant) => ({ command: process.execPath, argv: [...EXTRA_NODE_FLAGS, join(BENCH, 'servers', script), '--port', String(port), '--modules', PEERS_DIR, ...(variant === 'open' ? [] : ['--auth'])] }),
+    version: () => `${npm} ${peerVersion(npm) ?? '?'}`,
   }
 }
 
 const SERVERS: ServerSpec[] = [
   {
     name: 'direct',
-    description: 'no proxy: the load generator talks to the targets (harness ceiling)',
+    title: 'no proxy (harness ceiling)',
+    description: 'no proxy: the load generators talk to the targets',
     udp: true,
-    domain: 'localhost',
-    auth: false,
+    noAuth: '',
+    full: false,
     unavailable: () => null,
-    command: () => null,
+    launch: () => null,
+    version: () => '',
   },
-  socksmithSpec('socksmith', 'socksmith, no plugins (dist/)', 'bare', 1),
-  socksmithSpec('socksmith-full', 'socksmith + auth + 20 rules + dns-cache', 'full', 1),
-  ...(settings.workers > 1 ? [socksmithSpec(`socksmith-w${settings.workers}`, `socksmith, ${settings.workers} workers (node:cluster)`, 'bare', settings.workers)] : []),
+  socksmithCli('socksmith', 'socksmith as `npx socksmith` runs it (access log on)', 'the socksmith command: #! flags, config file, default log level (info), access log on, output to a file', []),
+  socksmithCli('socksmith-warn', 'socksmith `--log-level warn`', 'the same with --log-level warn (no access lines)', ['--log-level', 'warn']),
+  ...(settings.workers > 1
+    ? [socksmithCli(`socksmith-w${settings.workers}`, `socksmith \`--workers ${settings.workers} --log-level warn\``, `the same on ${settings.workers} node:cluster workers`, ['--workers', String(settings.workers), '--log-level', 'warn'])]
+    : []),
   {
-    name: 'microsocks',
-    description: 'microsocks (C, a thread per connection)',
-    udp: false,
-    domain: 'localhost',
-    auth: false,
-    unavailable: () => (which('microsocks') === null ? 'not installed (apt-get install microsocks)' : null),
-    command: (port) => [which('microsocks')!, ['-i', HOST, '-p', String(port)]],
+    name: 'socksmith-lib',
+    title: 'socksmith embedded (createServer, log error)',
+    description: 'bench/servers/socksmith.mjs: createServer() from dist/, log level error, names resolved by an injected resolver',
+    udp: true,
+    noAuth: null,
+    full: true,
+    optIn: true,
+    unavailable: needBuild,
+    launch: (port, variant) => ({ command: process.execPath, argv: [...SOCKSMITH_NODE_FLAGS, join(BENCH, 'servers/socksmith.mjs'), '--port', String(port), '--variant', variant === 'open' ? 'bare' : variant] }),
+    version: socksmithVersion,
   },
+  nodePeer('socksv5', 'socksv5', 'socksv5', 'npm socksv5 (Node, 2015)', 'socksv5.mjs'),
+  nodePeer('pondwader', '@pondwader/socks5-server', '@pondwader/socks5-server', 'npm @pondwader/socks5-server (Node, TypeScript)', 'pondwader.mjs'),
   {
     name: 'dante',
+    title: 'Dante',
     description: 'Dante danted (C, pre-forked processes)',
     udp: true,
-    domain: 'localhost',
-    auth: false,
-    unavailable: () => (which('danted') === null ? 'not installed (apt-get install dante-server)' : null),
-    command: (port) => [which('danted')!, ['-f', danteConfig(port), '-p', join(scratch, `danted-${port}.pid`)]],
+    // Dante's username method checks the system's accounts (passwd/shadow or PAM): the bench does not create one.
+    noAuth: 'RFC 1929 in Dante checks system accounts (passwd/shadow or PAM); the bench creates none',
+    full: false,
+    unavailable: () => {
+      if (which('danted') === null) return 'not installed (apt-get install dante-server)'
+      if (process.getuid?.() !== 0) return 'needs root (its config runs as user.privileged: root)'
+      return null
+    },
+    launch: (port) => ({ command: which('danted')!, argv: ['-f', danteConfig(port), '-p', join(scratch, `danted-${port}.pid`)] }),
+    version: () => execFileSync(which('danted')!, ['-v'], { encoding: 'utf8' }).split('.  ')[0]!.trim(),
   },
   {
-    name: 'socksv5',
-    description: 'npm socksv5 (Node)',
+    name: 'microsocks',
+    title: 'microsocks',
+    description: 'microsocks (C, a thread per connection)',
     udp: false,
-    domain: 'localhost',
-    auth: false,
-    unavailable: () => (resolvesSocksv5() ? null : 'not installed (npm i --no-save socksv5, or SOCKSV5_DIR=<dir with node_modules/socksv5>)'),
-    command: (port) => [process.execPath, [...NODE_SERVER_FLAGS, join(BENCH, 'servers/socksv5.mjs'), '--port', String(port)]],
+    noAuth: null,
+    full: false,
+    unavailable: () => (which('microsocks') === null ? 'not installed (apt-get install microsocks)' : null),
+    launch: (port, variant) => ({ command: which('microsocks')!, argv: ['-i', HOST, '-p', String(port), ...(variant === 'open' ? [] : ['-u', AUTH.username, '-P', AUTH.password])] }),
+    version: () => `microsocks ${execFileSync('dpkg-query', ['-W', '-f', '${Version}', 'microsocks'], { encoding: 'utf8' })}`,
   },
 ]
+
+const isSocksmith = (name: string): boolean => name.startsWith('socksmith')
 
 // ---------------------------------------------------------------- measurements
 
 /** One server, one repetition. null: not measured (unsupported, or the test failed). */
 interface Sample {
-  downGBps: number | null
-  upGBps: number | null
-  multiGBps: number | null
+  connIp: number | null
+  cpu10kIp: number | null
+  connName: number | null
+  cpu10kName: number | null
+  connAuthIp: number | null
+  cpu10kAuthIp: number | null
+  connAuthName: number | null
+  cpu10kAuthName: number | null
+  connFullIp: number | null
+  cpu10kFullIp: number | null
+  connFullName: number | null
+  cpu10kFullName: number | null
+  latP50Us: number | null
+  latP99Us: number | null
+  udpPerS: number | null
+  down1: number | null
+  down8: number | null
+  down64: number | null
+  up1: number | null
   cpuPerGiB: number | null
-  handshakesIp: number | null
-  handshakesDomain: number | null
-  cpuPer10kIp: number | null
-  cpuPer10kDomain: number | null
-  udpPerSecond: number | null
   rssPerConnKiB: number | null
 }
+type Metric = keyof Sample
 
-const METRICS: { key: keyof Sample; title: string; digits: number; higherIsBetter: boolean }[] = [
-  { key: 'downGBps', title: '1× down GB/s', digits: 2, higherIsBetter: true },
-  { key: 'upGBps', title: '1× up GB/s', digits: 2, higherIsBetter: true },
-  { key: 'multiGBps', title: '8× down GB/s', digits: 2, higherIsBetter: true },
-  { key: 'cpuPerGiB', title: 'CPU-s/GiB', digits: 2, higherIsBetter: false },
-  { key: 'handshakesIp', title: 'CONNECT/s IP', digits: 0, higherIsBetter: true },
-  { key: 'handshakesDomain', title: 'CONNECT/s name', digits: 0, higherIsBetter: true },
-  { key: 'cpuPer10kIp', title: 'CPU-s/10k IP', digits: 2, higherIsBetter: false },
-  { key: 'cpuPer10kDomain', title: 'CPU-s/10k name', digits: 2, higherIsBetter: false },
-  { key: 'udpPerSecond', title: 'UDP dgram/s', digits: 0, higherIsBetter: true },
-  { key: 'rssPerConnKiB', title: 'RSS KiB/conn', digits: 1, higherIsBetter: false },
-]
+const emptySample = (): Sample => ({
+  connIp: null,
+  cpu10kIp: null,
+  connName: null,
+  cpu10kName: null,
+  connAuthIp: null,
+  cpu10kAuthIp: null,
+  connAuthName: null,
+  cpu10kAuthName: null,
+  connFullIp: null,
+  cpu10kFullIp: null,
+  connFullName: null,
+  cpu10kFullName: null,
+  latP50Us: null,
+  latP99Us: null,
+  udpPerS: null,
+  down1: null,
+  down8: null,
+  down64: null,
+  up1: null,
+  cpuPerGiB: null,
+  rssPerConnKiB: null,
+})
 
 const notes: string[] = []
 
@@ -422,49 +587,60 @@ function split(total: number, parts: number): number[] {
   return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0))
 }
 
-interface Bench {
-  gens: LoadGenerator[]
-  ports: TargetPorts
-}
-
 let lastTrace = Date.now()
 
 /** --verbose: each test as it ends, with the wall time since the previous one. */
-function trace(spec: ServerSpec, test: string, detail = ''): void {
+function trace(name: string, test: string, detail = ''): void {
   const now = Date.now()
-  if (args.verbose) console.log(`    ${spec.name} ${test}: ${((now - lastTrace) / 1000).toFixed(2)} s ${detail}`)
+  if (args.verbose) console.log(`    ${name} ${test}: ${((now - lastTrace) / 1000).toFixed(2)} s ${detail}`)
   lastTrace = now
 }
 
-async function measure(bench: Bench, spec: ServerSpec, route: Route, pid: number | null): Promise<Sample> {
-  const { gens, ports } = bench
-  lastTrace = Date.now()
-  const sample: Sample = { downGBps: null, upGBps: null, multiGBps: null, cpuPerGiB: null, handshakesIp: null, handshakesDomain: null, cpuPer10kIp: null, cpuPer10kDomain: null, udpPerSecond: null, rssPerConnKiB: null }
-  // One /proc reading when a test starts and one when it ends: the server CPU it used, and how.
-  type CpuReading = { user: number; system: number }
-  const readCpu = (): CpuReading => (pid === null ? { user: 0, system: 0 } : cpuSplit(pid))
-  const cpuSince = (start: CpuReading): { used: number; text: string } => {
-    const now = readCpu()
+/** One run: a freshly started server (or none, for direct) with one variant, and the tests that variant is for. */
+class Run {
+  constructor(
+    readonly gens: LoadGenerator[],
+    readonly ports: TargetPorts,
+    readonly spec: ServerSpec,
+    readonly variant: Variant,
+    readonly route: Route,
+    readonly pid: number | null,
+    readonly sample: Sample,
+  ) {}
+
+  get label(): string {
+    return this.variant === 'open' ? this.spec.name : `${this.spec.name} (${this.variant})`
+  }
+
+  /** One /proc reading when a test starts and one when it ends: the server CPU it used, and how. */
+  readCpu(): { user: number; system: number } {
+    return this.pid === null ? { user: 0, system: 0 } : cpuSplit(this.pid)
+  }
+
+  cpuSince(start: { user: number; system: number }): { used: number; text: string } {
+    const now = this.readCpu()
     const user = now.user - start.user
     const system = now.system - start.system
     return { used: user + system, text: `server CPU ${format(user + system, 2)} s (user ${format(user, 2)} s, system ${format(system, 2)} s)` }
   }
-  const first = gens[0]!
-  // Bounded: a stream slower than 10 MB/s, or a test running 30 s past its window, is a failure.
-  const streamTimeout = 30_000 + (settings.streamBytes / 10e6) * 1000
 
-  // Warm-up: lazy code paths and the JIT, so the first measured test is not the one that pays.
-  await first.run({ type: 'handshakes', route, port: ports.accept, concurrency: 8, durationMs: 300, destination: 'ip' })
-  await first.run({ type: 'download', route, port: ports.source, streams: 1, bytesPerStream: 32 * MiB })
-  trace(spec, 'warm-up')
+  async warmUp(): Promise<void> {
+    // Lazy code paths and the JIT, so the first measured test is not the one that pays.
+    const first = this.gens[0]!
+    await first.run({ type: 'handshakes', route: this.route, port: this.ports.echoClose, concurrency: 8, durationMs: 300, destination: 'ip' })
+    if (this.variant === 'open') await first.run({ type: 'download', route: this.route, port: this.ports.source, streams: 1, bytesPerStream: 32 * MiB })
+    trace(this.label, 'warm-up')
+  }
 
-  // Idle held connections first, on a freshly started server, before the bulk tests grow its heap.
-  if (pid !== null && tests.has('hold')) {
+  /** Idle held connections, on a freshly started server, before the bulk tests grow its heap. */
+  async hold(): Promise<void> {
+    const { gens, pid, route, spec } = this
+    if (pid === null) return
     const before = rssKiB(pid)
     const counts = split(settings.hold, gens.length)
     const concurrency = split(64, gens.length)
     const results = await withTimeout(
-      Promise.all(gens.map((gen, i) => gen.run({ type: 'hold', route, port: ports.echo, count: counts[i]!, concurrency: concurrency[i]! }))),
+      Promise.all(gens.map((gen, i) => gen.run({ type: 'hold', route, port: this.ports.echo, count: counts[i]!, concurrency: concurrency[i]! }))),
       120_000,
       'hold',
     )
@@ -472,90 +648,132 @@ async function measure(bench: Bench, spec: ServerSpec, route: Route, pid: number
     const holding = results.reduce((sum, r) => sum + r.count, 0)
     await sleep(settings.holdSettleMs)
     const after = rssKiB(pid)
-    trace(spec, 'hold', `${holding} held, RSS ${before} → ${after} KiB`)
-    if (holding > 0) sample.rssPerConnKiB = (after - before) / holding
+    trace(this.label, 'hold', `${holding} held, RSS ${before} → ${after} KiB`)
+    if (holding > 0) this.sample.rssPerConnKiB = (after - before) / holding
     if (holding < settings.hold) note(`${spec.name}: held ${holding} of ${settings.hold} connections`)
     await Promise.all(gens.map((gen) => gen.run({ type: 'release' })))
     await settle(pid)
     // A garbage-collected server still owes the collection of 5,000 connections: an unmeasured
     // transfer makes it pay now rather than during the first measured one.
-    await first.run({ type: 'download', route, port: ports.source, streams: 1, bytesPerStream: 64 * MiB })
+    await gens[0]!.run({ type: 'download', route, port: this.ports.source, streams: 1, bytesPerStream: 64 * MiB })
     await settle(pid)
-    trace(spec, 'release')
+    trace(this.label, 'release')
   }
 
-  let relayCpu = 0
-  let relayBytes = 0
-  // One stream each way: from the source (download), then to the sink (upload).
-  for (const [test, type, port] of [['down', 'download', ports.source], ['up', 'upload', ports.sink]] as const) {
-    if (!tests.has(test)) continue
-    await settle(pid)
-    const c0 = readCpu()
-    const r = await withTimeout(first.run({ type, route, port, streams: 1, bytesPerStream: settings.streamBytes }), streamTimeout, type)
-    const cpu = cpuSince(c0)
-    relayCpu += cpu.used
-    relayBytes += r.count
-    checkErrors(spec.name, type, [r])
-    if (r.errors === 0) sample[test === 'down' ? 'downGBps' : 'upGBps'] = r.count / r.elapsedMs / 1e6
-    trace(spec, type, `${format(r.elapsedMs / 1000, 2)} s transfer, ${cpu.text}`)
+  /** Downloads over 1, 8 and 64 concurrent streams and one upload; CPU per GiB over all of them. */
+  async streams(): Promise<void> {
+    const { gens, route, spec, pid } = this
+    // Bounded: a transfer slower than 10 MB/s is a failure.
+    const timeoutMs = 30_000 + (settings.streamBytes / 10e6) * 1000
+    let cpuUsed = 0
+    let bytesMoved = 0
+    const plan: { key: Metric; type: 'download' | 'upload'; streams: number }[] = []
+    for (const n of settings.streamCounts) {
+      if (n === 1 ? tests.has('down') : tests.has('multi')) plan.push({ key: `down${n}` as Metric, type: 'download', streams: n })
+    }
+    if (tests.has('up')) plan.push({ key: 'up1', type: 'upload', streams: 1 })
+    for (const { key, type, streams } of plan) {
+      // One stream from the first load generator; more spread over all of them.
+      const perGen = streams === 1 ? [1] : split(streams, gens.length)
+      const perStream = Math.floor(settings.streamBytes / streams)
+      const what = `${streams}× ${type}`
+      await settle(pid)
+      const c0 = this.readCpu()
+      const results = await withTimeout(
+        Promise.all(
+          perGen
+            .map((count, i) => ({ count, gen: gens[i]! }))
+            .filter(({ count }) => count > 0)
+            .map(({ count, gen }) => gen.run<LoadResult & { startedAt: number; endedAt: number }>({ type, route, port: type === 'download' ? this.ports.source : this.ports.sink, streams: count, bytesPerStream: perStream })),
+        ),
+        timeoutMs,
+        what,
+      )
+      const cpu = this.cpuSince(c0)
+      const bytes = results.reduce((sum, r) => sum + r.count, 0)
+      cpuUsed += cpu.used
+      bytesMoved += bytes
+      checkErrors(spec.name, what, results)
+      const elapsed = Math.max(...results.map((r) => r.endedAt)) - Math.min(...results.map((r) => r.startedAt))
+      if (results.every((r) => r.errors === 0) && elapsed > 0) this.sample[key] = bytes / elapsed / 1e3
+      trace(this.label, what, `${format(elapsed / 1000, 2)} s transfer, ${cpu.text}`)
+    }
+    if (pid !== null && bytesMoved > 0) this.sample.cpuPerGiB = cpuUsed / (bytesMoved / GiB)
   }
-  if (tests.has('multi')) {
-    const streams = split(settings.multiStreams, gens.length)
-    const perStream = Math.floor(settings.streamBytes / settings.multiStreams)
-    await settle(pid)
-    const c0 = readCpu()
-    const results = await withTimeout(
-      Promise.all(gens.map((gen, i) => gen.run<LoadResult & { startedAt: number; endedAt: number }>({ type: 'download', route, port: ports.source, streams: streams[i]!, bytesPerStream: perStream }))),
-      streamTimeout,
-      '8-stream download',
-    )
-    const cpu = cpuSince(c0)
-    relayCpu += cpu.used
-    const bytes = results.reduce((sum, r) => sum + r.count, 0)
-    relayBytes += bytes
-    checkErrors(spec.name, '8-stream download', results)
-    const started = Math.min(...results.map((r) => r.startedAt))
-    const ended = Math.max(...results.map((r) => r.endedAt))
-    if (results.every((r) => r.errors === 0)) sample.multiGBps = bytes / (ended - started) / 1e6
-    trace(spec, '8-stream download', `${format((ended - started) / 1000, 2)} s transfer, ${cpu.text}`)
-  }
-  if (pid !== null && relayBytes > 0) sample.cpuPerGiB = relayCpu / (relayBytes / GiB)
 
-  for (const destination of tests.has('connect') ? (['ip', 'domain'] as const) : []) {
+  /** 32 concurrent clients: connect, greeting, (auth), CONNECT, 32 B echo, close, for a window. */
+  async connections(destination: 'ip' | 'domain', rateKey: Metric, cpuKey: Metric): Promise<void> {
+    const { gens, route, spec, pid } = this
     const concurrency = split(settings.handshakeConcurrency, gens.length)
     await settle(pid)
-    const c0 = readCpu()
+    const c0 = this.readCpu()
     const results = await withTimeout(
-      Promise.all(gens.map((gen, i) => gen.run<LoadResult & { total: number }>({ type: 'handshakes', route, port: ports.accept, concurrency: concurrency[i]!, durationMs: settings.handshakeMs, destination }))),
+      Promise.all(gens.map((gen, i) => gen.run<LoadResult & { total: number }>({ type: 'handshakes', route, port: this.ports.echoClose, concurrency: concurrency[i]!, durationMs: settings.handshakeMs, destination }))),
       settings.handshakeMs + 30_000,
       `${destination} handshakes`,
     )
-    const cpu = cpuSince(c0)
-    const used = cpu.used
-    checkErrors(spec.name, `${destination} handshakes`, results)
+    const cpu = this.cpuSince(c0)
+    checkErrors(spec.name, `${this.variant} ${destination} connections`, results)
     const inWindow = results.reduce((sum, r) => sum + r.count, 0)
     const total = results.reduce((sum, r) => sum + r.total, 0)
-    const rate = inWindow / (settings.handshakeMs / 1000)
-    const per10k = pid !== null && total > 0 ? (used / total) * 10_000 : null
-    trace(spec, `${destination} handshakes`, `${total} done, ${cpu.text}`)
-    if (destination === 'ip') {
-      sample.handshakesIp = rate
-      sample.cpuPer10kIp = per10k
-    } else {
-      sample.handshakesDomain = rate
-      sample.cpuPer10kDomain = per10k
-    }
+    if (inWindow > 0) this.sample[rateKey] = inWindow / (settings.handshakeMs / 1000)
+    if (pid !== null && total > 0) this.sample[cpuKey] = (cpu.used / total) * 10_000
+    trace(this.label, `${destination} connections`, `${total} done, ${cpu.text}`)
   }
 
-  if (spec.udp && tests.has('udp')) {
-    await settle(pid)
-    const r = await withTimeout(first.run({ type: 'udp', route, port: ports.udpEcho, durationMs: settings.udpMs, window: settings.udpWindow, payload: settings.udpPayload }), settings.udpMs + 30_000, 'udp')
-    checkErrors(spec.name, 'udp', [r])
-    trace(spec, 'udp', `${r.count} echoed`)
-    if (r.count > 0) sample.udpPerSecond = r.count / (r.elapsedMs / 1000)
-    else note(`${spec.name}: udp: no datagram came back`)
+  /** One client at a time: p50 and p99 of connect → handshake → 32 B echo. */
+  async latency(): Promise<void> {
+    await settle(this.pid)
+    const r = await withTimeout(this.gens[0]!.run<LatencyResult>({ type: 'latency', route: this.route, port: this.ports.echoClose, durationMs: settings.latencyMs, destination: 'ip' }), settings.latencyMs + 30_000, 'latency')
+    checkErrors(this.spec.name, 'latency', [r])
+    if (r.count > 0) {
+      this.sample.latP50Us = r.p50Ms * 1000
+      this.sample.latP99Us = r.p99Ms * 1000
+    }
+    trace(this.label, 'latency', `${r.count} sequential connections`)
   }
-  return sample
+
+  async udp(): Promise<void> {
+    await settle(this.pid)
+    const r = await withTimeout(
+      this.gens[0]!.run({ type: 'udp', route: this.route, port: this.ports.udpEcho, durationMs: settings.udpMs, window: settings.udpWindow, payload: settings.udpPayload }),
+      settings.udpMs + 30_000,
+      'udp',
+    )
+    checkErrors(this.spec.name, 'udp', [r])
+    trace(this.label, 'udp', `${r.count} echoed`)
+    if (r.count > 0) this.sample.udpPerS = r.count / (r.elapsedMs / 1000)
+    else note(`${this.spec.name}: udp: no datagram came back`)
+  }
+
+  async measure(): Promise<void> {
+    lastTrace = Date.now()
+    await this.warmUp()
+    if (this.variant === 'open') {
+      if (tests.has('hold')) await this.hold()
+      await this.streams()
+      if (tests.has('connect')) {
+        await this.connections('ip', 'connIp', 'cpu10kIp')
+        await this.connections('domain', 'connName', 'cpu10kName')
+      }
+      if (tests.has('latency')) await this.latency()
+      if (this.spec.udp && tests.has('udp')) await this.udp()
+      return
+    }
+    const v = this.variant === 'auth' ? 'Auth' : 'Full'
+    await this.connections('ip', `conn${v}Ip`, `cpu10k${v}Ip`)
+    // The name rows with auth are the plugins' comparison (dns-cache): socksmith's columns only.
+    if (this.spec.full) await this.connections('domain', `conn${v}Name`, `cpu10k${v}Name`)
+  }
+}
+
+/** The variants of a server this run measures, in order. */
+function variantsOf(spec: ServerSpec): Variant[] {
+  const variants: Variant[] = []
+  if (['hold', 'down', 'up', 'multi', 'connect', 'latency', 'udp'].some((test) => tests.has(test))) variants.push('open')
+  if (tests.has('auth') && spec.noAuth === null) variants.push('auth')
+  if (tests.has('full') && spec.full) variants.push('full')
+  return variants
 }
 
 // ---------------------------------------------------------------- reporting
@@ -570,16 +788,13 @@ function format(value: number, digits: number): string {
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
-function values(samples: Sample[], key: keyof Sample): number[] {
-  return samples.map((s) => s[key]).filter((v): v is number => v !== null)
+function values(samples: Sample[] | undefined, key: Metric): number[] {
+  return (samples ?? []).map((s) => s[key]).filter((v): v is number => v !== null && Number.isFinite(v))
 }
 
-function cell(samples: Sample[], key: keyof Sample, digits: number): string {
-  const list = values(samples, key)
-  if (list.length === 0) return '–'
-  const m = format(median(list), digits)
-  if (list.length === 1) return m
-  return `${m} (${format(Math.min(...list), digits)}–${format(Math.max(...list), digits)})`
+function medianOf(results: Map<string, Sample[]>, server: string, key: Metric): number | null {
+  const list = values(results.get(server), key)
+  return list.length === 0 ? null : median(list)
 }
 
 function machineLine(): string {
@@ -595,87 +810,162 @@ function machineLine(): string {
 
 function versionOf(spec: ServerSpec): string {
   try {
-    if (spec.name === 'dante') return execFileSync(which('danted')!, ['-v'], { encoding: 'utf8' }).split('.  ')[0]!.trim()
-    if (spec.name === 'microsocks') return `microsocks ${execFileSync('dpkg-query', ['-W', '-f', '${Version}', 'microsocks'], { encoding: 'utf8' })}`
-    if (spec.name === 'socksv5') {
-      const from = process.env.SOCKSV5_DIR !== undefined ? join(process.env.SOCKSV5_DIR, 'package.json') : join(REPO, 'package.json')
-      const pkg = createRequire(from).resolve('socksv5/package.json')
-      return `socksv5 ${JSON.parse(readFileSync(pkg, 'utf8')).version}`
-    }
-    if (spec.name.startsWith('socksmith')) return `socksmith ${JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version}`
+    return spec.version()
   } catch {
-    // version unknown: not worth failing over
+    return '' // version unknown: not worth failing over
   }
-  return ''
 }
 
-function table(results: Map<string, Sample[]>): string {
-  const header = ['server', ...METRICS.map((m) => m.title)]
+interface Row {
+  key: Metric
+  title: string
+  digits: number
+}
+
+const MAIN_ROWS: Row[] = [
+  { key: 'connIp', title: 'connections/s (IP destination)', digits: 0 },
+  { key: 'cpu10kIp', title: 'server CPU-s per 10k connections', digits: 2 },
+  { key: 'connName', title: 'connections/s (domain destination)', digits: 0 },
+  { key: 'cpu10kName', title: 'CPU-s per 10k (domain destination)', digits: 2 },
+  { key: 'connAuthIp', title: 'connections/s with RFC 1929 auth', digits: 0 },
+  { key: 'cpu10kAuthIp', title: 'CPU-s per 10k with auth', digits: 2 },
+  { key: 'latP50Us', title: 'p50 latency, one client at a time (µs)', digits: 0 },
+  { key: 'latP99Us', title: 'p99 latency, one client at a time (µs)', digits: 0 },
+  { key: 'udpPerS', title: `UDP datagrams/s (${settings.udpPayload} B, ${settings.udpWindow} in flight)`, digits: 0 },
+]
+
+const STREAM_ROWS: Row[] = [
+  ...settings.streamCounts.map((n) => ({ key: `down${n}` as Metric, title: `download MB/s, ${n} stream${n === 1 ? '' : 's'}`, digits: 0 })),
+  { key: 'up1', title: 'upload MB/s, 1 stream', digits: 0 },
+  { key: 'cpuPerGiB', title: 'server CPU-s per GiB relayed', digits: 2 },
+  { key: 'rssPerConnKiB', title: `RSS KiB per held connection (${settings.hold.toLocaleString('en-US')} idle)`, digits: 1 },
+]
+
+const ratio = (a: number | null, b: number | null): string => (a === null || b === null || b === 0 ? '–' : `${format(a / b, 2)}×`)
+
+/**
+ * A table with a row per metric and a column per server. Peer columns carry
+ * (socksmith ÷ peer / socksmith-warn ÷ peer); other socksmith columns (socksmith ÷ this column).
+ */
+function table(results: Map<string, Sample[]>, columns: ServerSpec[], rows: Row[], heading: string, spread: boolean): string {
+  const present = columns.filter((spec) => results.has(spec.name))
+  if (present.length === 0) return `${heading}: no server measured`
+  const header = [heading, ...present.map((spec) => spec.title)]
   const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`]
-  for (const [name, samples] of results) lines.push(`| ${name} | ${METRICS.map((m) => cell(samples, m.key, m.digits)).join(' | ')} |`)
+  for (const row of rows) {
+    // A row no server has (a test left out with --tests) is left out too.
+    if (present.every((spec) => values(results.get(spec.name), row.key).length === 0)) continue
+    const cells = present.map((spec) => {
+      const list = values(results.get(spec.name), row.key)
+      if (list.length === 0) return '–'
+      if (spread) return list.length === 1 ? format(list[0]!, row.digits) : `${format(Math.min(...list), row.digits)}–${format(Math.max(...list), row.digits)}`
+      const m = median(list)
+      const text = format(m, row.digits)
+      if (spec.name === 'socksmith' || spec.name === 'direct') return text
+      const npx = medianOf(results, 'socksmith', row.key)
+      if (isSocksmith(spec.name)) return `${text} (${ratio(npx, m)})`
+      return `${text} (${ratio(npx, m)} / ${ratio(medianOf(results, 'socksmith-warn', row.key), m)})`
+    })
+    lines.push(`| ${row.title} | ${cells.join(' | ')} |`)
+  }
   return lines.join('\n')
 }
 
-function medianOf(results: Map<string, Sample[]>, server: string, key: keyof Sample): number | null {
-  const samples = results.get(server)
-  if (samples === undefined) return null
-  const list = values(samples, key)
-  return list.length === 0 ? null : median(list)
+/** auth + 20 rules + dns-cache against auth alone, for each socksmith column. */
+function pluginTable(results: Map<string, Sample[]>, columns: ServerSpec[]): string {
+  const present = columns.filter((spec) => spec.full && results.has(spec.name))
+  if (present.length === 0) return 'socksmith plugins: not measured'
+  const header = ['socksmith: plugins', ...present.map((spec) => spec.title)]
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`]
+  const rows: [string, Metric, Metric | null, number][] = [
+    ['connections/s, no auth (IP)', 'connIp', null, 0],
+    ['connections/s, no auth (domain)', 'connName', null, 0],
+    ['connections/s, auth (IP)', 'connAuthIp', null, 0],
+    ['connections/s, auth + 20 rules + dns-cache (IP) vs auth', 'connFullIp', 'connAuthIp', 0],
+    ['connections/s, auth (domain)', 'connAuthName', null, 0],
+    ['connections/s, auth + 20 rules + dns-cache (domain) vs auth', 'connFullName', 'connAuthName', 0],
+    ['CPU-s per 10k, auth (IP)', 'cpu10kAuthIp', null, 2],
+    ['CPU-s per 10k, auth + 20 rules + dns-cache (IP) vs auth', 'cpu10kFullIp', 'cpu10kAuthIp', 2],
+  ]
+  for (const [title, key, versus, digits] of rows) {
+    if (present.every((spec) => medianOf(results, spec.name, key) === null)) continue
+    const cells = present.map((spec) => {
+      const value = medianOf(results, spec.name, key)
+      if (value === null) return '–'
+      const base = versus === null ? null : medianOf(results, spec.name, versus)
+      return base === null ? format(value, digits) : `${format(value, digits)} (${value >= base ? '+' : '−'}${format(Math.abs(value / base - 1) * 100, 0)}%)`
+    })
+    lines.push(`| ${title} | ${cells.join(' | ')} |`)
+  }
+  return lines.join('\n')
 }
 
 /** Direct must be far faster than every proxy, or the harness, not the server, is being measured. */
 function harnessCheck(results: Map<string, Sample[]>): string[] {
   const lines: string[] = []
-  for (const key of ['downGBps', 'upGBps', 'multiGBps', 'handshakesIp', 'udpPerSecond'] as const) {
-    const direct = medianOf(results, 'direct', key)
+  for (const row of [...MAIN_ROWS, ...STREAM_ROWS].filter((r) => ['connIp', 'connName', 'down1', 'down64', 'up1', 'udpPerS'].includes(r.key))) {
+    const direct = medianOf(results, 'direct', row.key)
     if (direct === null) continue
     let best: { name: string; value: number } | null = null
     for (const name of results.keys()) {
       if (name === 'direct') continue
-      const value = medianOf(results, name, key)
+      const value = medianOf(results, name, row.key)
       if (value !== null && (best === null || value > best.value)) best = { name, value }
     }
     if (best === null) continue
-    const ratio = direct / best.value
-    const title = METRICS.find((m) => m.key === key)!.title
-    lines.push(`${ratio >= 1.5 ? 'ok  ' : 'WARN'} ${title}: direct ${format(direct, key.endsWith('GBps') ? 2 : 0)} = ${format(ratio, 2)}× the fastest proxy (${best.name})`)
+    const r = direct / best.value
+    lines.push(`${r >= 1.5 ? 'ok  ' : 'WARN'} ${row.title}: direct ${format(direct, row.digits)} = ${format(r, 2)}× the fastest proxy (${best.name})`)
   }
   return lines
 }
 
-/** The targets of issue 6, judged on this run's medians. */
+/** The targets of issue 6, judged on this run's medians for socksmith as users run it. */
 function targetCheck(results: Map<string, Sample[]>): string[] {
   const lines: string[] = []
-  const get = (server: string, key: keyof Sample): number | null => medianOf(results, server, key)
+  const get = (server: string, key: Metric): number | null => medianOf(results, server, key)
   const judge = (ok: boolean | null, text: string): void => {
     lines.push(`${ok === null ? 'n/a ' : ok ? 'MET ' : 'MISS'} ${text}`)
   }
   const cmp = (a: number | null, b: number | null, op: (a: number, b: number) => boolean): boolean | null => (a === null || b === null ? null : op(a, b))
   const f = (v: number | null, digits = 2): string => (v === null ? '–' : format(v, digits))
   const s = 'socksmith'
-  for (const key of ['downGBps', 'upGBps'] as const) {
-    judge(cmp(get(s, key), get('dante', key), (a, b) => a >= b), `single-stream ${key === 'downGBps' ? 'down' : 'up'} ≥ Dante: ${f(get(s, key))} vs ${f(get('dante', key))} GB/s`)
-  }
+  const w = 'socksmith-warn'
+  judge(cmp(get(s, 'down1'), get('dante', 'down1'), (a, b) => a >= b), `single-stream download ≥ Dante: ${f(get(s, 'down1'), 0)} vs ${f(get('dante', 'down1'), 0)} MB/s`)
   judge(cmp(get(s, 'cpuPerGiB'), 0.7, (a, b) => a <= b), `CPU per GiB ≤ 0.7 CPU-s: ${f(get(s, 'cpuPerGiB'))} (Dante ${f(get('dante', 'cpuPerGiB'))})`)
-  judge(cmp(get(s, 'cpuPer10kIp'), 1.5, (a, b) => a <= b), `CPU per 10k connections ≤ 1.5 CPU-s: ${f(get(s, 'cpuPer10kIp'))} IP, ${f(get(s, 'cpuPer10kDomain'))} name (microsocks ${f(get('microsocks', 'cpuPer10kIp'))})`)
-  judge(cmp(get(s, 'handshakesIp'), get('dante', 'handshakesIp'), (a, b) => a > b), `CONNECT/s (IP) ahead of Dante: ${f(get(s, 'handshakesIp'), 0)} vs ${f(get('dante', 'handshakesIp'), 0)}`)
-  judge(cmp(get(s, 'handshakesDomain'), get('dante', 'handshakesDomain'), (a, b) => a > b), `CONNECT/s (name) ahead of Dante: ${f(get(s, 'handshakesDomain'), 0)} vs ${f(get('dante', 'handshakesDomain'), 0)}`)
+  judge(cmp(get(s, 'cpu10kIp'), 1.5, (a, b) => a <= b), `CPU per 10k connections ≤ 1.5 CPU-s: ${f(get(s, 'cpu10kIp'))} (warn ${f(get(w, 'cpu10kIp'))}, microsocks ${f(get('microsocks', 'cpu10kIp'))})`)
+  judge(cmp(get(s, 'connIp'), get('dante', 'connIp'), (a, b) => a > b), `connections/s (IP) ahead of Dante: ${f(get(s, 'connIp'), 0)} (warn ${f(get(w, 'connIp'), 0)}) vs ${f(get('dante', 'connIp'), 0)}`)
+  judge(cmp(get(s, 'connName'), get('dante', 'connName'), (a, b) => a > b), `connections/s (name) ahead of Dante: ${f(get(s, 'connName'), 0)} (warn ${f(get(w, 'connName'), 0)}) vs ${f(get('dante', 'connName'), 0)}`)
   judge(cmp(get(s, 'rssPerConnKiB'), 8, (a, b) => a <= b), `≤ 8 KB RSS per idle connection: ${f(get(s, 'rssPerConnKiB'), 1)} KiB`)
-  judge(cmp(get(s, 'udpPerSecond'), get('dante', 'udpPerSecond'), (a, b) => a >= b), `UDP datagrams/s ≥ Dante: ${f(get(s, 'udpPerSecond'), 0)} vs ${f(get('dante', 'udpPerSecond'), 0)}`)
-  for (const key of ['handshakesIp', 'handshakesDomain'] as const) {
-    const bare = get(s, key)
-    const full = get('socksmith-full', key)
-    judge(cmp(full, bare, (a, b) => a >= 0.85 * b), `auth + 20 rules + dns-cache within 15% of bare (${key === 'handshakesIp' ? 'IP' : 'name'}): ${f(full, 0)} vs ${f(bare, 0)} (${bare !== null && full !== null ? format((full / bare - 1) * 100, 0) : '–'}%)`)
+  judge(cmp(get(s, 'udpPerS'), get('dante', 'udpPerS'), (a, b) => a >= b), `UDP datagrams/s ≥ Dante: ${f(get(s, 'udpPerS'), 0)} vs ${f(get('dante', 'udpPerS'), 0)}`)
+  for (const [full, auth, what] of [['connFullIp', 'connAuthIp', 'IP'], ['connFullName', 'connAuthName', 'name']] as const) {
+    const a = get(s, auth)
+    const b = get(s, full)
+    judge(cmp(b, a, (x, y) => x >= 0.85 * y), `auth + 20 rules + dns-cache within 15% of auth alone (${what}): ${f(b, 0)} vs ${f(a, 0)} (${a !== null && b !== null ? format((b / a - 1) * 100, 0) : '–'}%)`)
   }
   const workers = `socksmith-w${settings.workers}`
   if (results.has(workers)) {
-    const w = get(workers, 'handshakesIp')
-    const bare = get(s, 'handshakesIp')
-    judge(cmp(w, bare, (a, b) => a >= 1.6 * b), `--workers ${settings.workers} scales CONNECT/s ≥ 1.6×: ${f(w, 0)} vs ${f(bare, 0)} (${w !== null && bare !== null ? format(w / bare, 2) : '–'}×)`)
+    const x = get(workers, 'connIp')
+    const base = get(w, 'connIp')
+    judge(cmp(x, base, (a, b) => a >= 1.6 * b), `--workers ${settings.workers} scales connections/s ≥ 1.6× (vs --log-level warn): ${f(x, 0)} vs ${f(base, 0)} (${ratio(x, base)})`)
   } else {
-    judge(null, '--workers N ≥ 1.6× CONNECT/s: not measured (run with --workers 2)')
+    judge(null, '--workers N ≥ 1.6× connections/s: not measured (run with --workers 2)')
   }
   return lines
+}
+
+/** What `localhost` (the domain destination) resolves to here, and whether the target listens on each. */
+async function localhostNote(ports: TargetPorts): Promise<string> {
+  let addresses: { address: string; family: number }[] = []
+  try {
+    addresses = await lookup('localhost', { all: true, verbatim: true })
+  } catch (err) {
+    return `localhost does not resolve here (${(err as Error).message}): the domain rows measure failures`
+  }
+  const list = addresses.map((a) => a.address).join(', ')
+  const v6 = addresses.some((a) => a.family === 6)
+  if (!v6) return `localhost resolves to ${list} (getaddrinfo order): IPv4 only, so no server tries ::1 first`
+  if (ports.echoCloseV6) return `localhost resolves to ${list} (getaddrinfo order); the echo target listens on 127.0.0.1 and [::1] with the same port`
+  return `localhost resolves to ${list} (getaddrinfo order), but the echo target listens on 127.0.0.1 only: a server that tries ::1 first pays a refused connect (or fails) per connection`
 }
 
 // ---------------------------------------------------------------- main
@@ -683,25 +973,33 @@ function targetCheck(results: Map<string, Sample[]>): string[] {
 async function main(): Promise<void> {
   const started = Date.now()
   const machine = machineLine()
-  console.log(`socksmith benchmark${quick ? ' (--quick)' : ''}: ${settings.reps} repetition(s), ${settings.streamBytes / MiB} MiB streams, ${settings.handshakeMs} ms handshake and UDP windows, ${settings.hold} held connections`)
+  console.log(`socksmith benchmark${quick ? ' (--quick)' : ''}: ${settings.reps} repetition(s), ${settings.streamBytes / MiB} MiB per stream test, ${settings.handshakeMs} ms connection and UDP windows, ${settings.hold} held connections`)
   console.log(`machine: ${machine}`)
 
-  const specs: ServerSpec[] = []
-  for (const spec of SERVERS) {
+  const selected = SERVERS.filter((spec) => {
+    if (spec.name === 'direct') return true
     // --workers N adds socksmith-wN, which --only socksmith also selects.
-    const selected = only === null || spec.name === 'direct' || only.has(spec.name) || (spec.name === `socksmith-w${settings.workers}` && only.has('socksmith'))
-    if (!selected) continue
+    if (only === null) return spec.optIn !== true
+    return only.has(spec.name) || (spec.name === `socksmith-w${settings.workers}` && only.has('socksmith'))
+  })
+  const npmNeeded = (['socksv5', 'pondwader'] as const).filter((name) => selected.some((spec) => spec.name === name)).map((name) => (name === 'socksv5' ? 'socksv5' : '@pondwader/socks5-server') as NpmPeer)
+  installPeers(npmNeeded)
+  const specs: ServerSpec[] = []
+  for (const spec of selected) {
     const why = spec.unavailable()
     if (why !== null) {
       note(`${spec.name} skipped: ${why}`)
       continue
     }
+    if (spec.noAuth !== null && spec.noAuth !== '' && tests.has('auth')) note(`${spec.name}: no auth rows: ${spec.noAuth}`)
     specs.push(spec)
   }
   for (const spec of specs) console.log(`  ${spec.name.padEnd(16)} ${spec.description}${versionOf(spec) === '' ? '' : ` [${versionOf(spec)}]`}`)
 
   const targets = spawnTs('targets.ts', 'targets')
   const { ports } = await waitMessage<{ ports: TargetPorts }>(targets, 'ready', 'targets')
+  const resolution = await localhostNote(ports)
+  console.log(`  ${resolution}`)
   let gens = await Promise.all(Array.from({ length: settings.loadProcs }, (_, i) => LoadGenerator.start(i)))
 
   const results = new Map<string, Sample[]>(specs.map((s) => [s.name, []]))
@@ -709,30 +1007,37 @@ async function main(): Promise<void> {
   try {
     for (let rep = 1; rep <= settings.reps; rep++) {
       for (const spec of specs) {
-        if (failed.has(spec.name)) continue
-        const repStarted = Date.now()
-        const port = spec.command(0) === null ? 0 : await freePort()
-        const command = spec.command(port)
-        const log = join(scratch, `${spec.name}-${rep}.log`)
-        let server: ChildProcess | null = null
-        try {
-          if (command !== null) {
-            server = spawnLimited(command[0], command[1], { log })
-            await waitForSocks(port, server, log)
+        const sample = emptySample()
+        for (const variant of variantsOf(spec)) {
+          const key = `${spec.name}/${variant}`
+          if (failed.has(key)) continue
+          const runStarted = Date.now()
+          const port = spec.name === 'direct' ? 0 : await freePort()
+          let launch: Launch | null
+          const log = join(scratch, `${spec.name}-${variant}-${rep}.log`)
+          let server: ChildProcess | null = null
+          try {
+            launch = spec.launch(port, variant)
+            if (launch !== null) {
+              server = spawnLimited(launch.command, launch.argv, { log, cwd: launch.cwd })
+              await waitForSocks(port, server, log)
+            }
+            const route: Route = { proxy: launch === null ? null : { host: HOST, port }, auth: variant === 'open' ? null : AUTH, domain: 'localhost' }
+            const run = new Run(gens, ports, spec, variant, route, server?.pid ?? null, sample)
+            await run.measure()
+            console.log(`rep ${rep}/${settings.reps} ${run.label.padEnd(26)} ${((Date.now() - runStarted) / 1000).toFixed(1)} s`)
+          } catch (err) {
+            note(`${spec.name} (${variant}): rep ${rep} failed: ${err instanceof Error ? err.message : String(err)}`)
+            failed.add(key)
+            // A stuck test leaves the load generators mid-command: start fresh ones.
+            await Promise.all(gens.map((gen) => gen.stop()))
+            gens = await Promise.all(Array.from({ length: settings.loadProcs }, (_, i) => LoadGenerator.start(i)))
+          } finally {
+            if (server !== null) await stopChild(server)
           }
-          const route: Route = { proxy: command === null ? null : { host: HOST, port }, auth: spec.auth ? AUTH : null, domain: spec.domain }
-          const sample = await measure({ gens, ports }, spec, route, server?.pid ?? null)
-          results.get(spec.name)!.push(sample)
-          console.log(`rep ${rep}/${settings.reps} ${spec.name.padEnd(16)} ${((Date.now() - repStarted) / 1000).toFixed(1)} s  ${METRICS.map((m) => `${m.title}=${sample[m.key] === null ? '–' : format(sample[m.key]!, m.digits)}`).join('  ')}`)
-        } catch (err) {
-          note(`${spec.name}: rep ${rep} failed: ${err instanceof Error ? err.message : String(err)}`)
-          failed.add(spec.name)
-          // A stuck test leaves the load generators mid-command: start fresh ones.
-          await Promise.all(gens.map((gen) => gen.stop()))
-          gens = await Promise.all(Array.from({ length: settings.loadProcs }, (_, i) => LoadGenerator.start(i)))
-        } finally {
-          if (server !== null) await stopChild(server)
+          if (spec.name === 'socksmith' && variant === 'open' && rep === 1) accessLogNote(log)
         }
+        results.get(spec.name)!.push(sample)
       }
     }
   } finally {
@@ -740,18 +1045,32 @@ async function main(): Promise<void> {
     await stopChild(targets, 1000)
   }
 
-  for (const [name, samples] of results) if (samples.length === 0) results.delete(name)
+  for (const [name, samples] of results) if (samples.every((s) => Object.values(s).every((v) => v === null))) results.delete(name)
+  const columns = specs.filter((spec) => spec.name !== 'direct')
   const out: string[] = []
   out.push('')
   out.push(`machine: ${machine}`)
-  out.push(`medians of ${settings.reps} repetition(s)${settings.reps > 1 ? ', (min–max)' : ''}; ${settings.streamBytes / MiB} MiB per stream test; ${settings.handshakeConcurrency} concurrent clients for ${settings.handshakeMs / 1000} s; ${settings.hold} held connections`)
+  out.push(`medians of ${settings.reps} repetition(s); loopback; ${settings.handshakeConcurrency} concurrent clients for ${settings.handshakeMs / 1000} s per connection row; ${resolution}`)
+  out.push('peer columns: value (socksmith as npx runs it ÷ peer / socksmith --log-level warn ÷ peer); other socksmith columns: value (socksmith as npx runs it ÷ this)')
   out.push('')
-  out.push(table(results))
+  out.push(table(results, columns, MAIN_ROWS, `${settings.handshakeConcurrency} concurrent clients, CONNECT + 32 B echo + close`, false))
+  out.push('')
+  out.push(table(results, specs, STREAM_ROWS, `streams: ${settings.streamBytes / MiB} MiB in all per row, split over the streams`, false))
+  if (tests.has('full') || tests.has('auth')) {
+    out.push('')
+    out.push(pluginTable(results, columns))
+  }
+  if (settings.reps > 1) {
+    out.push('')
+    out.push('spread (min–max over the repetitions):')
+    out.push('')
+    out.push(table(results, specs, [...MAIN_ROWS, ...STREAM_ROWS], 'min–max', true))
+  }
   out.push('')
   out.push('load generator check (direct vs the fastest proxy):')
   for (const line of harnessCheck(results)) out.push(`  ${line}`)
   out.push('')
-  out.push('issue 6 targets (socksmith bare unless named):')
+  out.push('issue 6 targets (socksmith as npx runs it unless named):')
   for (const line of targetCheck(results)) out.push(`  ${line}`)
   if (notes.length > 0) {
     out.push('')
@@ -762,7 +1081,18 @@ async function main(): Promise<void> {
   out.push(`finished in ${((Date.now() - started) / 1000).toFixed(0)} s`)
   console.log(out.join('\n'))
   if (args.json !== undefined) {
-    writeFileSync(args.json, JSON.stringify({ machine, settings, date: new Date().toISOString(), results: Object.fromEntries(results), notes }, null, 2))
+    writeFileSync(args.json, JSON.stringify({ machine, settings, date: new Date().toISOString(), resolution, results: Object.fromEntries(results), notes }, null, 2))
+  }
+}
+
+/** Proof that the npx column paid for its access log: how much it wrote to its log file. */
+function accessLogNote(log: string): void {
+  try {
+    const text = readFileSync(log, 'utf8')
+    const access = text.split('\n').filter((line) => line.includes('"msg":"access"')).length
+    note(`socksmith (npx) wrote ${access.toLocaleString('en-US')} access lines (${format(statSync(log).size / MiB, 1)} MiB) to its log file in rep 1 (stdout and stderr to a file, so pino writes JSON lines)`)
+  } catch {
+    note('socksmith (npx): no log file to count access lines in')
   }
 }
 

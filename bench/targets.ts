@@ -6,7 +6,7 @@
 import { createServer, Socket, type Server } from 'node:net'
 import { createSocket } from 'node:dgram'
 import { once } from 'node:events'
-import type { TargetPorts } from './messages.js'
+import { ECHO_BYTES, type TargetPorts } from './messages.js'
 
 const HOST = '127.0.0.1'
 const CHUNK = Buffer.alloc(1024 * 1024, 0x5a)
@@ -114,28 +114,45 @@ function startEcho(): Server {
   })
 }
 
-function startAccept(): Server {
-  // Closes first, at once. The side that closes first keeps the TIME_WAIT entry: here that is this
-  // listener, not the proxy's outgoing socket. A proxy that binds before it connects (Dante binds
-  // to its \`external\` address) would otherwise run out of ephemeral ports within seconds and
-  // answer REP 03, and the test would measure port exhaustion instead of handshakes.
-  return createServer((socket) => {
+function startEchoClose(): Server {
+  // Echoes the client's ECHO_BYTES, then closes first. The side that closes first keeps the
+  // TIME_WAIT entry: here that is this listener, not the proxy's outgoing socket. A proxy that binds
+  // before it connects (Dante binds to its `external` address) would otherwise run out of
+  // ephemeral ports within seconds and answer REP 03, and the test would measure port exhaustion
+  // instead of handshakes.
+  return createServer({ noDelay: true }, (socket) => {
     track(socket)
-    socket.resume()
-    socket.end()
+    let echoed = 0
+    socket.on('data', (chunk: Buffer) => {
+      if (echoed >= ECHO_BYTES) return
+      socket.write(chunk)
+      echoed += chunk.length
+      if (echoed >= ECHO_BYTES) socket.end()
+    })
   })
 }
 
-async function listen(server: Server): Promise<number> {
-  server.listen({ host: HOST, port: 0, backlog: 4096 })
+async function listen(server: Server, host = HOST, port = 0): Promise<number> {
+  server.listen({ host, port, backlog: 4096 })
   await once(server, 'listening')
   const address = server.address()
   if (address === null || typeof address === 'string') throw new Error('no port')
   return address.port
 }
 
-const servers = [startSource(), startSink(), startEcho(), startAccept()]
-const [source, sink, echo, accept] = await Promise.all(servers.map(listen))
+const echoCloseServer = startEchoClose()
+const servers = [startSource(), startSink(), startEcho(), echoCloseServer]
+const [source, sink, echo, echoClose] = await Promise.all(servers.map((server) => listen(server)))
+
+// The domain-destination handshakes name `localhost`. Where it resolves to ::1 as well (or first),
+// a server that tries ::1 must find the target there too, so the same port listens on [::1] when it
+// can. Where it cannot (no IPv6, port taken), the orchestrator says so in its notes.
+const echoCloseV6Server = startEchoClose()
+const echoCloseV6 = await new Promise<boolean>((resolve) => {
+  echoCloseV6Server.once('error', () => resolve(false))
+  listen(echoCloseV6Server, '::1', echoClose).then(() => resolve(true), () => resolve(false))
+})
+if (echoCloseV6) servers.push(echoCloseV6Server)
 
 const udp = createSocket('udp4')
 udp.on('message', (msg, rinfo) => udp.send(msg, rinfo.port, rinfo.address))
@@ -143,7 +160,7 @@ udp.on('error', noop)
 udp.bind(0, HOST)
 await once(udp, 'listening')
 
-const ports: TargetPorts = { source: source!, sink: sink!, echo: echo!, accept: accept!, udpEcho: udp.address().port }
+const ports: TargetPorts = { source: source!, sink: sink!, echo: echo!, echoClose: echoClose!, echoCloseV6, udpEcho: udp.address().port }
 process.send!({ type: 'ready', ports })
 
 function shutdown(): void {

@@ -1,8 +1,11 @@
 // socksmith as a server under test: the BUILT package (run `npm run build` first), in its own
 // process so the benchmark can read its CPU time and RSS from /proc.
-//   node bench/servers/socksmith.mjs --port P [--variant bare|full|soak] [--workers N]
-// `full` adds auth (user bench / bench-password) + 20 destination rules + dns-cache.
+//   node bench/servers/socksmith.mjs --port P [--variant bare|auth|full|soak] [--workers N]
+// `auth` adds auth (user bench / bench-password); `full` auth + 20 destination rules + dns-cache.
+// run.ts measures the socksmith CLI; this embedded server is its `socksmith-lib` (with --only) and
+// the soak run's server.
 import cluster from 'node:cluster'
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { createServer } from '../../dist/src/index.js'
 
@@ -26,29 +29,9 @@ const benchResolver = {
 }
 
 // Twenty rules that a real deployment might have: nineteen that do not match the benchmark's
-// traffic (so each connection walks the whole list) and the one that lets it through.
-const RULES = [
-  { action: 'deny', from: ['10.0.0.0/8'] },
-  { action: 'deny', from: ['192.168.0.0/16'] },
-  { action: 'deny', to: ['10.0.0.0/8'] },
-  { action: 'deny', to: ['172.16.0.0/12'] },
-  { action: 'deny', to: ['192.168.0.0/16'] },
-  { action: 'deny', to: ['169.254.0.0/16'] },
-  { action: 'deny', to: ['100.64.0.0/10'] },
-  { action: 'deny', to: ['198.18.0.0/15'] },
-  { action: 'deny', to: ['224.0.0.0/4'] },
-  { action: 'deny', to: ['fc00::/7'] },
-  { action: 'deny', to: ['fe80::/10'] },
-  { action: 'deny', domains: ['*.ads.example'] },
-  { action: 'deny', domains: ['tracker.example.com'] },
-  { action: 'deny', domains: ['*.internal.example'] },
-  { action: 'deny', ports: [25] },
-  { action: 'deny', ports: ['6660-6669'] },
-  { action: 'deny', users: ['blocked'] },
-  { action: 'deny', commands: ['bind'] },
-  { action: 'deny', to: ['127.0.0.0/8'], ports: [22] },
-  { action: 'allow', to: ['127.0.0.0/8'] },
-]
+// traffic (so each connection walks the whole list) and the one that lets it through. run.ts puts
+// the same file into the socksmith CLI's config.
+const RULES = JSON.parse(readFileSync(new URL('./rules-20.json', import.meta.url), 'utf8'))
 
 async function loadPlugin(name) {
   return (await import(`../../dist/plugins/${name}/index.js`)).default
@@ -56,7 +39,9 @@ async function loadPlugin(name) {
 
 async function start() {
   const server = createServer({ logLevel: 'error', resolver: benchResolver })
-  if (values.variant === 'full') {
+  if (values.variant === 'auth') {
+    server.register(await loadPlugin('auth'), { users: { bench: 'bench-password' } })
+  } else if (values.variant === 'full') {
     const [auth, rules, dnsCache] = await Promise.all(['auth', 'rules', 'dns-cache'].map(loadPlugin))
     server.register(auth, { users: { bench: 'bench-password' } })
     server.register(dnsCache, {})
