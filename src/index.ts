@@ -29,6 +29,7 @@ export type {
 } from './core/context.js'
 export type { MessageParser } from './protocol/reader.js'
 export type { DatagramContext, DatagramDirection, UdpAssociation, PipelineSettings, UdpSettings, ServerHandle } from './core/context.js'
+export type { RelaySide, RelayTap } from './commands/relay.js'
 export type { Resolver, ResolvedAddress, ResolveOptions, LookupOrigin } from './net/resolver.js'
 export type { Binder, Dialer, DialOptions } from './net/dialer.js'
 export type { Logger, LogLevel, LogLineLevel, PinoLike } from './ops/logger.js'

@@ -7,6 +7,7 @@ import type { Logger } from '../ops/logger.js'
 import { SocksError } from './errors.js'
 import { dialableIp, vetDomainName } from '../net/destination.js'
 import { clientGroup, type ClientPrefix } from './client-group.js'
+import { addTap, type RelaySide, type RelayTap } from '../commands/relay.js'
 
 // This module is the contract between the core, the commands and the plugins: the phase contexts
 // and the interfaces they mention (dialer, binder, UDP association, the settings of a pipeline, the
@@ -54,6 +55,8 @@ export interface PipelineSettings {
   readonly authRequired: boolean
   readonly allowOpenProxy: boolean
   readonly accessLog: boolean
+  /** The relay's fast read path (managed read buffers) is used (`fastRelay`, `SOCKSMITH_FAST_RELAY`). */
+  readonly fastRelay: boolean
   readonly maxConnections: number
   /** 0: no limit. */
   readonly maxConnectionsPerClient: number
@@ -303,6 +306,24 @@ export interface RelayContext extends BaseContext {
   readonly bytesFromClient: number
   /** Payload bytes sent to the client (after the handshake). */
   readonly bytesToClient: number
+  /**
+   * Observes the bytes the relay moves: `'client'` what the client sends (its early data
+   * included), `'upstream'` what comes back. `fn` gets every chunk of that side, in order, just
+   * before it is forwarded, whether the relay reads through its fast path or through the streams.
+   * The chunk is valid only during the call (it may be a view into a read buffer that the next
+   * read overwrites): copy it to keep it, never modify it. Call it before `next()`; a tap added
+   * while the relay runs sees the bytes read from then on. A tap that throws ends the connection
+   * and is reported as a bug (`server.on('error')`). This is the way to see relayed bytes: a
+   * `'data'` listener on `ctx.socket` / `ctx.upstream` still works, but moves that side off the
+   * fast path.
+   *
+   * @example
+   * host.use('relay', async function countUploads(ctx, next) {
+   *   ctx.tap('client', (chunk) => { ctx.state.uploaded += chunk.length })
+   *   await next()
+   * })
+   */
+  tap(side: RelaySide, fn: RelayTap): void
 }
 
 /**
@@ -437,6 +458,10 @@ export class ConnectionContext {
 
   hijack(): Socket {
     return this.#driver.hijack()
+  }
+
+  tap(side: RelaySide, fn: RelayTap): void {
+    addTap(this, side, fn)
   }
 
   readMessage<T>(parser: MessageParser<T>): Promise<T> {

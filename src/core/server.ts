@@ -13,7 +13,7 @@ import { unmapIPv4 } from '../protocol/address.js'
 import { directDialer } from '../net/dialer.js'
 import { systemResolver, type Resolver } from '../net/resolver.js'
 import { createLogger, type Logger, type LogLevel } from '../ops/logger.js'
-import { avoidHeapTrimming } from '../ops/heap.js'
+import { fastReadsEnabled } from '../commands/read-buffers.js'
 import { logAccess } from '../ops/access-log.js'
 
 export type { Timeouts } from './context.js'
@@ -53,6 +53,12 @@ export interface ServerOptions {
   accessLog?: boolean
   /** Allow listening on a non-loopback address without authentication. Default false. */
   allowOpenProxy?: boolean
+  /**
+   * The relay's fast read path: relayed sockets read into buffers the relay manages (Node's
+   * `onread`) instead of through their streams. Default true; `SOCKSMITH_FAST_RELAY=0` in the
+   * environment turns it off for every server of the process.
+   */
+  fastRelay?: boolean
   udp?: {
     /** Accept inbound datagrams from peers the client never sent to. Default false. */
     acceptFromAnyPeer?: boolean
@@ -146,6 +152,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
       authRequired: false,
       allowOpenProxy: options.allowOpenProxy ?? false,
       accessLog: options.accessLog === true,
+      fastRelay: fastReadsEnabled(options.fastRelay),
       maxConnections: options.maxConnections ?? 10_000,
       maxConnectionsPerClient: options.maxConnectionsPerClient ?? 0,
       clientPrefix: toClientPrefix(options.clientPrefix),
@@ -438,7 +445,6 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   }
 
   async #build(): Promise<Pipeline> {
-    avoidHeapTrimming()
     const pipeline = await Pipeline.build({ server: this, log: this.log, base: this.#base, middleware: this.#middleware, plugins: this.#plugins })
     this.#pipeline ??= pipeline
     this.#closeHooks.push(...pipeline.closeHooks)

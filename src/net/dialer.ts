@@ -1,8 +1,7 @@
-import { connect, isIP, type Socket, type LookupFunction } from 'node:net'
+import { connect, isIP, type Socket, type LookupFunction, type OnReadOpts } from 'node:net'
 import type { ConnectContext, ConnectionContext, Dialer, DialOptions } from '../core/context.js'
 import type { ResolvedAddress } from './resolver.js'
 import { SocksError, toSocksError } from '../core/errors.js'
-import { relayReads } from '../commands/relay.js'
 import { dialableIp } from './destination.js'
 
 export type { Binder, Dialer, DialOptions } from '../core/context.js'
@@ -32,10 +31,12 @@ function addressesToDial(ctx: Pick<ConnectContext, 'destination' | 'resolved' | 
  * The direct dialer as the server's connect phase runs it: the dial ends when the client's socket
  * closes, which is exactly when `ctx.signal` would abort, without creating the AbortController
  * (an AbortSignal costs each connection about half a KiB and 2% of a handshake's CPU).
+ * `onread` is the relay's fast read path (managedReads of src/commands/read-buffers.ts) when the
+ * pipeline uses it, else null; the public dialers (directDialer, dialTcp) give plain sockets.
  */
-export async function dialDirect(ctx: ConnectionContext, timeout: number): Promise<Socket> {
+export async function dialDirect(ctx: ConnectionContext, timeout: number, onread: OnReadOpts | null): Promise<Socket> {
   const addresses = await addressesToDial(ctx)
-  return connectTcp(ctx.destination.host, ctx.destination.port, addresses, timeout, ctx.socket, () => ctx.error ?? new SocksError('ERR_SOCKS_CLIENT_CLOSED'))
+  return connectTcp(ctx.destination.host, ctx.destination.port, addresses, timeout, ctx.socket, () => ctx.error ?? new SocksError('ERR_SOCKS_CLIENT_CLOSED'), onread)
 }
 
 /**
@@ -44,13 +45,13 @@ export async function dialDirect(ctx: ConnectionContext, timeout: number): Promi
  */
 export function dialTcp(host: string, port: number, addresses: readonly ResolvedAddress[] | null, options: DialOptions): Promise<Socket> {
   const signal = options.signal
-  return connectTcp(host, port, addresses, options.timeout, signal, () => signal.reason)
+  return connectTcp(host, port, addresses, options.timeout, signal, () => signal.reason, null)
 }
 
 /** What ends a dial early: an AbortSignal's abort, or a client socket's close. */
 type DialWatch = AbortSignal | Socket
 
-function connectTcp(host: string, port: number, addresses: readonly ResolvedAddress[] | null, timeout: number, watch: DialWatch, reasonOf: () => unknown): Promise<Socket> {
+function connectTcp(host: string, port: number, addresses: readonly ResolvedAddress[] | null, timeout: number, watch: DialWatch, reasonOf: () => unknown, onread: OnReadOpts | null): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     const watchingSocket = !(watch instanceof AbortSignal)
     if (watchingSocket ? watch.destroyed : watch.aborted) {
@@ -60,14 +61,14 @@ function connectTcp(host: string, port: number, addresses: readonly ResolvedAddr
     let socket: Socket
     if (addresses === null || addresses.length === 1) {
       const target = addresses === null ? host : addresses[0]!.address
-      socket = connect({ host: target, port, allowHalfOpen: true, noDelay: true, onread: relayReads })
+      socket = connect({ host: target, port, allowHalfOpen: true, noDelay: true, onread: onread ?? undefined })
     } else {
       socket = connect({
         host,
         port,
         allowHalfOpen: true,
         noDelay: true,
-        onread: relayReads,
+        onread: onread ?? undefined,
         lookup: fixedLookup(addresses),
         autoSelectFamily: true,
         autoSelectFamilyAttemptTimeout: HAPPY_EYEBALLS_DELAY,

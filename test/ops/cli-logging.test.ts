@@ -68,7 +68,7 @@ test('stderr gets pino JSON lines, one access line per connection (no password);
     command: 'connect',
     destination: `127.0.0.1:${echo.port}`,
     dialed: `127.0.0.1:${echo.port}`,
-    upstream: null,
+    via: null,
     reply: 0,
     bytesFromClient: 11,
     bytesToClient: 11,
