@@ -72,7 +72,11 @@ export interface MetricsServer {
 /** Seconds; handshakes and connects on a LAN take milliseconds, across the world up to seconds. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-/** What the dns-cache plugin's cache tells about itself. */
+/**
+ * A resolver that caches says how often it answered from its cache (`stats()`, as the dns-cache
+ * plugin's does): the metrics read that of whatever resolver is installed, so the core knows the
+ * shape, not the plugin.
+ */
 interface DnsCacheCounters {
   stats(): { hits: number; misses: number }
 }
@@ -104,7 +108,6 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
     throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `metrics ${path === '' ? 'perUser' : `perUser.${path}`}: ${message}`)
   })
   const prom = await import('prom-client')
-  const findDnsCache = await dnsCacheFinder()
   const registry = new prom.Registry()
   const registers = [registry]
 
@@ -165,11 +168,11 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
     help: 'Datagrams dropped (foreign sender, bad header, fragment, middleware, full send queue), counted when the association ends.',
     registers,
   })
-  // Read from the dns-cache plugin at scrape time; a reload installs a new cache, whose counts
+  // Read from the installed resolver at scrape time; a reload installs a new cache, whose counts
   // are added to those of the caches before it so the counters never go back.
   const dns = { cache: null as DnsCacheCounters | null, hits: 0, misses: 0 }
   const dnsStats = (): { hits: number; misses: number } => {
-    const cache = findDnsCache(server)
+    const cache = cacheCountersOf(server.resolver)
     if (cache !== dns.cache) {
       if (dns.cache !== null) {
         const last = dns.cache.stats()
@@ -183,7 +186,7 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
   }
   new prom.Counter({
     name: 'socksmith_dns_cache_hits_total',
-    help: 'Lookups the dns-cache plugin answered from its cache.',
+    help: 'Lookups a caching resolver (the dns-cache plugin) answered from its cache.',
     registers,
     collect() {
       setCounter(this, dnsStats().hits)
@@ -191,7 +194,7 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
   })
   new prom.Counter({
     name: 'socksmith_dns_cache_misses_total',
-    help: 'Lookups the dns-cache plugin passed to the resolver.',
+    help: 'Lookups a caching resolver (the dns-cache plugin) passed on to the resolver behind it.',
     registers,
     collect() {
       setCounter(this, dnsStats().misses)
@@ -399,21 +402,7 @@ function setCounter(counter: Counter, value: number): void {
   if (value > 0) counter.inc(value)
 }
 
-/**
- * Finds the dns-cache plugin's cache of a server: the installed resolver when it is one (after a
- * reload that is the new pipeline's), else the one the plugin recorded. The plugin module is
- * loaded by the package's own name, as any program would, so core and plugin stay apart; when it
- * cannot be loaded there is simply no cache to report.
- */
-async function dnsCacheFinder(): Promise<(server: SocksServer) => DnsCacheCounters | null> {
-  type DnsCacheModule = { DnsCache: new (...args: never[]) => Resolver; getDnsCache(server: SocksServer): DnsCacheCounters | undefined }
-  let module: DnsCacheModule
-  try {
-    // A variable specifier: resolved through the package's exports map at run time.
-    const specifier = 'socksmith/plugins/dns-cache'
-    module = (await import(specifier)) as DnsCacheModule
-  } catch {
-    return () => null
-  }
-  return (server) => (server.resolver instanceof module.DnsCache ? (server.resolver as unknown as DnsCacheCounters) : (module.getDnsCache(server) ?? null))
+/** The resolver's cache counters, when it is a caching resolver (it has a `stats()`), else null. */
+function cacheCountersOf(resolver: Resolver): DnsCacheCounters | null {
+  return typeof (resolver as Partial<DnsCacheCounters>).stats === 'function' ? (resolver as unknown as DnsCacheCounters) : null
 }
