@@ -2,7 +2,7 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { writeFileSync, mkdtempSync } from 'node:fs'
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect, createServer as createNetServer, type AddressInfo } from 'node:net'
@@ -45,7 +45,10 @@ async function startHaproxy(t: TestContext, backendPort: number, version: 'send-
     'backend socksmith', `  server s1 127.0.0.1:${backendPort} ${version}`, '',
   ].join('\n'))
   const child = spawn(haproxy.path, ['-db', '-f', conf], { stdio: 'ignore' })
-  t.after(() => child.kill('SIGKILL'))
+  t.after(() => {
+    child.kill('SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
+  })
   for (let i = 0; i < 100 && child.exitCode === null; i++) {
     if (await canConnect(port)) return port
     await new Promise((r) => setTimeout(r, 50))
