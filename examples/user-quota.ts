@@ -47,7 +47,7 @@ const quota = definePlugin<QuotaOptions>({
     // (A `data` listener next to the relay's pipe only observes; it does not take the data.)
     host.use('relay', async function countBytes(ctx: RelayContext, next) {
       const user = ctx.user
-      const upstream = ctx.upstream
+      const upstream = ctx.outbound
       if (user === null || upstream === null) return next()
       const count = (chunk: Buffer): void => {
         ctx.state.quotaCounted += chunk.length

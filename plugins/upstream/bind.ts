@@ -32,7 +32,7 @@ export function canBind(chain: ProxyChain): boolean {
 /**
  * BIND through a chain whose last hop speaks SOCKS5: the last hop listens, its first reply (where
  * the peer should connect) is passed to our client, and its second reply (who connected) becomes
- * ours. The core's own BIND does not run: `ctx.upstream` is the tunnel and `ctx.bound` the peer.
+ * ours. The core's own BIND does not run: `ctx.outbound` is the tunnel and `ctx.bound` the peer.
  *
  * Up to the first reply no destination is involved, so every step there has the hop's
  * `handshakeTimeout` (within `budget`, the connect timeout) and missing it is the upstream's
@@ -73,7 +73,7 @@ export async function bindThrough(chain: ProxyChain, ctx: ConnectContext, budget
       }
       if (!allowed) throw new SocksError('ERR_SOCKS_NOT_ALLOWED', `BIND peer ${formatAddress(peer)} is not allowed`)
     }
-    ctx.upstream = bind.socket
+    ctx.outbound = bind.socket
     ctx.bound = peer
     ctx.dialed = peer
   } finally {

@@ -6,7 +6,7 @@ import { SocksError } from '../core/errors.js'
 
 /**
  * BIND (RFC 1928 §4): listen on the proxy's address facing the client, send the first reply with
- * that address and port, wait for one inbound connection, and hand it over as `ctx.upstream` with
+ * that address and port, wait for one inbound connection, and hand it over as `ctx.outbound` with
  * `ctx.bound` naming the peer (the driver sends the second reply).
  *
  * A peer that `ctx.acceptBindPeer` refuses (by default: any IP but DST.ADDR, unless DST.ADDR is
@@ -23,7 +23,7 @@ export async function setUpBind(ctx: ConnectionContext, sendFirstReply: (bound: 
     sendFirstReply(toAddress(unmapIPv4(info.address), info.port))
     const accept = ctx.acceptBindPeer ?? (await defaultBindPeerCheck(ctx))
     const socket = await acceptOne(listener, accept, acceptTimeout, signal)
-    ctx.upstream = socket
+    ctx.outbound = socket
     ctx.bound = toAddress(unmapIPv4(socket.remoteAddress ?? '0.0.0.0'), socket.remotePort ?? 0)
     ctx.dialed = ctx.bound
   } finally {

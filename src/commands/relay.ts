@@ -17,8 +17,8 @@ export interface RelayOptions {
   readonly fastReads: boolean
 }
 
-/** A side of a relayed connection: `'client'` taps what the client sends, `'upstream'` what comes back. */
-export type RelaySide = 'client' | 'upstream'
+/** A side of a relayed connection: `'client'` taps what the client sends, `'outbound'` what comes back. */
+export type RelaySide = 'client' | 'outbound'
 
 /**
  * Sees the bytes one side sends, in order, as the relay forwards them (see `RelayContext.tap`).
@@ -109,7 +109,7 @@ export function relay(client: Socket, upstream: Socket, early: Buffer | null, op
 /** The connection as ctx.tap() needs it (a structural type: this module does not import the core). */
 export interface TapTarget {
   readonly socket: Socket
-  readonly upstream: Socket | null
+  readonly outbound: Socket | null
   readonly command: number
 }
 
@@ -119,10 +119,10 @@ export interface TapTarget {
  */
 export function addTap(ctx: TapTarget, side: RelaySide, tap: RelayTap): void {
   if (typeof tap !== 'function') throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.tap(${JSON.stringify(side)}, fn): fn must be a function`)
-  if (side !== 'client' && side !== 'upstream') throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.tap(side): side must be 'client' or 'upstream', not ${JSON.stringify(side)}`)
+  if (side !== 'client' && side !== 'outbound') throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.tap(side): side must be 'client' or 'outbound', not ${JSON.stringify(side)}`)
   if (ctx.command === Command.UDP_ASSOCIATE) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'ctx.tap(): a UDP ASSOCIATE relays datagrams, not a byte stream (use the datagram phase)')
-  const socket = side === 'client' ? ctx.socket : ctx.upstream
-  if (socket === null) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', "ctx.tap('upstream'): there is no upstream yet; tap in the relay phase, or after the connect phase set ctx.upstream")
+  const socket = side === 'client' ? ctx.socket : ctx.outbound
+  if (socket === null) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', "ctx.tap('outbound'): there is no upstream yet; tap in the relay phase, or after the connect phase set ctx.outbound")
   const taps = (socket as RelaySocket)[kTaps]
   if (taps === undefined) (socket as RelaySocket)[kTaps] = [tap]
   else taps.push(tap)

@@ -162,7 +162,7 @@ export class Connection implements ConnectionDriver {
     this.ctx.error ??= reason
     this.#disarm()
     this.socket.destroy()
-    this.ctx.upstream?.destroy()
+    this.ctx.outbound?.destroy()
     this.ctx.association?.close()
   }
 
@@ -243,7 +243,7 @@ export class Connection implements ConnectionDriver {
       const missing = this.#missingTarget()
       if (missing !== null) throw new ChainError(`the connect phase ended without ${missing}: did a middleware call next() without awaiting it?`)
       this.#disarm()
-      const bound = ctx.bound ?? localAddressOf(ctx.upstream)
+      const bound = ctx.bound ?? localAddressOf(ctx.outbound)
       ctx.bound = bound
       this.#sendReply(Reply.SUCCEEDED, bound)
       ctx.replied = true
@@ -288,8 +288,8 @@ export class Connection implements ConnectionDriver {
   #missingTarget(): string | null {
     const ctx = this.ctx
     if (ctx.command === Command.UDP_ASSOCIATE) return ctx.association === null || ctx.association.closed || ctx.bound === null ? 'a UDP association' : null
-    const upstream = ctx.upstream
-    if (upstream === null || upstream.destroyed) return ctx.command === Command.BIND ? 'an inbound BIND connection' : 'a connected upstream socket'
+    const upstream = ctx.outbound
+    if (upstream === null || upstream.destroyed) return ctx.command === Command.BIND ? 'an inbound BIND connection' : 'a connected outbound socket'
     return null
   }
 
@@ -393,7 +393,7 @@ export class Connection implements ConnectionDriver {
 
   #cleanUpTarget(): void {
     const ctx = this.ctx
-    if (ctx.upstream !== null && !ctx.upstream.destroyed) ctx.upstream.destroy()
+    if (ctx.outbound !== null && !ctx.outbound.destroyed) ctx.outbound.destroy()
     ctx.association?.close()
   }
 

@@ -98,7 +98,7 @@ export interface Dialer {
  * It runs where the server's own BIND would, after every connect middleware, so the checks they
  * installed (`ctx.acceptBindPeer`) and their refusals apply to it too. It sends the first reply
  * with `ctx.sendFirstBindReply`, waits for the peer (asking `ctx.acceptBindPeer`), then sets
- * `ctx.upstream` to the peer's stream and `ctx.bound` to the peer's address.
+ * `ctx.outbound` to the peer's stream and `ctx.bound` to the peer's address.
  */
 export interface Binder {
   bind(ctx: ConnectContext): Promise<void>
@@ -259,7 +259,7 @@ export interface ConnectContext extends RequestContext {
   /** Who sets up BIND; null: this server listens itself. Set it to BIND somewhere else (after every connect middleware ran, like the dial). */
   binder: Binder | null
   /** The outgoing socket, once connected. Set it yourself to skip the default dial. */
-  upstream: Socket | null
+  outbound: Socket | null
   /** BND.ADDR/BND.PORT of the success reply. Defaults to the outgoing socket's local address. */
   bound: Address | null
   /** The address actually dialled, for logs. */
@@ -275,7 +275,7 @@ export interface ConnectContext extends RequestContext {
   association: UdpAssociation | null
   /**
    * For BIND handled by a middleware (e.g. through an upstream proxy): sends the first reply, naming
-   * where the peer should connect. Then set `upstream` to the peer's stream and `bound` to the peer address.
+   * where the peer should connect. Then set `outbound` to the peer's stream and `bound` to the peer address.
    */
   sendFirstBindReply(bound: Address): void
 }
@@ -293,7 +293,7 @@ export interface RelayContext extends BaseContext {
   /** The addresses the destination resolved to, if it was resolved. */
   readonly resolved: readonly ResolvedAddress[] | null
   /** The outgoing socket (CONNECT), or the inbound peer (BIND); null for UDP ASSOCIATE. */
-  readonly upstream: Socket | null
+  readonly outbound: Socket | null
   /** BND.ADDR/BND.PORT of the success reply. */
   readonly bound: Address | null
   /** The address actually dialled (or the BIND peer). */
@@ -308,13 +308,13 @@ export interface RelayContext extends BaseContext {
   readonly bytesToClient: number
   /**
    * Observes the bytes the relay moves: `'client'` what the client sends (its early data
-   * included), `'upstream'` what comes back. `fn` gets every chunk of that side, in order, just
+   * included), `'outbound'` what comes back. `fn` gets every chunk of that side, in order, just
    * before it is forwarded, whether the relay reads through its fast path or through the streams.
    * The chunk is valid only during the call (it may be a view into a read buffer that the next
    * read overwrites): copy it to keep it, never modify it. Call it before `next()`; a tap added
    * while the relay runs sees the bytes read from then on. A tap that throws ends the connection
    * and is reported as a bug (`server.on('error')`). This is the way to see relayed bytes: a
-   * `'data'` listener on `ctx.socket` / `ctx.upstream` still works, but moves that side off the
+   * `'data'` listener on `ctx.socket` / `ctx.outbound` still works, but moves that side off the
    * fast path.
    *
    * @example
@@ -349,7 +349,7 @@ export class ConnectionContext {
   resolved: ResolvedAddress[] | null = null
   dialer: Dialer
   binder: Binder | null = null
-  upstream: Socket | null = null
+  outbound: Socket | null = null
   bound: Address | null = null
   dialed: Address | null = null
   via: string | null = null

@@ -34,7 +34,7 @@ export async function connectTerminal(view: ConnectContext): Promise<void> {
   const ctx = view as unknown as ConnectionContext
   const timeouts = ctx.settings.timeouts
   if (ctx.command === Command.CONNECT) {
-    if (ctx.upstream !== null) return
+    if (ctx.outbound !== null) return
     if (ctx.destination.type === 'domain' && ctx.destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
     const socket = ctx.dialer === directDialer
       ? await dialDirect(ctx, timeouts.connect, ctx.settings.fastRelay ? managedReads : null)
@@ -44,7 +44,7 @@ export async function connectTerminal(view: ConnectContext): Promise<void> {
       socket.destroy()
       return
     }
-    ctx.upstream = socket
+    ctx.outbound = socket
     // An IP destination is what was dialled; only a name needs the socket asked (a syscall).
     ctx.dialed ??= ctx.destination.type !== 'domain' && ctx.resolved === null
       ? ctx.destination
@@ -52,7 +52,7 @@ export async function connectTerminal(view: ConnectContext): Promise<void> {
     return
   }
   if (ctx.command === Command.BIND) {
-    if (ctx.upstream !== null) return
+    if (ctx.outbound !== null) return
     if (ctx.binder !== null) return ctx.binder.bind(view)
     await setUpBind(ctx, (bound) => ctx.sendFirstBindReply(bound), timeouts.bindAccept)
     return
@@ -91,7 +91,7 @@ export async function relayTerminal(view: RelayContext): Promise<void> {
     ctx.association?.close()
     return
   }
-  const upstream = ctx.upstream
+  const upstream = ctx.outbound
   if (upstream === null) throw new SocksError('ERR_SOCKS_CONNECT_FAILED', 'connect phase set no upstream socket')
   const early = ctx.earlyData
   ctx.earlyData = null

@@ -54,7 +54,7 @@ test('BIND: a ctx.binder set by a middleware runs instead of the server\'s liste
           // The "peer" is an echo server the binder connects to itself.
           const socket = connect({ host: '127.0.0.1', port: echo.port, allowHalfOpen: true })
           await once(socket, 'connect')
-          bctx.upstream = socket
+          bctx.outbound = socket
           bctx.bound = { type: 'ipv4', host: '198.51.100.7', port: 7 }
         },
       }

@@ -78,7 +78,7 @@ test('returning next() without awaiting it is fine', async (t) => {
 test('a connect middleware that ends the chain without connecting anything gets REP 01, not a success with BND 0.0.0.0:0', async (t) => {
   const { port } = await startSocks(t, {}, (s) =>
     s.use('connect', async function skipsTheDial() {
-      // neither next() nor ctx.upstream
+      // neither next() nor ctx.outbound
     }),
   )
   const c = await RawClient.connect(t, port)

@@ -31,10 +31,10 @@ async function relayBulk(t: TestContext, options: { fastRelay?: boolean }, size:
     server.use('relay', async function inspect(ctx: RelayContext, next) {
       if (tap) {
         ctx.tap('client', () => {})
-        ctx.tap('upstream', () => {})
+        ctx.tap('outbound', () => {})
       }
       await next()
-      sockets = { client: readsThroughManagedBuffers(ctx.socket), upstream: readsThroughManagedBuffers(ctx.upstream!) }
+      sockets = { client: readsThroughManagedBuffers(ctx.socket), upstream: readsThroughManagedBuffers(ctx.outbound!) }
     })
   })
   const before = { ...readBufferStats }

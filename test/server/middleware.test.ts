@@ -105,7 +105,7 @@ test('a connect middleware can dial itself and choose the reply address', async 
     server.use('connect', async function ownDial(ctx: ConnectContext) {
       const socket = tcpConnect({ host: '127.0.0.1', port: echo.port, allowHalfOpen: true })
       await once(socket, 'connect')
-      ctx.upstream = socket
+      ctx.outbound = socket
       ctx.bound = { type: 'ipv4', host: '1.2.3.4', port: 4321 }
     })
   })

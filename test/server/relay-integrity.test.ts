@@ -125,7 +125,7 @@ for (const fastRelay of [true, false]) {
             else seenDown += chunk.length
           }
           ctx.socket.on('data', count('up'))
-          ctx.upstream?.on('data', count('down'))
+          ctx.outbound?.on('data', count('down'))
           await next()
         })
       })

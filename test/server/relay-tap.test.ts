@@ -52,7 +52,7 @@ for (const fastRelay of [true, false]) {
       const { port } = await startSocks(t, { fastRelay }, (server) => {
         server.use('relay', async function tapBoth(ctx: RelayContext, next) {
           ctx.tap('client', upTapped.update)
-          ctx.tap('upstream', downTapped.update)
+          ctx.tap('outbound', downTapped.update)
           await next()
         })
       })
@@ -104,9 +104,9 @@ for (const fastRelay of [true, false]) {
       const upListened = collector()
       const downListened = collector()
       ctx.tap('client', up.fn)
-      ctx.tap('upstream', down.fn)
+      ctx.tap('outbound', down.fn)
       ctx.socket.on('data', upListened.fn)
-      ctx.upstream!.on('data', downListened.fn)
+      ctx.outbound!.on('data', downListened.fn)
       const bulk = randomBytes(3 * 1024 * 1024)
       c.send(bulk)
       assert.ok((await c.read(bulk.length, 10_000)).equals(bulk))
@@ -116,7 +116,7 @@ for (const fastRelay of [true, false]) {
       assert.ok(up.bytes().equals(expected), `client tap: ${up.bytes().length} bytes, expected ${expected.length}`)
       assert.ok(down.bytes().equals(expected), `upstream tap: ${down.bytes().length} bytes, expected ${expected.length}`)
       assert.ok(upListened.bytes().equals(expected), `late 'data' listener on ctx.socket: ${upListened.bytes().length} bytes`)
-      assert.ok(downListened.bytes().equals(expected), `late 'data' listener on ctx.upstream: ${downListened.bytes().length} bytes`)
+      assert.ok(downListened.bytes().equals(expected), `late 'data' listener on ctx.outbound: ${downListened.bytes().length} bytes`)
       c.socket.end()
       await c.readToEnd()
     })
@@ -127,7 +127,7 @@ for (const fastRelay of [true, false]) {
       const reported: unknown[] = []
       const { port, server } = await startSocks(t, { fastRelay }, (srv) => {
         srv.use('relay', async function faultyTap(ctx: RelayContext, next) {
-          ctx.tap('upstream', (chunk) => {
+          ctx.tap('outbound', (chunk) => {
             if (chunk.includes('boom')) throw boom
           })
           await next()
@@ -162,7 +162,7 @@ test('ctx.tap() misuse throws ERR_SOCKS_INVALID_ARGUMENT at once', async (t) => 
   const { port } = await startSocks(t, {}, (server) => {
     server.use('request', async function tooEarly(view: RequestContext, next) {
       const ctx = view as RelayContext
-      attempt('upstream before the connect phase', () => ctx.tap('upstream', () => {}))
+      attempt('upstream before the connect phase', () => ctx.tap('outbound', () => {}))
       attempt('unknown side', () => ctx.tap('sideways' as 'client', () => {}))
       attempt('not a function', () => ctx.tap('client', 'count' as unknown as () => void))
       await next()

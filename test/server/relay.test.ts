@@ -94,7 +94,7 @@ for (const fastRelay of [true, false]) {
       let upstream: Socket | null = null
       const { port, server } = await startSocks(t, { fastRelay }, (srv) => {
         srv.use('relay', async (ctx: RelayContext, next) => {
-          upstream = ctx.upstream
+          upstream = ctx.outbound
           await next()
         })
       })

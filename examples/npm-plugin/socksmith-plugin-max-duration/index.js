@@ -17,7 +17,7 @@ export default definePlugin({
       const timer = setTimeout(() => {
         ctx.log.info(`max-duration: closing connection ${ctx.id} after ${ms} ms`)
         ctx.socket.destroy()
-        ctx.upstream?.destroy()
+        ctx.outbound?.destroy()
       }, ms)
       try {
         await next()
