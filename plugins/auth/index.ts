@@ -7,7 +7,7 @@ import { definePlugin, Method, SocksError, type AuthContext, type Middleware, ty
 import { clientGroup } from 'socksmith/net'
 import { isLogLevelEnabled } from 'socksmith/ops'
 import { deriveKey, DEFAULT_SCRYPT_PARAMS, type ScryptHash } from './hash.js'
-import { parseAuthOptions, PlainPassword, type ParsedAuthOptions, type VerifyFunction } from './options.js'
+import { parseAuthOptions, PlainPassword, type AuthOptions, type ParsedAuthOptions, type VerifyFunction } from './options.js'
 import { FailureThrottle } from './throttle.js'
 import { readUsersFile, UsersFileError } from './users-file.js'
 import { PasswordChecker } from './verifier.js'
@@ -35,7 +35,7 @@ export { DEFAULT_THROTTLE } from './throttle.js'
  * })
  * await server.listen({ host: '0.0.0.0', port: 1080 })
  */
-const auth = definePlugin<ParsedAuthOptions>({
+const auth = definePlugin<ParsedAuthOptions, AuthOptions>({
   name: 'auth',
   parseOptions: parseAuthOptions,
   // `users` maps names to passwords or hashes: --print-config masks every value.

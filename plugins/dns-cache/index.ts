@@ -1,6 +1,6 @@
 import { definePlugin, type ServerHandle } from 'socksmith'
 import { DnsCache } from './cache.js'
-import { parseDnsCacheOptions, type ResolvedDnsCacheOptions } from './options.js'
+import { parseDnsCacheOptions, type DnsCacheOptions, type ResolvedDnsCacheOptions } from './options.js'
 
 export { DnsCache, cacheKey } from './cache.js'
 export type { DnsCacheStats, DnsCacheConstructorOptions } from './cache.js'
@@ -29,7 +29,7 @@ export function getDnsCache(server: ServerHandle): DnsCache | undefined {
  * @example
  * server.register(dnsCache, { max: 5000, minTtl: 10, maxTtl: 600, negativeTtl: 5 })
  */
-const dnsCache = definePlugin<ResolvedDnsCacheOptions>({
+const dnsCache = definePlugin<ResolvedDnsCacheOptions, DnsCacheOptions>({
   name: 'dns-cache',
   parseOptions: parseDnsCacheOptions,
   setup(host, options) {

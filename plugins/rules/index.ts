@@ -2,7 +2,7 @@ import { definePlugin, SocksError, type Address, type ConnectContext, type Datag
 import { formatAddress } from 'socksmith/protocol'
 import { isLogLevelEnabled } from 'socksmith/ops'
 import { normalizeName, parseIp, unknownFacts, type IpAddress, type ParsedFacts } from './compile.js'
-import { parseRulesOptions, RulesPolicy, type Verdict } from './policy.js'
+import { parseRulesOptions, RulesPolicy, type RulesOptions, type Verdict } from './policy.js'
 
 export { compileMatcher, normalizeName, parseIp, parseFacts, MATCH_FIELDS, COMMAND_NAMES } from './compile.js'
 export type { Matcher, MatchFacts, MatchField, ParsedFacts, IpAddress } from './compile.js'
@@ -40,7 +40,7 @@ const MAX_UDP_NAMES = 1024
  *   ],
  * })
  */
-const rules = definePlugin<RulesPolicy>({
+const rules = definePlugin<RulesPolicy, RulesOptions>({
   name: 'rules',
   parseOptions: parseRulesOptions,
   setup(host, policy) {

@@ -3,7 +3,7 @@ import { isLogLevelEnabled } from 'socksmith/ops'
 import { parseFacts, parseIp } from 'socksmith/plugins/rules'
 import { canBind, UpstreamBinder } from './bind.js'
 import { DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, ProxyChain } from './dialer.js'
-import { parseUpstreamOptions, type RouteSpec, type TargetSpec, type UpstreamConfig } from './options.js'
+import { parseUpstreamOptions, type RouteSpec, type TargetSpec, type UpstreamConfig, type UpstreamOptions } from './options.js'
 import { assertCarries, carries, ProxyPool, type Upstream } from './pool.js'
 import { associateThrough, canAssociate, upstreamDatagram } from './udp.js'
 
@@ -40,7 +40,7 @@ export { UpstreamBinder } from './bind.js'
  *   ],
  * })
  */
-const upstream = definePlugin<UpstreamConfig>({
+const upstream = definePlugin<UpstreamConfig, UpstreamOptions>({
   name: 'upstream',
   parseOptions: parseUpstreamOptions,
   setup(host, config) {

@@ -7,10 +7,10 @@ import { SocksError, isSocksError } from '../core/errors.js'
 import { createLogger, type Logger } from '../ops/logger.js'
 import { createServer, isLoopback, type SocksServer } from '../core/server.js'
 import { canImportTypeScript, importModule, loadPlugins } from './resolve-plugin.js'
-import { parsePluginOptions } from '../core/plugin.js'
+import { parsePluginOptions, type Plugin } from '../core/plugin.js'
 import { checkPluginOrder, IssueList, validateBase } from './validate.js'
 import { isPlainObject } from '../plugin-kit/index.js'
-import type { LoadedConfig, SocksmithConfig } from './types.js'
+import type { LoadedConfig, PluginEntry, SocksmithConfig } from './types.js'
 
 const MODULE_NAME = 'socksmith'
 
@@ -46,8 +46,20 @@ export const SEARCH_PLACES = [
  *   plugins: [['auth', { users: { alice: 'secret' } }], 'dns-cache'],
  * })
  */
-export function defineConfig(config: SocksmithConfig): SocksmithConfig {
+export function defineConfig<const P extends readonly PluginEntry[] = readonly PluginEntry[]>(config: SocksmithConfig & { plugins?: P & CheckedPluginEntries<P> }): SocksmithConfig {
   return config
+}
+
+/**
+ * `plugins` as `defineConfig` checks it: in each `[plugin, options]` entry whose plugin is an
+ * object, `options` must be that plugin's input option type (`Plugin<O, In>`'s `In`). Entries
+ * that name a plugin by string are checked when the config loads.
+ */
+export type CheckedPluginEntries<P extends readonly unknown[]> = {
+  readonly [K in keyof P]: P[K] extends readonly [infer Entry, ...unknown[]]
+    ? // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      Entry extends Plugin<any, infer In> ? readonly [plugin: Entry, options?: In] : P[K]
+    : P[K]
 }
 
 export interface LoadConfigOptions {

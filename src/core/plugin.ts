@@ -113,7 +113,14 @@ export interface PluginReload {
  *   },
  * })
  */
-export interface Plugin<O = undefined> {
+/** Type-only key of a plugin's input option type (never present at run time). */
+declare const optionsInput: unique symbol
+
+/**
+ * `O` is what `parseOptions` returns and `setup` gets; `In` is what a user writes (in
+ * `register(plugin, options)` and `[plugin, options]` config entries), checked by the compiler.
+ */
+export interface Plugin<O = undefined, In = unknown> {
   /** kebab-case, unique per server, used in error messages. */
   readonly name: string
   /** Plugins that must be registered before this one. */
@@ -127,10 +134,12 @@ export interface Plugin<O = undefined> {
    * `token`, `apiKey`...) and passwords in URLs are masked without being listed.
    */
   readonly secretOptions?: readonly string[]
+  /** Type-only: carries `In` so that options are checked where the plugin is used. */
+  readonly [optionsInput]?: In
 }
 
 /** Identity function that gives a plugin object its types. */
-export function definePlugin<O = undefined>(plugin: Plugin<O>): Plugin<O> {
+export function definePlugin<O = undefined, In = unknown>(plugin: Plugin<O, In>): Plugin<O, In> {
   return plugin
 }
 

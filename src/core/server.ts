@@ -244,7 +244,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
    * @example
    * server.register(auth, { users: { alice: 'secret' } })
    */
-  register<O>(plugin: Plugin<O>, options?: unknown, where: RegisterWhere = {}): this {
+  register<O, In>(plugin: Plugin<O, In>, options?: In, where: RegisterWhere = {}): this {
     this.#assertNotStarted()
     assertPlugin(plugin, 'register()')
     if (this.#plugins.some((p) => p.plugin.name === plugin.name)) {
