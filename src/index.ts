@@ -41,16 +41,5 @@ export type { Address } from './protocol/address.js'
 export { defineConfig, loadConfig } from './config/load.js'
 export type { LoadConfigOptions, CreateServerFromConfigOptions } from './config/load.js'
 export type { ReloadOptions, ReloadResult } from './config/reload.js'
-export type {
-  SocksmithConfig,
-  ListenConfig,
-  Duration,
-  PluginEntry,
-  InlineMiddleware,
-  LoadedPlugin,
-  LoadedConfig,
-  EffectiveConfig,
-  EffectiveListen,
-  MetricsConfig,
-  EffectiveMetrics,
-} from './config/types.js'
+// Every config type (SocksmithConfig, ListenConfig, PluginEntry, LoadedConfig, ...).
+export type * from './config/types.js'

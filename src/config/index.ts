@@ -8,16 +8,5 @@ export { BUNDLED_PLUGINS } from './resolve-plugin.js'
 export { reloadFromConfig } from './reload.js'
 export type { ReloadOptions, ReloadResult } from './reload.js'
 export { parseDuration } from './validate.js'
-export type {
-  SocksmithConfig,
-  ListenConfig,
-  Duration,
-  PluginEntry,
-  InlineMiddleware,
-  LoadedPlugin,
-  LoadedConfig,
-  EffectiveConfig,
-  EffectiveListen,
-  MetricsConfig,
-  EffectiveMetrics,
-} from './types.js'
+// Every config type (SocksmithConfig, ListenConfig, PluginEntry, LoadedConfig, ...).
+export type * from './types.js'
