@@ -149,8 +149,13 @@ const pump: ReadSink = {
     if (source[kTaps] !== undefined && !tapped(source, view)) return true
     const peer = source[kPeer]
     if (peer.destroyed) return true
+    // A write below the peer's highWaterMark (16 KiB on Node 20, 64 KiB from Node 22) returns true
+    // even when it is only buffered, and then no 'drain' comes to release a lent buffer and resume
+    // this socket: such a read goes out as a copy, with take()'s backpressure.
+    if (view.length < peer.writableHighWaterMark) return peer.write(Buffer.from(view)) || peer.writableLength === 0
     peer.write(view)
     // The kernel took it all (the write completed synchronously): nothing holds the buffer.
+    // Otherwise write() returned false (the view is at least highWaterMark): 'drain' will come.
     return peer.writableLength === 0
   },
 }
