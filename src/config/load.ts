@@ -46,7 +46,7 @@ export const SEARCH_PLACES = [
  *   plugins: [['auth', { users: { alice: 'secret' } }], 'dns-cache'],
  * })
  */
-export function defineConfig<const P extends readonly PluginEntry[] = readonly PluginEntry[]>(config: SocksmithConfig & { plugins?: P & CheckedPluginEntries<P> }): SocksmithConfig {
+export function defineConfig<P extends readonly PluginEntry[] = PluginEntry[]>(config: Omit<SocksmithConfig, 'plugins'> & { plugins?: CheckedPluginEntries<P> }): SocksmithConfig {
   return config
 }
 
@@ -54,13 +54,21 @@ export function defineConfig<const P extends readonly PluginEntry[] = readonly P
  * `plugins` as `defineConfig` checks it: in each `[plugin, options]` entry whose plugin is an
  * object, `options` must be that plugin's input option type (`Plugin<O, In>`'s `In`). Entries
  * that name a plugin by string are checked when the config loads.
+ *
+ * A mapped tuple, so the compiler infers each entry's plugin from the entry itself and then
+ * checks the options object literal against its `In` as it checks `register(plugin, options)`:
+ * a misspelt key gets TypeScript's own "did you mean" at that key.
  */
-export type CheckedPluginEntries<P extends readonly unknown[]> = {
-  readonly [K in keyof P]: P[K] extends readonly [infer Entry, ...unknown[]]
-    ? // eslint-disable-next-line @typescript-eslint/no-explicit-any
-      Entry extends Plugin<any, infer In> ? readonly [plugin: Entry, options?: In] : P[K]
-    : P[K]
-}
+export type CheckedPluginEntries<P extends readonly unknown[]> = [
+  ...{
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    [K in keyof P]: P[K] extends readonly [infer Entry extends Plugin<any, any>, ...unknown[]] ? readonly [plugin: Entry, options?: OptionsInput<Entry>] : P[K]
+  },
+]
+
+/** What a plugin's users write as its options (`In` of `Plugin<O, In>`). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type OptionsInput<T> = T extends Plugin<any, infer In> ? In : never
 
 export interface LoadConfigOptions {
   /** A config file to load (relative to `cwd`) instead of searching. */
