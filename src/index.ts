@@ -13,7 +13,7 @@ export { SocksError, isSocksError, toSocksError, replyForError, ERROR_CATALOGUE 
 export type { SocksErrorCode, SocksErrorOptions } from './core/errors.js'
 export { definePlugin, defineMiddleware, PHASES } from './core/plugin.js'
 export type { ClientPrefix } from './core/client-group.js'
-export type { Plugin, PluginHost, PluginReload, OptionPath, Phase, PhaseContexts } from './core/plugin.js'
+export type { Plugin, PluginHost, PluginReload, PluginMetric, PluginMetricSample, OptionPath, Phase, PhaseContexts } from './core/plugin.js'
 export type { Middleware, Next } from './core/compose.js'
 export type {
   SocksState,

@@ -67,14 +67,15 @@ test('--workers 2 --pid-file: the file holds the primary, whose SIGHUP reloads e
   assert.equal(existsSync(pidFile), false)
 })
 
-test('--workers 2 with metrics: the primary serves the sum over the workers', async (t) => {
+test('--workers 2 with metrics: the primary serves the sum over the workers, plugin metrics (dns-cache) included', async (t) => {
   const echo = await startEcho(t)
   const dir = tempDir(t)
-  writeFileSync(join(dir, 'socksmith.yaml'), 'listen: { port: 0 }\nmetrics: { port: 0 }\n')
+  writeFileSync(join(dir, 'socksmith.yaml'), 'listen: { port: 0 }\nmetrics: { port: 0 }\nplugins: [dns-cache]\n')
   const running = start(t, process.execPath, [CLI, '--config', join(dir, 'socksmith.yaml'), '--workers', '2'])
   const port = await listeningPort(running, 30_000)
   const [, metricsPort] = await running.line(/metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/)
-  for (let i = 0; i < 6; i++) assert.equal(await echoThrough(port, echo.port, { payload: `m${i}` }), `m${i}`)
+  // By name: each worker's cache misses its first lookup of localhost and answers the rest.
+  for (let i = 0; i < 6; i++) assert.equal(await echoThrough(port, echo.port, { payload: `m${i}`, host: 'localhost' }), `m${i}`)
   let body = ''
   // Connections are counted when they end; the last may still be closing in its worker.
   for (let i = 0; i < 50 && !/socksmith_connections_total\{outcome="success",reply="0"\} 6\n/.test(body); i++) {
@@ -83,6 +84,10 @@ test('--workers 2 with metrics: the primary serves the sum over the workers', as
     if (!/reply="0"\} 6\n/.test(body)) await new Promise((r) => setTimeout(r, 100))
   }
   assert.match(body, /socksmith_connections_total\{outcome="success",reply="0"\} 6\n/)
+  const hits = Number(/^socksmith_dns_cache_hits_total (\d+)$/m.exec(body)?.[1])
+  const misses = Number(/^socksmith_dns_cache_misses_total (\d+)$/m.exec(body)?.[1])
+  assert.equal(hits + misses, 6, `one lookup per connection, summed over the workers:\n${body}`)
+  assert.ok(misses >= 1 && misses <= 2, `a miss per worker that served one: ${misses}`)
   running.child.kill('SIGTERM')
   assert.equal((await running.exited).code, 0)
 })

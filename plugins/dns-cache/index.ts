@@ -36,6 +36,12 @@ const dnsCache = definePlugin<ResolvedDnsCacheOptions, DnsCacheOptions>({
     const cache = new DnsCache(host.resolver, options)
     host.setResolver(cache)
     caches.set(host.server, cache)
+    // The cache counts for itself; the metrics read it at scrape time (and add what a cache this
+    // one replaced at a reload had counted).
+    host.registerMetrics(
+      { name: 'socksmith_dns_cache_hits_total', help: 'Lookups the dns-cache plugin answered from its cache.', type: 'counter', collect: () => cache.hits },
+      { name: 'socksmith_dns_cache_misses_total', help: 'Lookups the dns-cache plugin passed to the resolver.', type: 'counter', collect: () => cache.misses },
+    )
     host.log.debug('dns-cache installed', { max: options.max, minTtl: options.minTtl, maxTtl: options.maxTtl, negativeTtl: options.negativeTtl, useDnsTtl: options.useDnsTtl })
   },
 })

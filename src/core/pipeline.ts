@@ -2,7 +2,7 @@ import { compileChain, type Middleware } from './compose.js'
 import type { Dialer, PipelineSettings, ServerHandle, SocksState } from './context.js'
 import type { CompiledChains, ConnectionPipeline } from './connection.js'
 import { isSocksError, SocksError } from './errors.js'
-import { isPhase, type Phase, type PhaseContexts, type Plugin, type PluginHost, type PluginReload } from './plugin.js'
+import { checkPluginMetric, isPhase, type Phase, type PhaseContexts, type Plugin, type PluginHost, type PluginReload, type RegisteredMetric } from './plugin.js'
 import { authTerminal, connectTerminal, datagramTerminal, negotiateTerminal, relayTerminal, requestTerminal } from './terminals.js'
 import type { Resolver } from '../net/resolver.js'
 import type { Logger } from '../ops/logger.js'
@@ -54,6 +54,8 @@ export class Pipeline implements ConnectionPipeline {
   readonly reloadHooks: readonly ReloadHook[]
   /** What this pipeline's plugins handed over (name → value), for the next pipeline's reload hooks. */
   readonly handovers: ReadonlyMap<string, unknown>
+  /** The metrics this pipeline's plugins registered (read by ops/metrics.ts at each scrape). */
+  readonly metrics: readonly RegisteredMetric[]
   /** Datagram lookups in flight over this pipeline's associations (bounded: see commands/udp.ts). */
   readonly datagramLookups = new LookupBudget(MAX_DATAGRAM_LOOKUPS)
 
@@ -64,6 +66,7 @@ export class Pipeline implements ConnectionPipeline {
     this.closeHooks = built.closeHooks
     this.reloadHooks = built.reloadHooks
     this.handovers = built.handovers
+    this.metrics = built.metrics
   }
 
   /** Runs every plugin's setup in order, then compiles the chains. A setup error names the plugin. */
@@ -104,6 +107,7 @@ class Builder {
   readonly closeHooks: (() => void | Promise<void>)[] = []
   readonly reloadHooks: ReloadHook[] = []
   readonly handovers = new Map<string, unknown>()
+  readonly metrics: RegisteredMetric[] = []
   resolver: Resolver
   dialer: Dialer
   authRequired: boolean
@@ -155,6 +159,9 @@ class Builder {
       },
       handOver(value) {
         built.handovers.set(plugin, value)
+      },
+      registerMetrics(...metrics) {
+        for (const metric of metrics) built.metrics.push(checkPluginMetric(metric, plugin, built.metrics))
       },
     }
   }

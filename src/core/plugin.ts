@@ -86,6 +86,87 @@ export interface PluginHost {
   onReload(hook: (reload: PluginReload) => void | Promise<void>): void
   /** Leaves `value` for this plugin's setup in the next pipeline, which gets it as `reload.previous`. */
   handOver(value: unknown): void
+  /**
+   * Adds metrics of this plugin to the server's Prometheus metrics (`startMetrics()`,
+   * `collectMetrics()`, the config's `metrics:`, summed over `--workers`). Each is read at scrape
+   * time through its `collect()`; nothing is counted for the plugin. The plugin keeps its counts
+   * however it likes and needs no metrics library. A bad metric, or a name another plugin of the
+   * pipeline registered, fails setup (ERR_PLUGIN_SETUP).
+   *
+   * @example
+   * host.registerMetrics({
+   *   name: 'socksmith_dns_cache_hits_total',
+   *   help: 'Lookups the dns-cache plugin answered from its cache.',
+   *   type: 'counter',
+   *   collect: () => cache.hits,
+   * })
+   */
+  registerMetrics(...metrics: PluginMetric[]): void
+}
+
+/** A metric a plugin reports (see `PluginHost.registerMetrics`), in terms of no metrics library. */
+export interface PluginMetric {
+  /** A Prometheus metric name: `socksmith_<plugin>_<what>`, ending in `_total` for a counter. */
+  readonly name: string
+  /** One line saying what it counts: the `# HELP` line of the scrape. */
+  readonly help: string
+  /**
+   * `counter`: a count that only goes up while this setup lives. A reload sets the plugin up anew,
+   * and its counts start from 0 again: the metrics add what the replaced setup had counted, so the
+   * series never go back (and keep their totals when the plugin is gone). `gauge`: a value served
+   * as the live setup reads it, gone with the plugin.
+   */
+  readonly type: 'counter' | 'gauge'
+  /** The label names of its samples; none by default. */
+  readonly labelNames?: readonly string[]
+  /**
+   * Called at every scrape: the value, or one sample per label set. Keep it cheap (read counters
+   * the plugin keeps anyway). A throw or a value that is not one (negative for a counter) is logged
+   * once, and the metric keeps the values of its last good read.
+   */
+  collect(): number | readonly PluginMetricSample[]
+}
+
+/** One labelled value of a `PluginMetric`. */
+export interface PluginMetricSample {
+  /** A value for some or all of the metric's `labelNames`. */
+  readonly labels: Readonly<Record<string, string>>
+  /** Finite; for a counter not negative. */
+  readonly value: number
+}
+
+/** @internal A metric as a pipeline holds it: with the plugin that registered it. */
+export interface RegisteredMetric {
+  readonly plugin: string
+  readonly metric: PluginMetric
+}
+
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
+
+/**
+ * @internal Checks what `registerMetrics` was given, against the metrics already registered in
+ * the pipeline: ERR_PLUGIN_SETUP (the pipeline prefixes the plugin) saying what is wrong.
+ */
+export function checkPluginMetric(metric: PluginMetric, plugin: string, registered: readonly RegisteredMetric[]): RegisteredMetric {
+  const fail = (message: string): never => {
+    throw new SocksError('ERR_PLUGIN_SETUP', `registerMetrics: ${message}`)
+  }
+  if (typeof metric !== 'object' || metric === null) fail(`expected a metric { name, help, type, collect }, found ${metric === null ? 'null' : typeof metric}`)
+  const { name, help, type, labelNames, collect } = metric
+  if (typeof name !== 'string' || !METRIC_NAME.test(name)) fail(`${JSON.stringify(name)} is not a Prometheus metric name (letters, digits, _ and :, not starting with a digit)`)
+  if (typeof help !== 'string' || help.trim() === '') fail(`${name}: help must be a non-empty string`)
+  if (type !== 'counter' && type !== 'gauge') fail(`${name}: type must be "counter" or "gauge", found ${JSON.stringify(type)}`)
+  if (labelNames !== undefined) {
+    if (!Array.isArray(labelNames)) fail(`${name}: labelNames must be a list of label names`)
+    for (const label of labelNames as unknown[]) {
+      if (typeof label !== 'string' || !LABEL_NAME.test(label) || label.startsWith('__')) fail(`${name}: ${JSON.stringify(label)} is not a label name`)
+    }
+  }
+  if (typeof collect !== 'function') fail(`${name}: collect must be a function returning the value or its samples`)
+  const taken = registered.find((r) => r.metric.name === name)
+  if (taken !== undefined) fail(`${name} is registered twice (by ${taken.plugin} and ${plugin})`)
+  return { plugin, metric }
 }
 
 /** What a plugin's `onReload` hook gets. */

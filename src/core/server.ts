@@ -5,7 +5,7 @@ import { Connection } from './connection.js'
 import type { Middleware } from './compose.js'
 import type { BaseContext, ConnectionContext, Dialer, Endpoint, PipelineSettings, Timeouts } from './context.js'
 import { SocksError } from './errors.js'
-import { assertPlugin, isPhase, parsePluginOptions, PHASES, type Phase, type PhaseContexts, type Plugin, type PluginReload } from './plugin.js'
+import { assertPlugin, isPhase, parsePluginOptions, PHASES, type Phase, type PhaseContexts, type Plugin, type PluginReload, type RegisteredMetric } from './plugin.js'
 import { Pipeline, type MiddlewareLists, type RegisteredPlugin } from './pipeline.js'
 import { clientGroup, toClientPrefix, type ClientPrefix } from './client-group.js'
 import { compileProxyProtocol, type ProxyProtocolOptions } from './proxy-trust.js'
@@ -169,6 +169,11 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   /** The live pipeline's settings (before the first listen: those of the options). */
   get settings(): PipelineSettings {
     return this.#pipeline?.settings ?? this.#base
+  }
+
+  /** @internal The metrics the live pipeline's plugins registered (`host.registerMetrics`); none before the first listen. */
+  get pluginMetrics(): readonly RegisteredMetric[] {
+    return this.#pipeline?.metrics ?? []
   }
 
   get timeouts(): Readonly<Timeouts> {

@@ -7,7 +7,7 @@ import type { ConnectionContext } from '../core/context.js'
 import { SocksError, isSocksError } from '../core/errors.js'
 import { describe, isPlainObject } from '../plugin-kit/option-values.js'
 import { Command, Reply } from '../protocol/constants.js'
-import type { Resolver } from '../net/resolver.js'
+import type { PluginMetric, PluginMetricSample, RegisteredMetric } from '../core/plugin.js'
 import type { SocksServer } from '../core/server.js'
 
 export interface MetricsOptions {
@@ -72,15 +72,6 @@ export interface MetricsServer {
 /** Seconds; handshakes and connects on a LAN take milliseconds, across the world up to seconds. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-/**
- * A resolver that caches says how often it answered from its cache (`stats()`, as the dns-cache
- * plugin's does): the metrics read that of whatever resolver is installed, so the core knows the
- * shape, not the plugin.
- */
-interface DnsCacheCounters {
-  stats(): { hits: number; misses: number }
-}
-
 /** Channel name of the upstream failures (see diagnostics.ts); subscribed by name, as anyone can. */
 const UPSTREAM_FAILURE = 'socksmith:upstream:failure'
 
@@ -94,10 +85,11 @@ const UPSTREAM_FAILURE = 'socksmith:upstream:failure'
  * `socksmith_bytes_total{direction}`, `socksmith_handshake_duration_seconds`,
  * `socksmith_connect_duration_seconds{result}`, `socksmith_udp_associations_active`,
  * `socksmith_udp_associations_total`, `socksmith_udp_datagrams_total{direction}`,
- * `socksmith_udp_datagrams_dropped_total`, `socksmith_dns_cache_hits_total`,
- * `socksmith_dns_cache_misses_total`, `socksmith_upstream_failures_total{upstream}`, and with
+ * `socksmith_udp_datagrams_dropped_total`, `socksmith_upstream_failures_total{upstream}`, with
  * `perUser`: `socksmith_user_connections_total{user}`, `socksmith_user_bytes_total{user,direction}`
- * (for the first `maxUsers` users; the rest as `user="other"`).
+ * (for the first `maxUsers` users; the rest as `user="other"`), and those the plugins register
+ * (`host.registerMetrics`; the dns-cache plugin's `socksmith_dns_cache_hits_total` and
+ * `socksmith_dns_cache_misses_total`).
  *
  * @example
  * const { registry } = await collectMetrics(server)
@@ -108,7 +100,16 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
     throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `metrics ${path === '' ? 'perUser' : `perUser.${path}`}: ${message}`)
   })
   const prom = await import('prom-client')
-  const registry = new prom.Registry()
+  // Plugins' metrics join the registry as the live pipeline has them, looked at again before every
+  // read of the registry (ours, a worker's answer to the primary, or the caller's own): a reload
+  // may bring or drop some.
+  let syncPluginMetrics = (): void => {}
+  const registry = new (class ServerRegistry extends prom.Registry {
+    override getMetricsAsArray(): ReturnType<Registry['getMetricsAsArray']> {
+      syncPluginMetrics()
+      return super.getMetricsAsArray()
+    }
+  })()
   const registers = [registry]
 
   new prom.Gauge({
@@ -168,38 +169,6 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
     help: 'Datagrams dropped (foreign sender, bad header, fragment, middleware, full send queue), counted when the association ends.',
     registers,
   })
-  // Read from the installed resolver at scrape time; a reload installs a new cache, whose counts
-  // are added to those of the caches before it so the counters never go back.
-  const dns = { cache: null as DnsCacheCounters | null, hits: 0, misses: 0 }
-  const dnsStats = (): { hits: number; misses: number } => {
-    const cache = cacheCountersOf(server.resolver)
-    if (cache !== dns.cache) {
-      if (dns.cache !== null) {
-        const last = dns.cache.stats()
-        dns.hits += last.hits
-        dns.misses += last.misses
-      }
-      dns.cache = cache
-    }
-    const now = cache?.stats() ?? { hits: 0, misses: 0 }
-    return { hits: dns.hits + now.hits, misses: dns.misses + now.misses }
-  }
-  new prom.Counter({
-    name: 'socksmith_dns_cache_hits_total',
-    help: 'Lookups a caching resolver (the dns-cache plugin) answered from its cache.',
-    registers,
-    collect() {
-      setCounter(this, dnsStats().hits)
-    },
-  })
-  new prom.Counter({
-    name: 'socksmith_dns_cache_misses_total',
-    help: 'Lookups a caching resolver (the dns-cache plugin) passed on to the resolver behind it.',
-    registers,
-    collect() {
-      setCounter(this, dnsStats().misses)
-    },
-  })
   const upstreamFailures = new prom.Counter({
     name: 'socksmith_upstream_failures_total',
     help: 'Times an upstream proxy was unavailable (unreachable, closed, refused our login), by upstream.',
@@ -207,6 +176,7 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
     registers,
   })
   const userSeries = perUser === null ? null : perUserSeries(prom, registers, perUser.maxUsers)
+  syncPluginMetrics = pluginMetrics(prom, registry, server)
 
   // Series that always exist start at 0, so rate() sees their first increase.
   for (const direction of ['from_client', 'to_client']) bytes.inc({ direction }, 0)
@@ -396,13 +366,136 @@ function perUserSeries(prom: typeof import('prom-client'), registers: Registry[]
   }
 }
 
-/** A counter that mirrors a count kept elsewhere (read at scrape time). */
-function setCounter(counter: Counter, value: number): void {
-  counter.reset()
-  if (value > 0) counter.inc(value)
+/** One plugin metric (by name) in a registry: its prom-client metric and what outlives a setup. */
+interface PluginSeries {
+  readonly type: PluginMetric['type']
+  /** Its label names, joined: a definition with other labels is another metric. */
+  readonly labels: string
+  /** The live pipeline's definition; null once a reload dropped it (a counter stays, with its totals). */
+  live: RegisteredMetric | null
+  /** The last good read of `live`. */
+  last: readonly PluginMetricSample[]
+  /** A counter's totals from the setups before `live`, by label set. */
+  readonly carried: Map<string, PluginMetricSample>
 }
 
-/** The resolver's cache counters, when it is a caching resolver (it has a `stats()`), else null. */
-function cacheCountersOf(resolver: Resolver): DnsCacheCounters | null {
-  return typeof (resolver as Partial<DnsCacheCounters>).stats === 'function' ? (resolver as unknown as DnsCacheCounters) : null
+/**
+ * Keeps the metrics plugins registered (`host.registerMetrics`) in `registry` as the server's live
+ * pipeline has them, and returns the sync to run before each read of the registry. Each is a
+ * prom-client Counter or Gauge filled from its `collect()` at scrape time.
+ *
+ * A reload sets plugins up anew, and a new setup counts from 0: when a counter's definition is
+ * replaced (or dropped), the replaced one is read a last time and its counts are carried, so the
+ * series never goes back and keeps its totals after the plugin is gone. A gauge is what the live
+ * definition reads, and leaves with it. Only the live pipeline is seen: of several reloads
+ * between two scrapes, the pipelines in between add nothing.
+ */
+function pluginMetrics(prom: typeof import('prom-client'), registry: Registry, server: SocksServer): () => void {
+  const series = new Map<string, PluginSeries>()
+  // Collect failures and name clashes are logged once per definition, not at every scrape.
+  const logged = new WeakSet<PluginMetric>()
+  const logOnce = (metric: PluginMetric, message: string): void => {
+    if (logged.has(metric)) return
+    logged.add(metric)
+    server.log.error(message)
+  }
+  const read = ({ plugin, metric }: RegisteredMetric): readonly PluginMetricSample[] | null => {
+    try {
+      return checkSamples(metric, metric.collect())
+    } catch (err) {
+      logOnce(metric, `metrics: plugin ${plugin}: collecting ${metric.name} failed: ${err instanceof Error ? err.message : String(err)}`)
+      return null
+    }
+  }
+  const create = (registered: RegisteredMetric): PluginSeries => {
+    const { name, help, type, labelNames = [] } = registered.metric
+    const entry: PluginSeries = { type, labels: labelNames.join(','), live: registered, last: [], carried: new Map() }
+    const refresh = (): readonly PluginMetricSample[] => {
+      if (entry.live !== null) entry.last = read(entry.live) ?? entry.last
+      return type === 'counter' ? sumSamples(entry.carried.values(), entry.last) : entry.last
+    }
+    const config = { name, help, labelNames: [...labelNames], registers: [registry] }
+    if (type === 'counter') {
+      new prom.Counter({
+        ...config,
+        collect() {
+          const samples = refresh()
+          this.reset()
+          for (const { labels, value } of samples) this.inc(labels, value)
+        },
+      })
+    } else {
+      new prom.Gauge({
+        ...config,
+        collect() {
+          const samples = refresh()
+          this.reset()
+          for (const { labels, value } of samples) this.set(labels, value)
+        },
+      })
+    }
+    return entry
+  }
+  return () => {
+    const live = new Map(server.pluginMetrics.map((registered) => [registered.metric.name, registered]))
+    for (const [name, entry] of series) {
+      const next = live.get(name) ?? null
+      if (next === entry.live) continue
+      if (entry.type === 'counter' && entry.live !== null) {
+        const final = sumSamples(entry.carried.values(), read(entry.live) ?? entry.last)
+        entry.carried.clear()
+        for (const sample of final) entry.carried.set(labelSetKey(sample.labels), sample)
+      }
+      entry.live = null
+      entry.last = []
+      const same = next !== null && next.metric.type === entry.type && (next.metric.labelNames ?? []).join(',') === entry.labels
+      if (same) entry.live = next
+      else if (next !== null || entry.type === 'gauge') {
+        registry.removeSingleMetric(name)
+        series.delete(name)
+      }
+    }
+    for (const [name, registered] of live) {
+      if (series.has(name)) continue
+      if (registry.getSingleMetric(name) !== undefined) {
+        logOnce(registered.metric, `metrics: plugin ${registered.plugin} registered ${name}, a name socksmith uses; it is not served`)
+        continue
+      }
+      series.set(name, create(registered))
+    }
+  }
 }
+
+/** What a plugin metric's collect() returned, as samples; throws saying what is wrong with it. */
+function checkSamples(metric: PluginMetric, value: unknown): readonly PluginMetricSample[] {
+  const samples = typeof value === 'number' ? [{ labels: {}, value }] : value
+  if (!Array.isArray(samples)) throw new Error(`collect() returned ${describe(value)}, not a number or a list of { labels, value }`)
+  const labelNames = metric.labelNames ?? []
+  for (const sample of samples as unknown[]) {
+    const { labels, value: v } = (isPlainObject(sample) ? sample : {}) as { labels?: unknown; value?: unknown }
+    if (typeof v !== 'number' || !Number.isFinite(v) || (metric.type === 'counter' && v < 0)) throw new Error(`a sample's value must be a ${metric.type === 'counter' ? 'non-negative ' : ''}number, found ${describe(v)}`)
+    if (!isPlainObject(labels)) throw new Error(`a sample's labels must be an object, found ${describe(labels)}`)
+    for (const [label, text] of Object.entries(labels)) {
+      if (!labelNames.includes(label) || typeof text !== 'string') throw new Error(`label ${JSON.stringify(label)}=${describe(text)} is not one of its labelNames with a string value`)
+    }
+  }
+  return samples as readonly PluginMetricSample[]
+}
+
+/** `a` and `b` added up by label set. */
+function sumSamples(a: Iterable<PluginMetricSample>, b: Iterable<PluginMetricSample>): PluginMetricSample[] {
+  const sums = new Map<string, PluginMetricSample>()
+  for (const samples of [a, b]) {
+    for (const sample of samples) {
+      const key = labelSetKey(sample.labels)
+      const before = sums.get(key)
+      sums.set(key, before === undefined ? sample : { labels: sample.labels, value: before.value + sample.value })
+    }
+  }
+  return [...sums.values()]
+}
+
+function labelSetKey(labels: Readonly<Record<string, string>>): string {
+  return JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+}
+

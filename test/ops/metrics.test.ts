@@ -5,7 +5,8 @@ import { once } from 'node:events'
 import { get } from 'node:http'
 import { createSocket } from 'node:dgram'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
-import { isSocksError, loadConfig, type ConnectContext, type SocksServer } from 'socksmith'
+import { createServer, definePlugin, isSocksError, loadConfig, type ConnectContext, type PluginMetric, type SocksServer } from 'socksmith'
+import { silentLogger } from 'socksmith/ops'
 import { startMetrics } from 'socksmith/ops'
 import { socksAssociate, socksConnect } from 'socksmith/client'
 import auth from 'socksmith/plugins/auth'
@@ -56,9 +57,10 @@ async function closedPort(): Promise<number> {
   return port
 }
 
-async function connectOnce(t: TestContext, server: SocksServer, port: number, destination: { host: string; port: number }, payload: string): Promise<void> {
+/** One CONNECT that echoes `payload`, as `login` (null: no authentication), waited for until the server saw it end. */
+async function connectOnce(t: TestContext, server: SocksServer, port: number, destination: { host: string; port: number }, payload: string, login: typeof LOGIN | null = LOGIN): Promise<void> {
   const ended = once(server, 'disconnect')
-  const { socket } = await socksConnect({ host: '127.0.0.1', port, ...LOGIN }, destination)
+  const { socket } = await socksConnect({ host: '127.0.0.1', port, ...login }, destination)
   trackClient(t, socket)
   socket.end(payload)
   let echoed = ''
@@ -197,7 +199,7 @@ test('a registry per server; no per-user metrics unless asked; /metrics only; cl
   assert.equal(fromA.get('socksmith_connections_total{outcome="success",reply="0"}'), 1)
   assert.equal(fromA.get('socksmith_bytes_total{direction="from_client"}'), 3)
   assert.equal(fromB.get('socksmith_connections_total{outcome="success",reply="0"}'), undefined, "b saw none of a's connections")
-  assert.equal(fromB.get('socksmith_dns_cache_hits_total'), 0, 'no dns-cache: zero')
+  assert.equal(fromB.get('socksmith_dns_cache_hits_total'), undefined, 'no dns-cache plugin, no dns-cache series: the plugin brings its own')
   assert.ok(![...fromA.keys()].some((k) => k.startsWith('socksmith_user_')))
 
   assert.equal((await fetchText(`${urlA}/`)).status, 404)
@@ -281,4 +283,123 @@ test('perUser: true tracks up to 100 users; a bad maxUsers is refused', async (t
   }
   const loaded = await loadConfig({ config: { metrics: { port: 0, perUser: true } } })
   assert.deepEqual(loaded.config.metrics?.perUser, { maxUsers: 100 })
+})
+
+/** The lines of a scrape that are about `name` (HELP, TYPE, samples), in order. */
+function linesOf(body: string, name: string): string[] {
+  return body.split('\n').filter((line) => line === `# HELP ${name}` || line.startsWith(`# HELP ${name} `) || line.startsWith(`# TYPE ${name} `) || line.startsWith(`${name} `) || line.startsWith(`${name}{`))
+}
+
+/** A plugin that sells tickets: it counts them itself and registers its metrics with the host. */
+function ticketOffice(sold: Map<string, number>, queue: { length: number }, extra: PluginMetric[] = []) {
+  return definePlugin({
+    name: 'ticket-office',
+    setup(host) {
+      host.registerMetrics(
+        {
+          name: 'socksmith_tickets_sold_total',
+          help: 'Tickets sold, by kind.',
+          type: 'counter',
+          labelNames: ['kind'],
+          collect: () => [...sold].map(([kind, value]) => ({ labels: { kind }, value })),
+        },
+        { name: 'socksmith_ticket_queue', help: 'Clients waiting for a ticket.', type: 'gauge', collect: () => queue.length },
+        ...extra,
+      )
+    },
+  })
+}
+
+test('a plugin registers metrics of its own (host.registerMetrics): read at scrape time, counters carried over a reload so they never go back', async (t) => {
+  const sold = new Map([['adult', 2], ['child', 0]])
+  const queue = { length: 3 }
+  const { server } = await startSocks(t, {}, (s) => s.register(ticketOffice(sold, queue)))
+  const metrics = await startMetrics(server, { port: 0 })
+  t.after(() => metrics.close())
+  const url = `http://127.0.0.1:${metrics.address()!.port}/metrics`
+
+  const first = (await fetchText(url)).body
+  assert.deepEqual(linesOf(first, 'socksmith_tickets_sold_total'), [
+    '# HELP socksmith_tickets_sold_total Tickets sold, by kind.',
+    '# TYPE socksmith_tickets_sold_total counter',
+    'socksmith_tickets_sold_total{kind="adult"} 2',
+    'socksmith_tickets_sold_total{kind="child"} 0',
+  ])
+  assert.deepEqual(linesOf(first, 'socksmith_ticket_queue'), ['# HELP socksmith_ticket_queue Clients waiting for a ticket.', '# TYPE socksmith_ticket_queue gauge', 'socksmith_ticket_queue 3'])
+  sold.set('adult', 5)
+  queue.length = 1
+  let m = await scrape(url)
+  assert.equal(m.get('socksmith_tickets_sold_total{kind="adult"}'), 5, 'read at scrape time')
+  assert.equal(m.get('socksmith_ticket_queue'), 1)
+
+  // A reload sets the plugin up anew: its own counts start from 0, the series go on from 5.
+  const soldAfter = new Map([['adult', 1], ['senior', 4]])
+  await server.reload(createServer({ logger: silentLogger }).register(ticketOffice(soldAfter, { length: 7 })))
+  m = await scrape(url)
+  assert.equal(m.get('socksmith_tickets_sold_total{kind="adult"}'), 6, 'the old setup counted 5, the new one 1')
+  assert.equal(m.get('socksmith_tickets_sold_total{kind="child"}'), 0)
+  assert.equal(m.get('socksmith_tickets_sold_total{kind="senior"}'), 4)
+  assert.equal(m.get('socksmith_ticket_queue'), 7, 'a gauge is what the live setup says')
+
+  // Reloaded without the plugin: its counters keep their totals, its gauge is gone.
+  await server.reload(createServer({ logger: silentLogger }))
+  m = await scrape(url)
+  assert.equal(m.get('socksmith_tickets_sold_total{kind="adult"}'), 6)
+  assert.equal(m.get('socksmith_tickets_sold_total{kind="senior"}'), 4)
+  assert.equal(m.has('socksmith_ticket_queue'), false)
+  assert.equal(m.get('socksmith_connections_active'), 0, "the core's metrics are still there")
+})
+
+test('the dns-cache counters go on over a reload, which sets up a new cache', async (t) => {
+  const echo = await startEcho(t)
+  const resolver = mapResolver({ 'echo.test': ['127.0.0.1'] })
+  const { server, port } = await startSocks(t, { resolver }, (s) => s.register(dnsCache))
+  const metrics = await startMetrics(server, { port: 0 })
+  t.after(() => metrics.close())
+  const url = `http://127.0.0.1:${metrics.address()!.port}/metrics`
+  const connectByName = (): Promise<void> => connectOnce(t, server, port, { host: 'echo.test', port: echo.port }, 'x', null)
+  await connectByName()
+  await connectByName()
+  let m = await scrape(url)
+  assert.deepEqual([m.get('socksmith_dns_cache_hits_total'), m.get('socksmith_dns_cache_misses_total')], [1, 1])
+  await server.reload(createServer({ logger: silentLogger, resolver }).register(dnsCache))
+  await connectByName()
+  m = await scrape(url)
+  assert.deepEqual([m.get('socksmith_dns_cache_hits_total'), m.get('socksmith_dns_cache_misses_total')], [1, 2], 'the new cache missed once; the old counts stay')
+  assert.deepEqual(resolver.calls, ['echo.test', 'echo.test'])
+})
+
+test('registerMetrics: a bad or duplicate metric fails setup naming the plugin; a clash with a core name or a failing collect is logged and the scrape goes on', async (t) => {
+  const noop = () => 0
+  const cases: [PluginMetric, RegExp][] = [
+    [{ name: 'tickets sold', help: 'x', type: 'counter', collect: noop }, /plugin ticket-office: setup failed: registerMetrics: "tickets sold" is not a Prometheus metric name/],
+    [{ name: 'socksmith_x', help: '', type: 'counter', collect: noop }, /registerMetrics: socksmith_x: help must be a non-empty string/],
+    [{ name: 'socksmith_x', help: 'x', type: 'histogram' as 'counter', collect: noop }, /registerMetrics: socksmith_x: type must be "counter" or "gauge"/],
+    [{ name: 'socksmith_x', help: 'x', type: 'gauge', labelNames: ['le-bad'], collect: noop }, /registerMetrics: socksmith_x: "le-bad" is not a label name/],
+    [{ name: 'socksmith_x', help: 'x', type: 'gauge', collect: 5 as unknown as () => number }, /registerMetrics: socksmith_x: collect must be a function/],
+    [{ name: 'socksmith_ticket_queue', help: 'again', type: 'gauge', collect: noop }, /registerMetrics: socksmith_ticket_queue is registered twice \(by ticket-office and ticket-office\)/],
+  ]
+  for (const [metric, expected] of cases) {
+    const server = createServer({ logger: silentLogger }).register(ticketOffice(new Map(), { length: 0 }, [metric]))
+    await assert.rejects(server.prepare(), (err: unknown) => isSocksError(err) && err.code === 'ERR_PLUGIN_SETUP' && expected.test(err.message), metric.name)
+  }
+
+  const errors: string[] = []
+  const logger = { ...silentLogger, error: (message: string) => void errors.push(message) }
+  const clash: PluginMetric = { name: 'socksmith_connections_active', help: 'mine', type: 'gauge', collect: () => 99 }
+  const broken: PluginMetric = { name: 'socksmith_broken_total', help: 'Throws.', type: 'counter', collect: () => { throw new Error('no counts today') } }
+  const { server } = await startSocks(t, { logger }, (s) => s.register(ticketOffice(new Map([['adult', 1]]), { length: 2 }, [clash, broken])))
+  const metrics = await startMetrics(server, { port: 0 })
+  t.after(() => metrics.close())
+  const url = `http://127.0.0.1:${metrics.address()!.port}/metrics`
+  for (let i = 0; i < 2; i++) {
+    const m = await scrape(url)
+    assert.equal(m.get('socksmith_connections_active'), 0, "the core's metric stands")
+    assert.equal(m.get('socksmith_tickets_sold_total{kind="adult"}'), 1, "the plugin's other metrics are served")
+    assert.equal(m.get('socksmith_broken_total'), 0, 'no good read yet: a counter without labels starts at 0')
+  }
+  assert.deepEqual(errors, [
+    'metrics: plugin ticket-office registered socksmith_connections_active, a name socksmith uses; it is not served',
+    'metrics: plugin ticket-office: collecting socksmith_broken_total failed: no counts today',
+  ], 'each logged once')
 })
