@@ -43,8 +43,8 @@ const quota = definePlugin<QuotaOptions>({
       await next()
     })
 
-    // Count while the relay runs, so a connection is cut as soon as it crosses the line.
-    // (A `data` listener next to the relay's pipe only observes; it does not take the data.)
+    // Count while the relay runs, so a connection is cut as soon as it crosses the line. A tap
+    // sees each chunk of its side just before it is forwarded, and keeps the relay's fast path.
     host.use('relay', async function countBytes(ctx: RelayContext, next) {
       const user = ctx.user
       const upstream = ctx.outbound
@@ -59,14 +59,9 @@ const quota = definePlugin<QuotaOptions>({
           upstream.destroy()
         }
       }
-      ctx.socket.on('data', count)
-      upstream.on('data', count)
-      try {
-        await next()
-      } finally {
-        ctx.socket.off('data', count)
-        upstream.off('data', count)
-      }
+      ctx.tap('client', count)
+      ctx.tap('outbound', count)
+      await next()
     })
   },
 })

@@ -191,6 +191,15 @@ export class RawClient {
 
 export const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex')
 
+/** A raw client through the proxy at socksPort: NO AUTH, CONNECT 127.0.0.1:targetPort, success checked. */
+export async function connectThrough(t: TestContext, socksPort: number, targetPort: number): Promise<RawClient> {
+  const c = await RawClient.connect(t, socksPort)
+  c.send(Buffer.concat([hex('050100'), ipv4Request(1, '127.0.0.1', targetPort)]))
+  assert.deepEqual(await c.read(2), hex('0500'))
+  assert.deepEqual((await c.read(10)).subarray(0, 2), hex('0500'))
+  return c
+}
+
 /** Encodes a CONNECT-style request for 127.0.0.1:port (or any IPv4). */
 export function ipv4Request(command: number, ip: string, port: number): Buffer {
   const b = Buffer.alloc(10)

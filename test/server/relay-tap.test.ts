@@ -5,16 +5,8 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { connect } from 'node:net'
 import { once } from 'node:events'
-import { RawClient, startEcho, startSocks, startTcpServer, ipv4Request, hex, waitFor } from '../helpers/net.js'
+import { connectThrough, RawClient, startEcho, startSocks, startTcpServer, ipv4Request, hex, waitFor } from '../helpers/net.js'
 import { isSocksError, type RelayContext, type RequestContext } from 'socksmith'
-
-async function connectThrough(t: Parameters<typeof RawClient.connect>[0], socksPort: number, targetPort: number): Promise<RawClient> {
-  const c = await RawClient.connect(t, socksPort)
-  c.send(Buffer.concat([hex('050100'), ipv4Request(1, '127.0.0.1', targetPort)]))
-  assert.deepEqual(await c.read(2), hex('0500'))
-  assert.deepEqual((await c.read(10)).subarray(0, 2), hex('0500'))
-  return c
-}
 
 /** Collects what a tap sees (copies: a chunk is valid only during the call). */
 function collector(): { fn: (chunk: Buffer) => void; bytes: () => Buffer } {

@@ -2,16 +2,8 @@
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Socket } from 'node:net'
-import { RawClient, startEcho, startSocks, startTcpServer, ipv4Request, hex, waitFor } from '../helpers/net.js'
+import { connectThrough, startEcho, startSocks, startTcpServer, waitFor } from '../helpers/net.js'
 import type { RelayContext } from 'socksmith'
-
-async function connectThrough(t: Parameters<typeof RawClient.connect>[0], socksPort: number, targetPort: number): Promise<RawClient> {
-  const c = await RawClient.connect(t, socksPort)
-  c.send(Buffer.concat([hex('050100'), ipv4Request(1, '127.0.0.1', targetPort)]))
-  assert.deepEqual(await c.read(2), hex('0500'))
-  assert.deepEqual((await c.read(10)).subarray(0, 2), hex('0500'))
-  return c
-}
 
 // Every test runs twice: on the fast path (reads into the relay's managed buffers, the default)
 // and with it off (every byte through the sockets' streams, as with SOCKSMITH_FAST_RELAY=0).
