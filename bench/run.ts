@@ -52,6 +52,7 @@ const { values: args } = parseArgs({
     json: { type: 'string' },
     verbose: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
+    strace: { type: 'string' },
     'node-flags': { type: 'string' },
     tests: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -62,7 +63,7 @@ const TESTS = ['hold', 'down', 'up', 'multi', 'connect', 'latency', 'udp', 'auth
 
 if (args.help) {
   console.log(`usage: npm run bench -- [--quick] [--reps N] [--only a,b] [--tests a,b] [--workers N] [--stream-mib N] [--hold N]
-         [--load-procs N] [--peers-dir DIR] [--no-install] [--json file] [--verbose] [--cpu-prof DIR] [--node-flags="--flag …"]
+         [--load-procs N] [--peers-dir DIR] [--no-install] [--json file] [--verbose] [--cpu-prof DIR] [--strace DIR] [--node-flags="--flag …"]
 servers: socksmith, socksmith-warn, socksv5, pondwader, dante, microsocks (default); socksmith-lib (only with --only);
          socksmith-wN (with --workers N); direct (always)
 tests:   ${TESTS.join(', ')} (default all)`)
@@ -137,7 +138,9 @@ async function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
   const pid = child.pid
   const tree = pid === undefined ? [] : processTree(pid)
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  child.kill('SIGTERM')
+  // Under --strace the server is strace's child: it is stopped, so strace ends and writes its table.
+  if (args.strace !== undefined && tree.length > 1) process.kill(tree[1]!, 'SIGTERM')
+  else child.kill('SIGTERM')
   const timer = sleep(graceMs).then(() => 'timeout' as const)
   if ((await Promise.race([exited, timer])) === 'timeout') child.kill('SIGKILL')
   await exited
@@ -1019,6 +1022,8 @@ async function main(): Promise<void> {
           try {
             launch = spec.launch(port, variant)
             if (launch !== null) {
+              // --strace: the server runs under `strace -f -c`, its syscall counts written to DIR when it stops.
+              if (args.strace !== undefined) launch = { ...launch, command: 'strace', argv: ['-f', '-c', '-o', join(args.strace, `${spec.name}-${variant}-${rep}.txt`), launch.command, ...launch.argv] }
               server = spawnLimited(launch.command, launch.argv, { log, cwd: launch.cwd })
               await waitForSocks(port, server, log)
             }

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net'
 import { Command, commandName, Method, type CommandName } from '../protocol/constants.js'
 import type { Address } from '../protocol/address.js'
 import type { MessageParser } from '../protocol/reader.js'
-import type { ResolvedAddress, Resolver } from '../net/resolver.js'
+import type { ResolvedAddress, ResolveOptions, Resolver } from '../net/resolver.js'
 import type { Logger } from '../ops/logger.js'
 import { SocksError } from './errors.js'
 import { dialableIp, vetDomainName } from '../net/destination.js'
@@ -371,6 +371,8 @@ export class ConnectionContext {
   earlyData: Buffer | null = null
   #abort: AbortController | null = null
   #resolving: Promise<ResolvedAddress[]> | null = null
+  /** Rejects the lookup in progress (set while one runs): the driver's abort ends the wait at the phase deadline or when the client leaves. */
+  #endLookup: ((reason: unknown) => void) | null = null
   /** @internal true while the destination name is being looked up (a connect-phase timeout then means REP 04) */
   lookupPending = false
   readonly #driver: ConnectionDriver
@@ -420,6 +422,11 @@ export class ConnectionContext {
 
   /** @internal Aborts `signal` (called by the driver when the connection ends). */
   abort(reason: unknown): void {
+    const endLookup = this.#endLookup
+    if (endLookup !== null) {
+      this.#endLookup = null
+      endLookup(reason ?? CLIENT_CLOSED)
+    }
     if (this.#abort !== null && !this.#abort.signal.aborted) this.#abort.abort(reason ?? CLIENT_CLOSED)
   }
 
@@ -442,10 +449,19 @@ export class ConnectionContext {
       this.lookupPending = true
       let answers: ResolvedAddress[]
       try {
-        // Who asks goes with the lookup: the system resolver shares its threads out by client.
+        // Who asks goes with the lookup: the system resolver shares its threads out by client. The
+        // signal is made only for a resolver that reads it (the system resolver does when a lookup
+        // has to queue): an AbortController per lookup cost a tenth of a name connection's CPU.
         const settings = this.settings
-        const origin = { signal: this.signal, client: clientGroup(this.#client.address, settings.clientPrefix), kind: 'connect' as const }
-        answers = await withDeadline(settings.resolver.resolve(name, origin), settings.timeouts.connect, name)
+        const ctx = this
+        const origin: ResolveOptions = {
+          client: clientGroup(this.#client.address, settings.clientPrefix),
+          kind: 'connect',
+          get signal() {
+            return ctx.signal
+          },
+        }
+        answers = await this.#untilAborted(settings.resolver.resolve(name, origin))
       } finally {
         this.lookupPending = false
       }
@@ -454,6 +470,30 @@ export class ConnectionContext {
     }
     this.resolved = resolved
     return resolved
+  }
+
+  /**
+   * The lookup, or the driver's abort if that comes first. No timer of its own: every phase that
+   * can resolve runs under a driver deadline (handshake, connect), which aborts the context; a
+   * lookup already running goes on holding its resolver slot (it cannot be cancelled), but nobody waits for it.
+   */
+  #untilAborted(lookup: Promise<ResolvedAddress[]>): Promise<ResolvedAddress[]> {
+    return new Promise((resolve, reject) => {
+      const settle = (): void => {
+        if (this.#endLookup === reject) this.#endLookup = null
+      }
+      this.#endLookup = reject
+      lookup.then(
+        (answers) => {
+          settle()
+          resolve(answers)
+        },
+        (err: unknown) => {
+          settle()
+          reject(err)
+        },
+      )
+    })
   }
 
   hijack(): Socket {
@@ -482,15 +522,6 @@ export class ConnectionContext {
  * A lookup that never answers must not hold the connection until the handshake deadline: it gets
  * the connect timeout and is then a DNS failure (REP 04), like a name that does not resolve.
  */
-function withDeadline<T>(lookup: Promise<T>, timeout: number, name: string): Promise<T> {
-  if (timeout <= 0) return lookup
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new SocksError('ERR_SOCKS_HOST_UNREACHABLE', `DNS lookup of ${name} timed out after ${timeout} ms`)), timeout)
-  })
-  return Promise.race([lookup, deadline]).finally(() => clearTimeout(timer))
-}
-
 /** Answers as the system dials them: 0.0.0.0 / :: become loopback, the rest of 0.0.0.0/8 is dropped. */
 function dialableAnswers(answers: ResolvedAddress[]): ResolvedAddress[] {
   let out: ResolvedAddress[] | null = null

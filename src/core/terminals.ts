@@ -1,10 +1,11 @@
 import { once } from 'node:events'
+import type { Socket } from 'node:net'
 import type { AuthContext, ConnectContext, ConnectionContext, NegotiateContext, RelayContext } from './context.js'
 import type { Connection } from './connection.js'
 import { SocksError } from './errors.js'
 import { clientGroup } from './client-group.js'
 import { Command, Method } from '../protocol/constants.js'
-import { unmapIPv4 } from '../protocol/address.js'
+import { unmapIPv4, type Address } from '../protocol/address.js'
 import { dialDirect, directDialer } from '../net/dialer.js'
 import { setUpBind } from '../commands/bind.js'
 import { ServerUdpAssociation } from '../commands/udp.js'
@@ -45,10 +46,7 @@ export async function connectTerminal(view: ConnectContext): Promise<void> {
       return
     }
     ctx.outbound = socket
-    // An IP destination is what was dialled; only a name needs the socket asked (a syscall).
-    ctx.dialed ??= ctx.destination.type !== 'domain' && ctx.resolved === null
-      ? ctx.destination
-      : { type: socket.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4', host: unmapIPv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 }
+    ctx.dialed ??= dialedBy(ctx, socket)
     return
   }
   if (ctx.command === Command.BIND) {
@@ -97,6 +95,20 @@ export async function relayTerminal(view: RelayContext): Promise<void> {
   ctx.earlyData = null
   const error = await relay(socket, upstream, early, { idleTimeout: ctx.settings.timeouts.idle, fastReads: ctx.settings.fastRelay })
   if (error !== null) ctx.error ??= error
+}
+
+/**
+ * Where a CONNECT went. The direct dialer dials an unresolved IP as it is and a single resolved
+ * address as it is; only a race between several addresses (or another dialer) needs the socket
+ * asked (getpeername, a syscall).
+ */
+function dialedBy(ctx: ConnectionContext, socket: Socket): Address {
+  if (ctx.dialer === directDialer) {
+    const resolved = ctx.resolved
+    if (resolved === null && ctx.destination.type !== 'domain') return ctx.destination
+    if (resolved !== null && resolved.length === 1) return { type: resolved[0]!.family === 6 ? 'ipv6' : 'ipv4', host: resolved[0]!.address, port: ctx.destination.port }
+  }
+  return { type: socket.remoteFamily === 'IPv6' ? 'ipv6' : 'ipv4', host: unmapIPv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 }
 }
 
 /** `datagram`: nothing; the association forwards what the chain did not drop or consume. */

@@ -82,6 +82,20 @@ test('stderr gets pino JSON lines, one access line per connection (no password);
   await stop(cli)
 })
 
+test('access lines are written in batches, and none is lost: 60 connections, then SIGTERM at once', async (t) => {
+  const echo = await startEcho(t)
+  const cli = startCli(t, ['--port', '0'], { cwd: tempDir(t) })
+  const port = await listeningPort(cli)
+  const payloads = Array.from({ length: 60 }, (_, i) => `batch-${i}`)
+  assert.deepEqual(await Promise.all(payloads.map((payload) => echoThrough(port, echo.port, { payload }))), payloads)
+  // No wait for the lines: the drain and the exit must write whatever is still gathered.
+  await stop(cli)
+  const access = jsonLines(cli.stderr()).filter((l) => l.msg === 'access')
+  assert.equal(access.length, payloads.length)
+  assert.deepEqual(new Set(access.map((l) => l.id)).size, payloads.length)
+  assert.ok(access.every((l) => l.bytesFromClient === l.bytesToClient && (l.bytesFromClient as number) >= 'batch-0'.length))
+})
+
 test('log.access: false and --log-level warn: no access line, nothing at info', async (t) => {
   const echo = await startEcho(t)
   const dir = tempDir(t)
