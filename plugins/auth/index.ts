@@ -113,17 +113,20 @@ function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | 
     const client = ctx.client.address
     // The server's notion of one client (an IPv6 /64 by default), the same its connection limits use.
     const group = clientGroup(client, ctx.settings.clientPrefix)
-    const guess = throttle === null ? '' : checker.attemptKey(user, password)
+    // Made once for the throttle and the login cache; the signal only if something has to wait.
+    const mac = checker.mac(user, password)
+    const guess = throttle === null ? '' : mac.toString('base64')
+    const signal = (): AbortSignal => ctx.signal
     if (throttle !== null) {
       // Usually a plain boolean (no wait, no extra tick); a promise while the client's earlier guesses are out.
-      const admitted = throttle.admit(group, guess, ctx.signal)
+      const admitted = throttle.admit(group, guess, signal)
       // Refused before hashing: during a lockout even the right password is turned away, so guessing learns nothing.
       if (admitted === false || (admitted !== true && !(await admitted))) refuseLockedOut(ctx, client, user)
     }
     let accepted: boolean
     try {
       accepted = verify === null || checker.has(user)
-        ? await checker.check(user, password, ctx.signal, group)
+        ? await checker.check(user, password, signal, group, mac)
         : (await verify(user, password, ctx)) === true
     } catch (err) {
       throttle?.end(group, guess, false)

@@ -1,4 +1,5 @@
 import { SocksError } from 'socksmith'
+import { signalOf, type SignalSource } from './signal.js'
 
 /** How repeated login failures from one client are slowed down. */
 export interface ThrottleOptions {
@@ -81,12 +82,13 @@ export class FailureThrottle {
    * client is locked out), or a promise of either while it waits for room. Every attempt admitted
    * must be ended with `end()`. A waiter whose `signal` aborts is dropped and rejects.
    */
-  admit(client: string, guess: string, signal: AbortSignal | null): boolean | Promise<boolean> {
+  admit(client: string, guess: string, signalSource: SignalSource): boolean | Promise<boolean> {
     const admitted = this.#tryAdmit(client, guess)
     if (admitted !== null) return admitted
     // No room means guesses in flight, whose end() will look at this waiter.
     const flight = this.#inFlight.get(client)
     if (flight === undefined) return false
+    const signal = signalOf(signalSource)
     return new Promise<boolean>((resolve, reject) => {
       const waiter: Waiter = {
         guess,

@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { isSocksError, SocksError } from 'socksmith'
 import { deriveKey, DEFAULT_SCRYPT_PARAMS, verifyAgainst, type ScryptHash, type ScryptParams } from './hash.js'
+import { signalOf, type SignalSource } from './signal.js'
 
 interface CachedLogin {
   /** HMAC of the password that last logged in, under this process's random key. */
@@ -65,10 +66,11 @@ export class PasswordChecker {
    * (HMAC under this process's random key): what the throttle counts as one guess.
    */
   attemptKey(name: string, password: string): string {
-    return this.#mac(name, password).toString('base64')
+    return this.mac(name, password).toString('base64')
   }
 
-  #mac(name: string, password: string): Buffer {
+  /** The HMAC of a login that attemptKey() and check() use: made once per login and passed to both (an HMAC costs a few µs). */
+  mac(name: string, password: string): Buffer {
     return createHmac('sha256', this.#macKey).update(name).update('\0').update(password).digest()
   }
 
@@ -85,13 +87,13 @@ export class PasswordChecker {
    * Checks a user's password; an unknown user takes as long as a wrong password and fails.
    * `client` (the client's group) is whose turn in the hashing queue this login takes.
    */
-  async check(name: string, password: string, signal: AbortSignal | null, client = ''): Promise<boolean> {
+  async check(name: string, password: string, signalSource: SignalSource, client = '', knownMac?: Buffer): Promise<boolean> {
     const hash = this.#hashes.get(name)
     // Unknown users go down the same road (HMAC, shared check, gate) against the dummy, so that
     // neither one attempt's time nor a burst of identical attempts tells them apart from real ones.
     const target = hash ?? this.#dummy
-    if (this.#cacheTtlMs === 0) return (await this.#gate.run(() => this.#verifyHash(password, target), signal, client)) && hash !== undefined
-    const mac = this.#mac(name, password)
+    if (this.#cacheTtlMs === 0) return (await this.#gate.run(() => this.#verifyHash(password, target), signalOf(signalSource), client)) && hash !== undefined
+    const mac = knownMac ?? this.mac(name, password)
     const cached = hash === undefined ? undefined : this.#cache.get(name)
     if (cached !== undefined) {
       if (cached.expiresAt > Date.now()) {
@@ -100,7 +102,8 @@ export class PasswordChecker {
         this.#cache.delete(name)
       }
     }
-    const ok = (await this.#sharedCheck(`${name}\0${mac.toString('base64')}`, password, target, signal, client)) && hash !== undefined
+    // The slow road (scrypt, queued): only now is the signal asked for (a connection's is made on first use).
+    const ok = (await this.#sharedCheck(`${name}\0${mac.toString('base64')}`, password, target, signalOf(signalSource), client)) && hash !== undefined
     if (ok) this.#cache.set(name, { mac, expiresAt: Date.now() + this.#cacheTtlMs })
     return ok
   }
@@ -206,3 +209,4 @@ class HashGate {
     })
   }
 }
+

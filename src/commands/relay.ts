@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
 import { SocksError } from '../core/errors.js'
 import { Command } from '../protocol/constants.js'
+import { armDeadline, disarmDeadline, type DeadlineEntry, type DeadlineList } from '../core/deadlines.js'
 import { readInto, releaseHeld, releaseReadBuffers, setReadSink, type ReadSink } from './read-buffers.js'
 
 const kRelay = Symbol('socksmith.relay')
@@ -27,16 +28,57 @@ export type RelaySide = 'client' | 'outbound'
  */
 export type RelayTap = (chunk: Buffer) => void
 
-/** Per-connection relay state: with the symbols on the two sockets, all the relay allocates. */
-interface RelayState {
-  readonly client: Socket
-  readonly upstream: Socket
-  open: number
-  error: unknown
+/** Checks of the idle timeout per timeout: a relay goes idle between 1 and 1 + 1/IDLE_CHECKS timeouts after its last byte. */
+const IDLE_CHECKS = 4
+
+/**
+ * Per-connection relay state: with the symbols on the two sockets, all the relay allocates. It is
+ * also the idle check's deadline (deadlines.ts): no socket timer, which Node would refresh on every
+ * read and write; the check looks at the client socket's byte counts, which move with traffic
+ * either way, every timeout / IDLE_CHECKS.
+ */
+class RelayState implements DeadlineEntry {
+  open = 2
+  error: unknown = null
   /** What a tap threw: a bug in the middleware that added it. */
-  bug: unknown
-  resolve: (error: unknown) => void
-  reject: (bug: unknown) => void
+  bug: unknown = null
+  deadlineAt = 0
+  deadlineList: DeadlineList | null = null
+  deadlinePrev: DeadlineEntry | null = null
+  deadlineNext: DeadlineEntry | null = null
+  /** Client-socket bytes (read + written) at the last idle check, and how many checks in a row saw none move. */
+  #seenBytes = 0
+  #quietChecks = 0
+  readonly #checkMs: number
+
+  constructor(
+    readonly client: Socket,
+    readonly upstream: Socket,
+    idleTimeout: number,
+    readonly resolve: (error: unknown) => void,
+    readonly reject: (bug: unknown) => void,
+  ) {
+    this.#checkMs = idleTimeout > 0 ? Math.max(1, Math.round(idleTimeout / IDLE_CHECKS)) : 0
+    if (this.#checkMs > 0) {
+      this.#seenBytes = client.bytesRead + client.bytesWritten
+      armDeadline(this, this.#checkMs)
+    }
+  }
+
+  onDeadline(): void {
+    if (this.open === 0) return
+    const bytes = this.client.bytesRead + this.client.bytesWritten
+    if (bytes !== this.#seenBytes) {
+      this.#seenBytes = bytes
+      this.#quietChecks = 0
+    } else if (++this.#quietChecks >= IDLE_CHECKS) {
+      this.error ??= new SocksError('ERR_SOCKS_IDLE_TIMEOUT')
+      this.client.destroy()
+      this.upstream.destroy()
+      return
+    }
+    armDeadline(this, this.#checkMs)
+  }
 }
 
 type RelaySocket = Socket & {
@@ -64,11 +106,11 @@ type RelaySocket = Socket & {
  *   writable, so a FIN travels through while the other direction keeps flowing.
  * - A reset (error) on one side destroys the other, so it is seen as a reset, not a clean end.
  * `early` is payload the client pipelined behind its request; it goes out (and to the client's
- * taps) first. The idle timeout is one timer, on the client socket, which sees traffic both ways.
+ * taps) first. The idle timeout is one check of the client socket's byte counts (RelayState).
  */
 export function relay(client: Socket, upstream: Socket, early: Buffer | null, options: RelayOptions): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const state: RelayState = { client, upstream, open: 2, error: null, bug: null, resolve, reject }
+    const state = new RelayState(client, upstream, options.idleTimeout, resolve, reject)
     const c = client as RelaySocket
     const u = upstream as RelaySocket
     c[kRelay] = state
@@ -81,8 +123,6 @@ export function relay(client: Socket, upstream: Socket, early: Buffer | null, op
     const fastUpstream = options.fastReads && !isWatched(upstream) && readInto(upstream)
     if (fastClient) setReadSink(client, pump)
     if (fastUpstream) setReadSink(upstream, pump)
-    client.setTimeout(options.idleTimeout)
-    if (options.idleTimeout > 0) client.on('timeout', onIdle)
     if (early !== null && early.length > 0 && (c[kTaps] === undefined || tapped(c, early)) && !upstream.destroyed) upstream.write(early)
     for (const socket of [client, upstream]) {
       // Bytes still in a socket's stream (read before the relay, or on the stream path) come as 'data'.
@@ -210,14 +250,6 @@ function onError(this: RelaySocket, err: Error): void {
   state.upstream.destroy()
 }
 
-function onIdle(this: RelaySocket): void {
-  const state = this[kRelay]
-  if (state === undefined) return
-  state.error ??= new SocksError('ERR_SOCKS_IDLE_TIMEOUT')
-  state.client.destroy()
-  state.upstream.destroy()
-}
-
 function onClose(this: RelaySocket): void {
   const state = this[kRelay]
   if (state === undefined) return
@@ -233,6 +265,7 @@ function onClose(this: RelaySocket): void {
     if (!peer.destroyed && !peer.readableEnded) peer.resume()
     return
   }
+  disarmDeadline(state)
   // Both handles are closed: no read lands in their buffers and no write holds one any more.
   releaseReadBuffers(state.client)
   releaseReadBuffers(state.upstream)

@@ -15,6 +15,7 @@ import { isLogLevelEnabled } from '../ops/logger.js'
 import { vetDestination } from '../net/destination.js'
 import type { ClientPrefix } from './client-group.js'
 import type { LookupBudget } from '../commands/udp.js'
+import { armDeadline, disarmDeadline, type DeadlineEntry, type DeadlineList } from './deadlines.js'
 
 /** A pipeline's compiled phases (core/pipeline.ts builds them). */
 export interface CompiledChains {
@@ -67,11 +68,10 @@ const kConnection = Symbol('socksmith.connection')
 type DrivenSocket = Socket & { [kConnection]: Connection }
 
 /**
- * Drives one TCP connection through the phases. Owns the socket's lifetime: the handshake deadline
- * (one socket timer, later reused as the idle timer), what an error means on the wire in each
- * phase, and cleanup. Everything it learns goes into the ConnectionContext.
+ * Drives one TCP connection through the phases. Owns the socket's lifetime: the deadline of each
+ * handshake phase, what an error means on the wire in each phase, and cleanup. Everything it learns goes into the ConnectionContext.
  */
-export class Connection implements ConnectionDriver {
+export class Connection implements ConnectionDriver, DeadlineEntry {
   readonly ctx: ConnectionContext
   readonly socket: Socket
   readonly host: ConnectionHost
@@ -93,8 +93,13 @@ export class Connection implements ConnectionDriver {
    * The deadline of the phase in progress: the handshake (accept → request handled), then the
    * connect phase (its own timeout, so a slow dial is answered REP 06, not cut by the handshake's).
    * A real deadline, not the socket's idle timer: a client trickling a byte at a time cannot stretch it.
+   * Kept in deadlines.ts's lists, this object as the node (these four fields): no Node timer per connection.
+   * @internal
    */
-  #deadline: NodeJS.Timeout | null = null
+  deadlineAt = 0
+  /** @internal */ deadlineList: DeadlineList | null = null
+  /** @internal */ deadlinePrev: DeadlineEntry | null = null
+  /** @internal */ deadlineNext: DeadlineEntry | null = null
   /** Set once the connection has failed and its last words are sent: a chain still running is abandoned. */
   #failed = false
   /** The first BIND reply is on the wire (it may be sent once, and only while a BIND is being set up). */
@@ -111,14 +116,8 @@ export class Connection implements ConnectionDriver {
   static readonly #onError = function (this: DrivenSocket, err: Error): void {
     this[kConnection].#handleError(err)
   }
-  static readonly #onTimeout = function (this: DrivenSocket): void {
-    this[kConnection].#handleTimeout()
-  }
   static readonly #onClose = function (this: DrivenSocket): void {
     this[kConnection].#handleClose()
-  }
-  static readonly #onDeadline = function (connection: Connection): void {
-    connection.#handleDeadline()
   }
 
   constructor(host: ConnectionHost, pipeline: ConnectionPipeline, socket: Socket, id: number, client: Endpoint, local: Endpoint, onClosed: (connection: Connection) => void) {
@@ -151,7 +150,6 @@ export class Connection implements ConnectionDriver {
     socket.on('end', Connection.#onEnd)
     socket.on('error', Connection.#onError)
     socket.on('close', Connection.#onClose)
-    socket.on('timeout', Connection.#onTimeout)
     this.#arm(handshakeTimeout)
     if (channels.open.hasSubscribers) channels.open.publish({ ctx: this.ctx })
     this.#run().catch(this.#onUnexpected)
@@ -188,8 +186,6 @@ export class Connection implements ConnectionDriver {
     const socket = this.socket
     socket.removeListener('data', Connection.#onData)
     socket.removeListener('end', Connection.#onEnd)
-    socket.removeListener('timeout', Connection.#onTimeout)
-    socket.setTimeout(0)
     this.#disarm()
     socket.pause()
     const rest = this.#reader.rest()
@@ -301,20 +297,22 @@ export class Connection implements ConnectionDriver {
   }
 
   #arm(ms: number): void {
-    if (this.#deadline !== null) clearTimeout(this.#deadline)
-    this.#deadline = ms > 0 ? setTimeout(Connection.#onDeadline, ms, this) : null
+    armDeadline(this, ms)
   }
 
   #disarm(): void {
-    if (this.#deadline === null) return
-    clearTimeout(this.#deadline)
-    this.#deadline = null
+    disarmDeadline(this)
   }
 
-  #handleDeadline(): void {
-    this.#deadline = null
+  /** @internal The phase's deadline passed (deadlines.ts). */
+  onDeadline(): void {
     const phase = this.#phase
-    if (this.#closed || this.#failed || phase === 'relay' || phase === 'done' || phase === 'closing') return
+    // After a refusal: the client had LINGER_MS to read our last words and close.
+    if (phase === 'closing') {
+      this.socket.destroy()
+      return
+    }
+    if (this.#closed || this.#failed || phase === 'relay' || phase === 'done') return
     const ctx = this.ctx
     if (phase !== 'connect') {
       const err = new SocksError('ERR_SOCKS_HANDSHAKE_TIMEOUT', `handshake not completed within ${this.pipeline.settings.timeouts.handshake} ms`)
@@ -411,7 +409,7 @@ export class Connection implements ConnectionDriver {
     this.#waiter = null
     if (last !== null) socket.end(last)
     else socket.end()
-    socket.setTimeout(LINGER_MS)
+    this.#arm(LINGER_MS)
     socket.resume()
   }
 
@@ -465,11 +463,6 @@ export class Connection implements ConnectionDriver {
 
   #handleError(err: Error): void {
     this.ctx.error ??= err
-  }
-
-  /** The socket's idle timer serves only the linger after a refusal (the relay sets its own). */
-  #handleTimeout(): void {
-    if (this.#phase === 'closing') this.socket.destroy()
   }
 
   #handleClose(): void {

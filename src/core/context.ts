@@ -371,8 +371,13 @@ export class ConnectionContext {
   earlyData: Buffer | null = null
   #abort: AbortController | null = null
   #resolving: Promise<ResolvedAddress[]> | null = null
-  /** Rejects the lookup in progress (set while one runs): the driver's abort ends the wait at the phase deadline or when the client leaves. */
-  #endLookup: ((reason: unknown) => void) | null = null
+  /**
+   * Ends the connect-phase operation in progress (the lookup, the direct dial) when the driver
+   * aborts the context: at the phase's deadline or when the client leaves. One at a time; no
+   * AbortSignal needed for it.
+   */
+  #onAbort: ((reason: unknown) => void) | null = null
+  #aborted = false
   /** @internal true while the destination name is being looked up (a connect-phase timeout then means REP 04) */
   lookupPending = false
   readonly #driver: ConnectionDriver
@@ -422,12 +427,28 @@ export class ConnectionContext {
 
   /** @internal Aborts `signal` (called by the driver when the connection ends). */
   abort(reason: unknown): void {
-    const endLookup = this.#endLookup
-    if (endLookup !== null) {
-      this.#endLookup = null
-      endLookup(reason ?? CLIENT_CLOSED)
+    this.#aborted = true
+    const onAbort = this.#onAbort
+    if (onAbort !== null) {
+      this.#onAbort = null
+      onAbort(reason ?? CLIENT_CLOSED)
     }
     if (this.#abort !== null && !this.#abort.signal.aborted) this.#abort.abort(reason ?? CLIENT_CLOSED)
+  }
+
+  /**
+   * @internal Runs `fn` when the driver aborts the context (replacing a watcher set before); false,
+   * and `fn` is not kept, if that already happened.
+   */
+  watchAbort(fn: (reason: unknown) => void): boolean {
+    if (this.#aborted) return false
+    this.#onAbort = fn
+    return true
+  }
+
+  /** @internal */
+  unwatchAbort(fn: (reason: unknown) => void): void {
+    if (this.#onAbort === fn) this.#onAbort = null
   }
 
   resolve(): Promise<ResolvedAddress[]> {
@@ -479,10 +500,8 @@ export class ConnectionContext {
    */
   #untilAborted(lookup: Promise<ResolvedAddress[]>): Promise<ResolvedAddress[]> {
     return new Promise((resolve, reject) => {
-      const settle = (): void => {
-        if (this.#endLookup === reject) this.#endLookup = null
-      }
-      this.#endLookup = reject
+      const settle = (): void => this.unwatchAbort(reject)
+      if (!this.watchAbort(reject)) reject(this.error ?? CLIENT_CLOSED)
       lookup.then(
         (answers) => {
           settle()

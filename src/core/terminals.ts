@@ -38,7 +38,7 @@ export async function connectTerminal(view: ConnectContext): Promise<void> {
     if (ctx.outbound !== null) return
     if (ctx.destination.type === 'domain' && ctx.destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
     const socket = ctx.dialer === directDialer
-      ? await dialDirect(ctx, timeouts.connect, ctx.settings.fastRelay ? managedReads : null)
+      ? await dialDirect(ctx, ctx.settings.fastRelay ? managedReads : null)
       : await ctx.dialer.dial(view, { signal: ctx.signal, timeout: timeouts.connect })
     // Connected after the connection gave up (its deadline, a middleware that did not wait for us).
     if (ctx.driver.finished) {
@@ -80,7 +80,6 @@ export async function relayTerminal(view: RelayContext): Promise<void> {
   const socket = ctx.socket
   if (ctx.command === Command.UDP_ASSOCIATE) {
     // The control connection carries nothing; it lives as long as the association (RFC 1928 §7).
-    socket.setTimeout(0)
     socket.resume()
     if (!socket.destroyed) {
       socket.on('end', () => socket.end())

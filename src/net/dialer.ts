@@ -28,15 +28,22 @@ function addressesToDial(ctx: Pick<ConnectContext, 'destination' | 'resolved' | 
 }
 
 /**
- * The direct dialer as the server's connect phase runs it: the dial ends when the client's socket
- * closes, which is exactly when `ctx.signal` would abort, without creating the AbortController
- * (an AbortSignal costs each connection about half a KiB and 2% of a handshake's CPU).
+ * The direct dialer as the server's connect phase runs it: the dial ends when the driver aborts
+ * the context (the client left, or the connect phase's deadline passed, which also bounds the dial:
+ * no timer of its own), which is exactly when `ctx.signal` would abort, without creating the
+ * AbortController (an AbortSignal costs each connection about half a KiB and 2% of a handshake's CPU).
  * `onread` is the relay's fast read path (managedReads of src/commands/read-buffers.ts) when the
  * pipeline uses it, else null; the public dialers (directDialer, dialTcp) give plain sockets.
  */
-export async function dialDirect(ctx: ConnectionContext, timeout: number, onread: OnReadOpts | null): Promise<Socket> {
-  const addresses = await addressesToDial(ctx)
-  return connectTcp(ctx.destination.host, ctx.destination.port, addresses, timeout, ctx.socket, () => ctx.error ?? new SocksError('ERR_SOCKS_CLIENT_CLOSED'), onread)
+export function dialDirect(ctx: ConnectionContext, onread: OnReadOpts | null): Promise<Socket> {
+  const addresses = addressesToDial(ctx)
+  if (addresses === null) return connectTcp(ctx.destination.host, ctx.destination.port, null, 0, ctx, reasonOfAbort, onread)
+  return addresses.then((resolved) => connectTcp(ctx.destination.host, ctx.destination.port, resolved, 0, ctx, reasonOfAbort, onread))
+}
+
+/** What the driver's abort passed on (its deadline's error, the client leaving). */
+function reasonOfAbort(reason: unknown): unknown {
+  return reason ?? new SocksError('ERR_SOCKS_CLIENT_CLOSED')
 }
 
 /**
@@ -48,14 +55,14 @@ export function dialTcp(host: string, port: number, addresses: readonly Resolved
   return connectTcp(host, port, addresses, options.timeout, signal, () => signal.reason, null)
 }
 
-/** What ends a dial early: an AbortSignal's abort, or a client socket's close. */
-type DialWatch = AbortSignal | Socket
+/** What ends a dial early: an AbortSignal's abort, or the driver's abort of a connection's context. */
+type DialWatch = AbortSignal | Pick<ConnectionContext, 'watchAbort' | 'unwatchAbort'>
 
-function connectTcp(host: string, port: number, addresses: readonly ResolvedAddress[] | null, timeout: number, watch: DialWatch, reasonOf: () => unknown, onread: OnReadOpts | null): Promise<Socket> {
+function connectTcp(host: string, port: number, addresses: readonly ResolvedAddress[] | null, timeout: number, watch: DialWatch, reasonOf: (reason: unknown) => unknown, onread: OnReadOpts | null): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
-    const watchingSocket = !(watch instanceof AbortSignal)
-    if (watchingSocket ? watch.destroyed : watch.aborted) {
-      reject(toSocksError(reasonOf()))
+    const signal = watch instanceof AbortSignal ? watch : null
+    if (signal?.aborted === true) {
+      reject(toSocksError(reasonOf(undefined)))
       return
     }
     let socket: Socket
@@ -79,8 +86,8 @@ function connectTcp(host: string, port: number, addresses: readonly ResolvedAddr
       if (timer !== null) clearTimeout(timer)
       socket.removeListener('connect', onConnect)
       socket.removeListener('error', onError)
-      if (watchingSocket) watch.removeListener('close', onAbort)
-      else watch.removeEventListener('abort', onAbort)
+      if (signal !== null) signal.removeEventListener('abort', onAbort)
+      else (watch as Exclude<DialWatch, AbortSignal>).unwatchAbort(onAbort)
     }
     const onConnect = (): void => {
       cleanup()
@@ -91,14 +98,17 @@ function connectTcp(host: string, port: number, addresses: readonly ResolvedAddr
       socket.destroy()
       reject(toSocksError(err))
     }
-    const onAbort = (): void => {
-      const reason = reasonOf()
+    const onAbort = (why?: unknown): void => {
+      const reason = reasonOf(why)
       onError(reason instanceof Error ? reason : new SocksError('ERR_SOCKS_CLIENT_CLOSED'))
     }
     socket.once('connect', onConnect)
     socket.once('error', onError)
-    if (watchingSocket) watch.once('close', onAbort)
-    else watch.addEventListener('abort', onAbort, { once: true })
+    if (signal !== null) signal.addEventListener('abort', onAbort, { once: true })
+    else if (!(watch as Exclude<DialWatch, AbortSignal>).watchAbort(onAbort)) {
+      onAbort()
+      return
+    }
     if (timeout > 0) {
       timer = setTimeout(() => onError(new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `connect to ${host}:${port} timed out after ${timeout} ms`)), timeout)
     }

@@ -73,6 +73,30 @@ for (const fastRelay of [true, false]) {
       assert.ok(Date.now() - started >= 150)
     })
 
+    for (const talker of ['client', 'target'] as const) {
+      test(`bytes from the ${talker} alone keep a relay open past the idle timeout; it closes one timeout (+ a quarter at most) after the last`, async (t) => {
+        let ticker: NodeJS.Timeout | undefined
+        t.after(() => clearInterval(ticker))
+        const target = await startTcpServer(t, (s) => {
+          s.on('data', () => {})
+          if (talker === 'target') ticker = setInterval(() => s.write('t'), 60)
+        })
+        const { port } = await startSocks(t, { fastRelay, timeouts: { idle: 200 } })
+        const c = await connectThrough(t, port, target.port)
+        let closed = false
+        c.socket.once('close', () => (closed = true))
+        if (talker === 'client') ticker = setInterval(() => c.socket.write('c'), 60)
+        // Three timeouts of traffic one way only: still open.
+        await new Promise((resolve) => setTimeout(resolve, 600))
+        assert.equal(closed, false)
+        clearInterval(ticker)
+        const quietFrom = Date.now()
+        await c.expectClose(3000)
+        const quiet = Date.now() - quietFrom
+        assert.ok(quiet >= 150 && quiet <= 200 * 1.25 + 150, `closed after ${quiet} ms of silence`)
+      })
+    }
+
     test('a target reset mid-stream closes the client too', async (t) => {
       const target = await startTcpServer(t, (s) => s.once('data', () => s.resetAndDestroy()))
       const { port } = await startSocks(t, { fastRelay })
