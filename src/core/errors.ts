@@ -57,8 +57,10 @@ export const ERROR_CATALOGUE = {
   ERR_CONFIG_INVALID: { message: 'invalid config', reply: null },
 } as const satisfies Record<string, CatalogueEntry>
 
+/** Every stable error code, the keys of `ERROR_CATALOGUE`. */
 export type SocksErrorCode = keyof typeof ERROR_CATALOGUE
 
+/** The third argument of `new SocksError(code, message, options)`. */
 export interface SocksErrorOptions {
   /** Overrides the catalogue's reply code. */
   reply?: Reply | null
