@@ -102,6 +102,31 @@ test('every TypeScript block compiles against the package', (t) => {
   assert.deepEqual(problems, [])
 })
 
+/** The anchor GitHub gives a heading. */
+function slug(heading: string): string {
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-')
+}
+
+function anchorsOf(path: string): Set<string> {
+  const text = readFileSync(path, 'utf8').replace(/^\s*```[\s\S]*?^\s*```/gm, '')
+  return new Set([...text.matchAll(/^#{1,6} (.+)$/gm)].map((m) => slug(m[1]!)))
+}
+
+test('every relative link of the README and docs/ leads to a file, and to a heading there', () => {
+  const broken: string[] = []
+  for (const page of pages()) {
+    const text = readFileSync(join(ROOT, page), 'utf8').replace(/^\s*```[\s\S]*?^\s*```/gm, '')
+    for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(target!)) continue
+      const [file, anchor] = target!.split('#') as [string, string | undefined]
+      const path = file === '' ? join(ROOT, page) : join(ROOT, page, '..', file)
+      if (!existsSync(path)) broken.push(`${page}: ${target} (no such file)`)
+      else if (anchor !== undefined && path.endsWith('.md') && !anchorsOf(path).has(anchor)) broken.push(`${page}: ${target} (no such heading)`)
+    }
+  }
+  assert.deepEqual(broken, [])
+})
+
 test('every YAML block is a config the loader and the plugins accept', async (t) => {
   const dir = mkdtempSync(join(ROOT, '.docs-check-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
