@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { cpuSeconds, cpuSplit, processTree, rssKiB } from './proc.js'
 import type { LatencyResult, LoadCommand, LoadResult, Route, TargetPorts } from './messages.js'
+import { renderChart } from './chart.js'
 
 const REPO = fileURLToPath(new URL('..', import.meta.url))
 const BENCH = join(REPO, 'bench')
@@ -50,6 +51,7 @@ const { values: args } = parseArgs({
     'peers-dir': { type: 'string' },
     'no-install': { type: 'boolean', default: false },
     json: { type: 'string' },
+    chart: { type: 'string' },
     verbose: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
     strace: { type: 'string' },
@@ -63,7 +65,7 @@ const TESTS = ['hold', 'down', 'up', 'multi', 'connect', 'latency', 'udp', 'auth
 
 if (args.help) {
   console.log(`usage: npm run bench -- [--quick] [--reps N] [--only a,b] [--tests a,b] [--workers N] [--stream-mib N] [--hold N]
-         [--load-procs N] [--peers-dir DIR] [--no-install] [--json file] [--verbose] [--cpu-prof DIR] [--strace DIR] [--node-flags="--flag …"]
+         [--load-procs N] [--peers-dir DIR] [--no-install] [--json file] [--chart file.svg] [--verbose] [--cpu-prof DIR] [--strace DIR] [--node-flags="--flag …"]
 servers: socksmith, socksmith-warn, socksv5, pondwader, dante, microsocks (default); socksmith-lib (only with --only);
          socksmith-wN (with --workers N); direct (always)
 tests:   ${TESTS.join(', ')} (default all)`)
@@ -1088,6 +1090,7 @@ async function main(): Promise<void> {
   if (args.json !== undefined) {
     writeFileSync(args.json, JSON.stringify({ machine, settings, date: new Date().toISOString(), resolution, results: Object.fromEntries(results), notes }, null, 2))
   }
+  if (args.chart !== undefined) writeFileSync(args.chart, renderChart(results, { subtitle: `${machine}, ${new Date().toISOString()}` }))
 }
 
 /** Proof that the npx column paid for its access log: how much it wrote to its log file. */

@@ -5,6 +5,9 @@
  * (loggers, metrics, diagnostics channels), `socksmith/config` (building and reloading servers
  * from config files), `socksmith/protocol` (the codec), `socksmith/client`, `socksmith/plugin-kit`
  * (option checking). Plugins (bundled or third-party) import only from these entry points.
+ *
+ * @packageDocumentation
+ * @module socksmith
  */
 export { SocksServer, createServer, DEFAULT_TIMEOUTS } from './core/server.js'
 export type { ServerOptions, ListenOptions, Timeouts, SocksServerEvents, RegisterWhere } from './core/server.js'

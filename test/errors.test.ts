@@ -1,12 +1,12 @@
-// The README's error table and the catalogue in src/core/errors.ts must agree, both ways.
+// The error table of docs/protocol.md and the catalogue in src/core/errors.ts must agree, both ways.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { ERROR_CATALOGUE, SocksError, isSocksError, toSocksError, Reply } from 'socksmith'
 
-test('every catalogue code is documented in the README with its reply, and nothing else is', () => {
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-  const table = readme.split('<!-- error-table:start -->')[1]!.split('<!-- error-table:end -->')[0]!
+test('every catalogue code is documented in docs/protocol.md with its reply, and nothing else is', () => {
+  const page = readFileSync(new URL('../docs/protocol.md', import.meta.url), 'utf8')
+  const table = page.split('<!-- error-table:start -->')[1]!.split('<!-- error-table:end -->')[0]!
   const documented = new Map<string, string>()
   for (const match of table.matchAll(/^\| `([A-Z_]+)` \| ([0-9]{2}|—) \|/gm)) documented.set(match[1]!, match[2]!)
   const catalogue = Object.entries(ERROR_CATALOGUE)

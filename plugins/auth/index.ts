@@ -1,6 +1,9 @@
 /**
  * The bundled `auth` plugin: username/password authentication (RFC 1929) with scrypt hashes.
  * Exported as `socksmith/plugins/auth`; written against the public API only.
+ *
+ * @packageDocumentation
+ * @module socksmith/plugins/auth
  */
 import { randomBytes } from 'node:crypto'
 import { definePlugin, Method, SocksError, type AuthContext, type Middleware, type NegotiateContext, type Next } from 'socksmith'

@@ -13,6 +13,7 @@ export interface ThrottleOptions {
   maxClients?: number
 }
 
+/** The throttle the auth plugin uses when its `throttle` option leaves a field out. */
 export const DEFAULT_THROTTLE: Readonly<Required<ThrottleOptions>> = Object.freeze({
   maxFailures: 10,
   windowMs: 60_000,

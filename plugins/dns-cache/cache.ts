@@ -95,14 +95,17 @@ export class DnsCache implements Resolver {
     return answer(await this.#wait(key, query, signal))
   }
 
+  /** Lookups answered from the cache, positive or negative. */
   get hits(): number {
     return this.#hits
   }
 
+  /** Lookups that started a query of the wrapped resolver. */
   get misses(): number {
     return this.#misses
   }
 
+  /** Lookups that joined a query already in flight for the same name. */
   get coalesced(): number {
     return this.#coalesced
   }
@@ -112,6 +115,7 @@ export class DnsCache implements Resolver {
     return this.#entries.size
   }
 
+  /** A snapshot of the counters and the size. */
   stats(): DnsCacheStats {
     return { hits: this.#hits, misses: this.#misses, coalesced: this.#coalesced, size: this.#entries.size }
   }

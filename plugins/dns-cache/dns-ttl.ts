@@ -3,6 +3,7 @@ import { Resolver } from 'node:dns/promises'
 /** TTLs in seconds by address, as DNS gives them for a name; empty when DNS has no answer or fails. */
 export type DnsTtlProbe = (hostname: string) => Promise<ReadonlyMap<string, number>>
 
+/** How `createDnsTtlProbe()` asks DNS for TTLs (the plugin's `useDnsTtl`). */
 export interface DnsTtlProbeOptions {
   /** DNS servers (`'127.0.0.1:5353'`, `'[::1]:53'`); default: the system's (resolv.conf). */
   servers?: string[]

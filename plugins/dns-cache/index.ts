@@ -1,3 +1,10 @@
+/**
+ * The bundled `dns-cache` plugin: a bounded, TTL-aware cache in front of the server's resolver, one
+ * query per name. Exported as `socksmith/plugins/dns-cache`; written against the public API only.
+ *
+ * @packageDocumentation
+ * @module socksmith/plugins/dns-cache
+ */
 import { definePlugin, type ServerHandle } from 'socksmith'
 import { DnsCache } from './cache.js'
 import { parseDnsCacheOptions, type DnsCacheOptions, type ResolvedDnsCacheOptions } from './options.js'

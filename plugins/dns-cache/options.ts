@@ -19,7 +19,10 @@ export interface DnsCacheOptions {
    */
   useDnsTtl?: boolean
   /** Monotonic milliseconds (like `performance`); for tests that move time by hand. */
-  clock?: { now(): number } | null
+  clock?: {
+    /** Milliseconds from a monotonic clock. */
+    now(): number
+  } | null
 }
 
 /** Options after validation: every field set. */
@@ -30,9 +33,13 @@ export interface ResolvedDnsCacheOptions {
   readonly negativeTtl: number
   readonly defaultTtl: number
   readonly useDnsTtl: boolean
-  readonly clock: { now(): number } | null
+  readonly clock: {
+    /** Milliseconds from a monotonic clock. */
+    now(): number
+  } | null
 }
 
+/** The dns-cache plugin's options when none are given (times in seconds). */
 export const DEFAULT_DNS_CACHE_OPTIONS: Readonly<Omit<ResolvedDnsCacheOptions, 'clock'>> = Object.freeze({
   max: 10_000,
   minTtl: 5,

@@ -42,6 +42,9 @@ export interface ParsedFacts {
 
 /** The conditions a rule (or an upstream route) can have; every one present must hold. */
 export const MATCH_FIELDS = ['from', 'to', 'domains', 'ports', 'users', 'commands'] as const
+/**
+ * The name of one condition of a rule or route: `from`, `to`, `domains`, `ports`, `users` or `commands`.
+ */
 export type MatchField = (typeof MATCH_FIELDS)[number]
 
 /**
@@ -52,11 +55,13 @@ export type MatchField = (typeof MATCH_FIELDS)[number]
  */
 export interface Matcher {
   (facts: MatchFacts): boolean
+  /** The three-valued form: `undefined` while a fact the conditions need is still unknown. */
   evaluate(facts: ParsedFacts): boolean | undefined
   /** The conditions present, in MATCH_FIELDS order; empty for a matcher that matches everything. */
   readonly fields: readonly MatchField[]
 }
 
+/** The values a `commands` condition accepts. */
 export const COMMAND_NAMES: readonly CommandName[] = ['connect', 'bind', 'udp']
 
 interface IpSet {

@@ -1,3 +1,11 @@
+/**
+ * The bundled `rules` plugin: allow and deny by client address, destination address (after DNS),
+ * name, port, user and command. Exported as `socksmith/plugins/rules`, with its matchers for other
+ * plugins; written against the public API only.
+ *
+ * @packageDocumentation
+ * @module socksmith/plugins/rules
+ */
 import { definePlugin, SocksError, type Address, type ConnectContext, type DatagramContext, type Logger, type Middleware, type NegotiateContext, type ResolvedAddress, type UdpAssociation } from 'socksmith'
 import { formatAddress } from 'socksmith/protocol'
 import { isLogLevelEnabled } from 'socksmith/ops'

@@ -2,6 +2,7 @@ import type { OptionPath } from 'socksmith'
 import { checkKeys, describe, isPlainObject } from 'socksmith/plugin-kit'
 import { compileMatcher, hint, type Matcher, type ParsedFacts } from './compile.js'
 
+/** What a rule, or the default, does with a connection that matches it. */
 export type RuleAction = 'allow' | 'deny'
 
 /** Conditions as written in a config, all of which must hold (any value of a list). Also the upstream plugin's route `match`. */

@@ -17,8 +17,10 @@ export const PRESETS = {
   any: ['0.0.0.0/0', '::/0'],
 } as const satisfies Record<string, readonly string[]>
 
+/** A named address range usable in `from` and `to` (`loopback`, `private`, ...). */
 export type PresetName = keyof typeof PRESETS
 
+/** Every preset name, in the order of `PRESETS`. */
 export const PRESET_NAMES: readonly PresetName[] = Object.keys(PRESETS) as PresetName[]
 
 export function isPresetName(value: string): value is PresetName {

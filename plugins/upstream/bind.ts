@@ -19,6 +19,9 @@ export class UpstreamBinder implements Binder {
     this.upstream = upstream
   }
 
+  /**
+   * Runs the BIND through the upstream: its first reply goes to the client, its accepted peer becomes `ctx.outbound`.
+   */
   bind(ctx: ConnectContext): Promise<void> {
     return runThrough(this.upstream, ctx, canBind, 'BIND', ctx.settings.timeouts.connect, (chain, budget) => attemptThrough(ctx, chain, (c) => bindThrough(c, ctx, budget)))
   }

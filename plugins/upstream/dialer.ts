@@ -15,6 +15,7 @@ const NO_CLIENT_TIMEOUT = 2_147_483_647
 /** Seconds each step of reaching a hop may take when the options do not say (see ProxyChainOptions). */
 export const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 5
 
+/** Options of a `ProxyChain`. */
 export interface ProxyChainOptions {
   /**
    * Milliseconds each step of reaching a hop may take, within the connect timeout: the TCP connect
@@ -59,6 +60,7 @@ export class ProxyChain implements Dialer {
     this.handshakeTimeout = handshakeTimeout
   }
 
+  /** The last hop: the proxy that is asked for the destination. */
   get last(): ProxyEndpoint {
     return this.hops[this.hops.length - 1]!
   }

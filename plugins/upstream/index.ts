@@ -1,3 +1,11 @@
+/**
+ * The bundled `upstream` plugin: connections through other proxies (SOCKS5, SOCKS4, HTTP CONNECT),
+ * one, a chain or a pool, routed per connection. Exported as `socksmith/plugins/upstream`, with
+ * its dialers and binder for programs; written against the public API only.
+ *
+ * @packageDocumentation
+ * @module socksmith/plugins/upstream
+ */
 import { Command, definePlugin, type ConnectContext, type Logger } from 'socksmith'
 import { isLogLevelEnabled } from 'socksmith/ops'
 import { parseFacts, parseIp } from 'socksmith/plugins/rules'

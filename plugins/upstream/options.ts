@@ -63,6 +63,7 @@ export interface UpstreamConfig {
   readonly handshakeTimeout: number | null
 }
 
+/** Seconds a pool member that failed is skipped when the options do not say (`cooldown`). */
 export const DEFAULT_COOLDOWN_SECONDS = 30
 
 const TARGET_KEYS = ['proxy', 'chain', 'pool', 'strategy'] as const

@@ -3,6 +3,9 @@ import { isSocksError, Reply, SocksError, type ConnectContext, type Dialer, type
 import { isUnanswered, type ProxyChain } from './dialer.js'
 import { reportUnavailable } from './report.js'
 
+/**
+ * How a pool picks its first member for a connection: always the first (`failover`), or one further each time (`round-robin`).
+ */
 export type PoolStrategy = 'round-robin' | 'failover'
 
 /** What a connection runs through: one chain, or a pool of them. */
@@ -54,6 +57,9 @@ export class ProxyPool implements Dialer {
     this.label = `pool(${strategy}: ${members.map((m) => m.label).join(', ')})`
   }
 
+  /**
+   * Dials through the members in the strategy's order, skipping those in cooldown, until one carries the connection.
+   */
   dial(ctx: ConnectContext, options: DialOptions): Promise<Socket> {
     return this.run(ctx, everyChain, 'CONNECT', options.timeout, (chain, timeout, more) => chain.dial(ctx, { signal: options.signal, timeout }, more))
   }

@@ -10,6 +10,7 @@ export interface Destination {
   port: number
 }
 
+/** The third argument of `socksConnect()` and `socksBind()`. */
 export interface ConnectOptions {
   /** Aborting fails the handshake with `signal.reason` and destroys the socket. */
   signal?: AbortSignal
@@ -27,6 +28,7 @@ export interface ConnectOptions {
   onGreeted?: () => void
 }
 
+/** What `socksConnect()` resolves with once the proxy replied success. */
 export interface ConnectResult {
   /** Carries the relayed stream. Bytes the proxy sent right after its reply are the first ones read. */
   socket: Socket
@@ -34,6 +36,7 @@ export interface ConnectResult {
   bound: Address
 }
 
+/** What `socksBind()` resolves with after the first reply; `accepted` settles with the second. */
 export interface BindResult extends ConnectResult {
   /** BND.ADDR/BND.PORT of the first reply: where the proxy listens for the peer. */
   bound: Address

@@ -18,6 +18,7 @@ export interface ProxyOptions {
   timeout?: number
 }
 
+/** Milliseconds a client handshake may take when `timeout` is not given. */
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
 
 // The longest proxy answer is a reply with a 255-byte domain: VER REP RSV ATYP LEN NAME PORT.

@@ -1,4 +1,9 @@
-/** A SOCKS5 client on the socksmith codec. Exported as `socksmith/client`. */
+/**
+ * A SOCKS5 client on the socksmith codec. Exported as `socksmith/client`.
+ *
+ * @packageDocumentation
+ * @module socksmith/client
+ */
 export { socksConnect, socksBind } from './connect.js'
 export type { Destination, ConnectOptions, ConnectResult, BindResult } from './connect.js'
 export { socksAssociate, ClientUdpAssociation } from './udp.js'

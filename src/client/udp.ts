@@ -8,6 +8,7 @@ import { encodeDatagramHeader, parseDatagramHeader } from '../protocol/datagram.
 import { Handshake, connectToProxy, prepareCredentials, type ProxyOptions } from './handshake.js'
 import type { Destination } from './connect.js'
 
+/** The second argument of `socksAssociate()`. */
 export interface AssociateOptions {
   /**
    * Local IP to bind the UDP socket to. Default: the local address of the control connection, which
@@ -19,6 +20,7 @@ export interface AssociateOptions {
   signal?: AbortSignal
 }
 
+/** The events of a `ClientUdpAssociation`. */
 export type UdpAssociationEvents = {
   /** A datagram from `from`, relayed by the proxy; `data` is a view into the received packet. */
   message: [data: Buffer, from: Address]

@@ -70,6 +70,7 @@ export type CheckedPluginEntries<P extends readonly unknown[]> = [
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type OptionsInput<T> = T extends Plugin<any, infer In> ? In : never
 
+/** What `loadConfig()` loads: a file, a config object, or the config found in a folder. */
 export interface LoadConfigOptions {
   /** A config file to load (relative to `cwd`) instead of searching. */
   file?: string
@@ -201,6 +202,7 @@ function configExport(module: Record<string, unknown>): unknown {
   return value
 }
 
+/** Options of `createServerFromConfig()`. */
 export interface CreateServerFromConfigOptions {
   /** Default: the built-in stderr logger at the config's `log.level`. */
   logger?: Logger

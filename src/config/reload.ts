@@ -5,6 +5,7 @@ import type { SocksServer } from '../core/server.js'
 import { createServerFromConfig, loadConfig } from './load.js'
 import type { LoadedConfig } from './types.js'
 
+/** Options of `reloadFromConfig()`. */
 export interface ReloadOptions {
   /** The logger the new server gets (keep the running one's, so log lines stay in one place). */
   logger: Logger
@@ -12,6 +13,7 @@ export interface ReloadOptions {
   adjust?: (loaded: LoadedConfig) => LoadedConfig
 }
 
+/** What `reloadFromConfig()` resolves with after a reload that took effect. */
 export interface ReloadResult {
   loaded: LoadedConfig
   /**

@@ -121,6 +121,7 @@ export interface LoadedPlugin {
   readonly options: unknown
 }
 
+/** One listener of the effective config, with its defaults filled in. */
 export interface EffectiveListen {
   host: string
   port: number

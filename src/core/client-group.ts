@@ -16,6 +16,7 @@ export interface ClientPrefix {
   readonly ipv6: number
 }
 
+/** What one client is by default: each IPv4 address, each IPv6 /64. */
 export const DEFAULT_CLIENT_PREFIX: Readonly<ClientPrefix> = Object.freeze({ ipv4: 32, ipv6: 64 })
 
 /**

@@ -21,7 +21,7 @@ export interface Timeouts {
   handshake: number
   /** The connect phase: DNS, the dial, upstream hops (REP 06 when it passes). Default 10 s. */
   connect: number
-  /** Relay with no byte either way. Default 1 h. */
+  /** Relay with no byte either way; checked every quarter of it, so the close comes 1 to 1¼ timeouts after the last byte. Default 1 h. */
   idle: number
   /** BIND: waiting for the inbound connection. Default 60 s. */
   bindAccept: number
@@ -76,6 +76,7 @@ export interface ServerHandle {
   destroyConnections(select: (ctx: BaseContext & { readonly user: string | null }) => boolean, reason?: unknown): number
 }
 
+/** What a `Dialer` is given besides the connection: when to give up. */
 export interface DialOptions {
   /** Aborts the dial (the client left). */
   readonly signal: AbortSignal
@@ -90,6 +91,7 @@ export interface DialOptions {
  * holds the addresses it may use.
  */
 export interface Dialer {
+  /** Opens the outgoing connection for `ctx.destination`; rejects with an errno or a SocksError (its REP goes to the client). */
   dial(ctx: ConnectContext, options: DialOptions): Promise<Socket>
 }
 
@@ -101,6 +103,7 @@ export interface Dialer {
  * `ctx.outbound` to the peer's stream and `ctx.bound` to the peer's address.
  */
 export interface Binder {
+  /** Sets the BIND up: first reply, wait for the peer, then `ctx.outbound` and `ctx.bound`. */
   bind(ctx: ConnectContext): Promise<void>
 }
 
@@ -129,6 +132,7 @@ export interface UdpAssociation {
    * like any other datagram.
    */
   sendToClient(peer: Address, data: Buffer): void
+  /** Ends the association (and with it its control connection). */
   close(): void
 }
 
@@ -353,6 +357,7 @@ export class ConnectionContext {
   bound: Address | null = null
   dialed: Address | null = null
   via: string | null = null
+  /** For BIND: decides whether an inbound peer may connect (see `ConnectContext.acceptBindPeer`). */
   acceptBindPeer: ((peer: Address) => boolean | Promise<boolean>) | null = null
   association: UdpAssociation | null = null
   replied = false
@@ -397,6 +402,7 @@ export class ConnectionContext {
     this.#driver = driver
   }
 
+  /** The client's endpoint (from the PROXY protocol header on such listeners). */
   get client(): Endpoint {
     return this.#client
   }
@@ -406,10 +412,12 @@ export class ConnectionContext {
     this.#client = client
   }
 
+  /** The command as logs, rules and configs name it: `connect`, `bind` or `udp`. */
   get commandName(): CommandName {
     return commandName(this.command)
   }
 
+  /** Aborts when the client leaves or the server force-closes the connection. */
   get signal(): AbortSignal {
     // Created on first use: most connections never ask for it.
     this.#abort ??= new AbortController()
@@ -417,10 +425,12 @@ export class ConnectionContext {
     return this.#abort.signal
   }
 
+  /** Payload bytes received from the client: handshake bytes are not counted once the relay started. */
   get bytesFromClient(): number {
     return this.socket.bytesRead - this.handshakeBytesRead
   }
 
+  /** Payload bytes sent to the client: handshake bytes (replies included) are not counted once the relay started. */
   get bytesToClient(): number {
     return this.socket.bytesWritten - this.handshakeBytesWritten
   }
@@ -451,6 +461,7 @@ export class ConnectionContext {
     if (this.#onAbort === fn) this.#onAbort = null
   }
 
+  /** Resolves the destination once with the pipeline's resolver (see `ConnectContext.resolve`). */
   resolve(): Promise<ResolvedAddress[]> {
     if (this.resolved !== null) return Promise.resolve(this.resolved)
     this.#resolving ??= this.#resolveOnce()
@@ -515,18 +526,22 @@ export class ConnectionContext {
     })
   }
 
+  /** Takes the raw socket: the driver stops touching it (see `BaseContext.hijack`). */
   hijack(): Socket {
     return this.#driver.hijack()
   }
 
+  /** Observes the relayed bytes of one side (see `RelayContext.tap`). */
   tap(side: RelaySide, fn: RelayTap): void {
     addTap(this, side, fn)
   }
 
+  /** Reads one message with a codec parser (see `BaseContext.readMessage`). */
   readMessage<T>(parser: MessageParser<T>): Promise<T> {
     return this.#driver.readMessage(parser)
   }
 
+  /** Sends a BIND's first reply (see `ConnectContext.sendFirstBindReply`). */
   sendFirstBindReply(bound: Address): void {
     this.#driver.sendFirstBindReply(bound)
   }

@@ -11,7 +11,7 @@ interface CatalogueEntry {
 
 /**
  * Every error code socksmith throws, with its default message and the SOCKS reply it maps to.
- * The README's error table is checked against this object by a test, both ways.
+ * The error table in docs/protocol.md is checked against this object by a test, both ways.
  */
 export const ERROR_CATALOGUE = {
   ERR_SOCKS_BAD_VERSION: { message: 'unsupported SOCKS version', reply: null },
@@ -57,8 +57,10 @@ export const ERROR_CATALOGUE = {
   ERR_CONFIG_INVALID: { message: 'invalid config', reply: null },
 } as const satisfies Record<string, CatalogueEntry>
 
+/** Every stable error code, the keys of `ERROR_CATALOGUE`. */
 export type SocksErrorCode = keyof typeof ERROR_CATALOGUE
 
+/** The third argument of `new SocksError(code, message, options)`. */
 export interface SocksErrorOptions {
   /** Overrides the catalogue's reply code. */
   reply?: Reply | null
@@ -66,7 +68,7 @@ export interface SocksErrorOptions {
 }
 
 /**
- * The one error type of socksmith. `code` is stable (see the README's error table); `reply` is the
+ * The one error type of socksmith. `code` is stable (see the error table in docs/protocol.md); `reply` is the
  * REP byte sent to the client when the phase can still answer.
  *
  * @example

@@ -17,6 +17,7 @@ export interface PhaseContexts {
 
 /** The six phases, in the order a connection walks through them (`datagram` runs per UDP packet). */
 export type Phase = keyof PhaseContexts
+/** The six phases, in the order a connection walks through them. */
 export const PHASES: readonly Phase[] = ['negotiate', 'auth', 'request', 'connect', 'relay', 'datagram']
 
 export function isPhase(value: unknown): value is Phase {
@@ -208,6 +209,9 @@ export interface Plugin<O = undefined, In = unknown> {
   readonly dependencies?: readonly string[]
   /** Validates and normalises raw options (from a config file or a program); fail with `at.fail(field, message)`. */
   parseOptions?(raw: unknown, at: OptionPath): O
+  /**
+   * Adds the plugin's middleware and hooks through `host`, with the options `parseOptions` returned; runs once per pipeline (at the first listen, and at each reload).
+   */
   setup(host: PluginHost, options: O): void | Promise<void>
   /**
    * Option paths whose every value is a secret (`users`, `tls.key`; dotted, list items share their

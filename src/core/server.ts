@@ -18,6 +18,7 @@ import { logAccess } from '../ops/access-log.js'
 
 export type { Timeouts } from './context.js'
 
+/** The timeouts a server has when its options leave them out (milliseconds). */
 export const DEFAULT_TIMEOUTS: Readonly<Timeouts> = Object.freeze({
   handshake: 10_000,
   connect: 10_000,
@@ -27,6 +28,7 @@ export const DEFAULT_TIMEOUTS: Readonly<Timeouts> = Object.freeze({
   drain: 10_000,
 })
 
+/** Options of `createServer()`; the config file's keys map onto them (docs/configuration.md). */
 export interface ServerOptions {
   timeouts?: Partial<Timeouts>
   /** Live connections over all listeners; new ones beyond it are closed at once. Default 10000. */
@@ -69,6 +71,7 @@ export interface ServerOptions {
   }
 }
 
+/** Where `server.listen()` listens, and how. */
 export interface ListenOptions {
   /** Default 127.0.0.1. */
   host?: string
@@ -95,6 +98,7 @@ export interface RegisterWhere {
   dir?: string
 }
 
+/** The events a `SocksServer` emits, with their arguments. */
 export interface SocksServerEvents {
   connection: [ctx: ConnectionContext]
   disconnect: [ctx: ConnectionContext]
@@ -176,6 +180,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     return this.#pipeline?.metrics ?? []
   }
 
+  /** The live pipeline's timeouts, in milliseconds. */
   get timeouts(): Readonly<Timeouts> {
     return this.settings.timeouts
   }

@@ -1,6 +1,9 @@
 /**
  * How socksmith reaches the network: the system resolver, the direct dialer, and what one client
  * is for per-client counts. Exported as `socksmith/net`, for plugins that resolve or dial themselves.
+ *
+ * @packageDocumentation
+ * @module socksmith/net
  */
 export { systemResolver } from './resolver.js'
 export type { Resolver, ResolvedAddress, ResolveOptions, LookupOrigin } from './resolver.js'

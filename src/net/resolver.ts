@@ -25,6 +25,7 @@ export interface ResolveOptions extends LookupOrigin {
  * plugins (dns-cache) or tests (mapping test names to loopback) replace it with `setResolver`.
  */
 export interface Resolver {
+  /** Every address `hostname` resolves to; rejects with the system's code (ENOTFOUND, ...) when none. */
   resolve(hostname: string, options?: ResolveOptions): Promise<ResolvedAddress[]>
 }
 

@@ -32,8 +32,11 @@ export interface UpstreamFailureMessage {
 export interface TypedChannel<M> {
   readonly name: string | symbol
   readonly hasSubscribers: boolean
+  /** Sends `message` to every subscriber (socksmith checks `hasSubscribers` first). */
   publish(message: M): void
+  /** Calls `onMessage` with every message published on the channel, in any server of the process. */
   subscribe(onMessage: (message: M, name: string | symbol) => void): void
+  /** Stops calling `onMessage`. */
   unsubscribe(onMessage: (message: M, name: string | symbol) => void): void
 }
 

@@ -1,6 +1,9 @@
 /**
  * Running socksmith: loggers, the access log's fields, Prometheus metrics and diagnostics
  * channels. Exported as `socksmith/ops`.
+ *
+ * @packageDocumentation
+ * @module socksmith/ops
  */
 export { createLogger, silentLogger, fromPino, isLogLevelEnabled } from './logger.js'
 export type { Logger, LogLevel, LogLineLevel, PinoLike } from './logger.js'

@@ -1,5 +1,6 @@
 import { debuglog, format } from 'node:util'
 
+/** How much a logger writes: nothing (`silent`) up to everything (`debug`). */
 export type LogLevel = 'silent' | 'error' | 'warn' | 'info' | 'debug'
 
 /** A level a line is logged at. */
@@ -13,10 +14,15 @@ export type LogLineLevel = Exclude<LogLevel, 'silent'>
  * line it logs per connection, so a level that is off costs nothing.
  */
 export interface Logger {
+  /** Something failed that should not have: a bug in a middleware, a listener that broke. */
   error(message: string, fields?: Record<string, unknown>): void
+  /** Something an operator should look at: a lockout, a refused PROXY source, a failed reload. */
   warn(message: string, fields?: Record<string, unknown>): void
+  /** What happened in normal operation: start, reload, the access log. */
   info(message: string, fields?: Record<string, unknown>): void
+  /** Detail per connection: refusals, logins, timeouts. */
   debug(message: string, fields?: Record<string, unknown>): void
+  /** Whether lines of `level` are written; lets socksmith skip building fields nobody reads. */
   isLevelEnabled?(level: LogLineLevel): boolean
 }
 
@@ -60,10 +66,15 @@ export const silentLogger: Logger = { error: noop, warn: noop, info: noop, debug
 
 /** The part of a pino logger `fromPino()` uses (pino's own methods take the fields first). */
 export interface PinoLike {
+  /** pino's `error`, fields first. */
   error(fields: Record<string, unknown>, message: string): void
+  /** pino's `warn`, fields first. */
   warn(fields: Record<string, unknown>, message: string): void
+  /** pino's `info`, fields first. */
   info(fields: Record<string, unknown>, message: string): void
+  /** pino's `debug`, fields first. */
   debug(fields: Record<string, unknown>, message: string): void
+  /** pino's own level check. */
   isLevelEnabled(level: string): boolean
 }
 

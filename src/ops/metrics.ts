@@ -10,6 +10,7 @@ import { Command, Reply } from '../protocol/constants.js'
 import type { PluginMetric, PluginMetricSample, RegisteredMetric } from '../core/plugin.js'
 import type { SocksServer } from '../core/server.js'
 
+/** What the metrics of a server count, for `startMetrics()` and `collectMetrics()`. */
 export interface MetricsOptions {
   /**
    * Per-user counters (`socksmith_user_*`, labelled by user name). The first `maxUsers` distinct
@@ -45,6 +46,7 @@ export function checkPerUser(raw: unknown, fail: (path: string, message: string)
   return { maxUsers }
 }
 
+/** Options of `startMetrics()`: what is counted, and where the HTTP listener listens. */
 export interface StartMetricsOptions extends MetricsOptions {
   /** Default 127.0.0.1: the metrics (user names with `perUser`) are not for everyone. */
   host?: string

@@ -6,9 +6,15 @@ import { didYouMean } from './suggest.js'
  * validator's issue list).
  */
 export type KeyReport =
-  | { fail(field: string, message: string): never; collect?<T>(check: () => T): T | undefined }
+  | {
+      /** Throws, naming `field` (an `OptionPath`'s `fail`). */
+      fail(field: string, message: string): never
+      /** Runs `check`, recording a failure in it instead of ending the parse (an `OptionPath`'s `collect`). */
+      collect?<T>(check: () => T): T | undefined
+    }
   | ((field: string, message: string) => void)
 
+/** The fourth argument of `checkKeys()`. */
 export interface CheckKeysOptions {
   /** Where the object sits: with `'throttle'` a bad key is reported as `throttle.<key>`. Default `''`. */
   readonly path?: string

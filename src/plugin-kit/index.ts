@@ -5,6 +5,9 @@
  *
  * @example
  * import { checkKeys, describe, isPlainObject } from 'socksmith/plugin-kit'
+ *
+ * @packageDocumentation
+ * @module socksmith/plugin-kit
  */
 export { checkKeys } from './check-keys.js'
 export type { CheckKeysOptions, KeyReport } from './check-keys.js'

@@ -51,6 +51,7 @@ export const PasswordStatus = {
 /** Lower-case command names used in logs, rules and config files. */
 export type CommandName = 'connect' | 'bind' | 'udp'
 
+/** The lower-case name of a command byte, as logs, rules and config files write it. */
 export function commandName(command: Command): CommandName {
   return command === Command.CONNECT ? 'connect' : command === Command.BIND ? 'bind' : 'udp'
 }

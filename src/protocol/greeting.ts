@@ -28,6 +28,7 @@ export function parseGreeting(buf: Buffer): Decoded<Greeting> | null {
   return { value: { methods }, length: 2 + count }
 }
 
+/** Encodes a client greeting offering `methods` (1 to 255 of them). */
 export function encodeGreeting(methods: readonly number[]): Buffer {
   if (methods.length === 0 || methods.length > 255) {
     throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'a greeting offers 1 to 255 methods')
@@ -55,6 +56,9 @@ export function encodeMethodSelection(method: number): Buffer {
   return METHOD_SELECTIONS[method & 0xff]!
 }
 
+/**
+ * Parses the server's method selection (client side): the chosen method, or null until 2 bytes are there.
+ */
 export function parseMethodSelection(buf: Buffer): Decoded<number> | null {
   if (buf.length < 2) return null
   if (buf[0] !== SOCKS_VERSION) throw new SocksError('ERR_SOCKS_BAD_VERSION', `unsupported SOCKS version ${buf[0]} in method selection`)

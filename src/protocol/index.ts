@@ -1,4 +1,9 @@
-/** The pure SOCKS5 codec: no sockets, no timers, no policy. Exported as `socksmith/protocol`. */
+/**
+ * The pure SOCKS5 codec: no sockets, no timers, no policy. Exported as `socksmith/protocol`.
+ *
+ * @packageDocumentation
+ * @module socksmith/protocol
+ */
 export * from './constants.js'
 export * from './address.js'
 export * from './domain-name.js'

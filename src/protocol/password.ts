@@ -18,6 +18,7 @@ export interface PasswordRequest {
   readonly password: string
 }
 
+/** Parses the client's username/password request, or returns null until it is complete. */
 export function parsePasswordRequest(buf: Buffer): Decoded<PasswordRequest> | null {
   if (buf.length < 1) return null
   if (buf[0] !== PASSWORD_AUTH_VERSION) {
@@ -34,6 +35,7 @@ export function parsePasswordRequest(buf: Buffer): Decoded<PasswordRequest> | nu
   return { value: { username, password }, length }
 }
 
+/** Encodes the client's username/password request (each 1 to 255 bytes of UTF-8). */
 export function encodePasswordRequest(username: string, password: string): Buffer {
   const user = Buffer.from(username, 'utf8')
   const pass = Buffer.from(password, 'utf8')
@@ -66,6 +68,7 @@ export function encodePasswordStatus(success: boolean): Buffer {
   return success ? STATUS_SUCCESS : STATUS_FAILURE
 }
 
+/** Parses the server's username/password status (client side): 0 is success. */
 export function parsePasswordStatus(buf: Buffer): Decoded<number> | null {
   if (buf.length < 2) return null
   if (buf[0] !== PASSWORD_AUTH_VERSION) {

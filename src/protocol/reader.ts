@@ -32,6 +32,7 @@ export class ByteReader {
     return this.#pending === null ? 0 : this.#pending.length
   }
 
+  /** Adds received bytes; throws ERR_SOCKS_HANDSHAKE_TOO_LARGE past the reader's cap. */
   push(chunk: Buffer): void {
     if (chunk.length === 0) return
     const pending = this.#pending

@@ -38,6 +38,7 @@ export function parseRequest(buf: Buffer): Decoded<SocksRequest> | null {
   return { value: { command, destination: address.value }, length: 3 + address.length }
 }
 
+/** Encodes a client request: `command` to `destination` (ATYP from the address type). */
 export function encodeRequest(command: Command, destination: Address): Buffer {
   const buf = Buffer.allocUnsafe(3 + encodedAddressLength(destination))
   buf[0] = SOCKS_VERSION
@@ -80,6 +81,7 @@ function encodeReplyUncached(reply: number, bound: Address): Buffer {
   return buf
 }
 
+/** Parses a server reply (client side): REP and BND.ADDR/BND.PORT, or null until complete. */
 export function parseReply(buf: Buffer): Decoded<SocksReply> | null {
   if (buf.length < 1) return null
   if (buf[0] !== SOCKS_VERSION) throw new SocksError('ERR_SOCKS_BAD_VERSION', `unsupported SOCKS version ${buf[0]} in reply`)
