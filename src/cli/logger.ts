@@ -1,3 +1,4 @@
+import { fstatSync } from 'node:fs'
 import { pino } from 'pino'
 import { createLogger, fromPino, type Logger, type LogLevel } from '../ops/logger.js'
 
@@ -13,7 +14,7 @@ export interface SwitchableLogger extends Logger {
 export function switchableLogger(level: LogLevel): SwitchableLogger {
   const stream = process.stderr
   if (stream.isTTY) return switchableText(level, stream)
-  const logger = pino({ level }, turnBatchedDestination(stream.fd))
+  const logger = pino({ level }, batchedDestination(stream.fd))
   const adapted = fromPino(logger)
   return {
     error: adapted.error,
@@ -27,36 +28,53 @@ export function switchableLogger(level: LogLevel): SwitchableLogger {
   }
 }
 
-/** Bytes gathered before a write even within one turn: a write of up to 4 KiB to a pipe is atomic (PIPE_BUF), so --workers sharing stderr never interleave inside a line. */
-const BATCH_BYTES = 3072
+/**
+ * Bytes gathered before a write. To a pipe (a log shipper, a supervisor) at most 3 KiB: a write of
+ * up to 4 KiB to a pipe is atomic (PIPE_BUF), so --workers sharing it never interleave inside a
+ * line. To a file (or a terminal) more: writes to one open file are never interleaved inside.
+ */
+const PIPE_BATCH_BYTES = 3072
+const FILE_BATCH_BYTES = 32 * 1024
+
+/** How long a line may wait for others before it is written. */
+const FLUSH_AFTER_MS = 100
 
 /**
- * Where the CLI's pino lines go: gathered during one turn of the event loop and written together
- * at its end (setImmediate), synchronously. Under load one write(2) carries many access lines
- * instead of one each (a sync write per line cost about a third of a short connection's CPU);
- * when idle a line still goes out at once, and a synchronous write leaves nothing queued in a
- * thread, so the 'exit' flush loses nothing (a SIGKILL loses at most one turn's lines).
+ * Where the CLI's pino lines go: gathered and written together, synchronously, once PIPE_BATCH_BYTES /
+ * FILE_BATCH_BYTES are pending or FLUSH_AFTER_MS after the first line of a batch. Under load one write(2) carries
+ * a dozen access lines instead of one each: a write per line (or per event-loop turn, which under
+ * load carries one to three) cost a short connection more CPU than everything else the access
+ * log does (bench/README.md "The access log"). A synchronous write leaves nothing queued in a
+ * thread, so the 'exit' flush loses nothing; a SIGKILL loses at most FLUSH_AFTER_MS of lines.
  */
-function turnBatchedDestination(fd: number): { write(line: string): void } {
+function batchedDestination(fd: number): { write(line: string): void } {
   // pino's own destination (sonic-boom) does the buffering and the EAGAIN retries; minLength makes
-  // it hold lines until the turn ends or BATCH_BYTES are pending.
-  const boom = pino.destination({ dest: fd, sync: true, minLength: BATCH_BYTES })
-  let pending = false
+  // it hold lines until a batch is pending or flush() is called.
+  const batch = isPipe(fd) ? PIPE_BATCH_BYTES : FILE_BATCH_BYTES
+  const boom = pino.destination({ dest: fd, sync: true, minLength: batch, maxWrite: 2 * batch })
+  let timer: NodeJS.Timeout | null = null
   const flush = (): void => {
-    pending = false
+    timer = null
     boom.flush()
   }
   process.once('exit', () => {
-    if (pending) flush()
+    if (timer !== null) flush()
   })
   return {
     write(line) {
       boom.write(line)
-      if (!pending) {
-        pending = true
-        setImmediate(flush)
-      }
+      // Unref'd: pending lines never keep the process alive (the exit flush writes them).
+      if (timer === null) timer = setTimeout(flush, FLUSH_AFTER_MS).unref()
     },
+  }
+}
+
+function isPipe(fd: number): boolean {
+  try {
+    const stat = fstatSync(fd)
+    return stat.isFIFO() || stat.isSocket()
+  } catch {
+    return true
   }
 }
 

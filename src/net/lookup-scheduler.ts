@@ -70,11 +70,13 @@ export class LookupScheduler {
    * Runs `lookup` when a slot is free for this origin. The slot is released when the lookup settles,
    * whether or not the caller still waits; an abort of `signal` before it starts removes it from the queue.
    */
-  schedule<T>(lookup: () => Promise<T>, origin: LookupOrigin | undefined, signal: AbortSignal | undefined): Promise<T> {
+  schedule<T>(lookup: () => Promise<T>, origin: LookupOrigin | undefined, signalSource: AbortSignal | undefined | (() => AbortSignal | undefined)): Promise<T> {
     const client = origin?.client ?? ''
     const kind = origin?.kind ?? 'connect'
     if (this.#canStart(client, kind)) return this.#start(lookup, client, kind)
     if (this.#waitingCount >= MAX_WAITING) return Promise.reject(Object.assign(new Error('too many DNS lookups waiting'), { code: 'EAI_AGAIN' }))
+    // Only a lookup that waits needs the signal (a connection makes its AbortSignal on first use).
+    const signal = typeof signalSource === 'function' ? signalSource() : signalSource
     signal?.throwIfAborted()
     return new Promise<T>((resolve, reject) => {
       const waiter: Waiter = {

@@ -31,6 +31,10 @@ export interface Resolver {
 
 let scheduler: LookupScheduler | null = null
 
+function toResolved(answers: readonly { address: string; family: number }[]): ResolvedAddress[] {
+  return answers.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }))
+}
+
 /**
  * The operating system's resolver (getaddrinfo through dns.lookup), so the hosts file and
  * nsswitch are honoured like any other program on the machine. All answers, in the system's order.
@@ -38,10 +42,10 @@ let scheduler: LookupScheduler | null = null
  * it (lookup-scheduler.ts); the CLI runs with a larger pool (UV_THREADPOOL_SIZE).
  */
 export const systemResolver: Resolver = {
-  async resolve(hostname, options) {
+  resolve(hostname, options) {
     // Created on first use, when UV_THREADPOOL_SIZE is what the process runs with.
     scheduler ??= new LookupScheduler(threadPoolSize())
-    const answers = await scheduler.schedule(() => lookup(hostname, { all: true, verbatim: true }), options, options?.signal)
-    return answers.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }))
+    // The signal is read only if the lookup has to wait for a thread (options.signal may be a getter that makes it).
+    return scheduler.schedule(() => lookup(hostname, { all: true, verbatim: true }), options, () => options?.signal).then(toResolved)
   },
 }
