@@ -10,7 +10,6 @@ import { dialDirect, directDialer } from '../net/dialer.js'
 import { setUpBind } from '../commands/bind.js'
 import { ServerUdpAssociation } from '../commands/udp.js'
 import { relay } from '../commands/relay.js'
-import { managedReads } from '../commands/read-buffers.js'
 
 // The terminals: the default work at the centre of each phase's onion, run after every
 // middleware of the phase called next(). Each reads what it needs from the connection's own
@@ -38,7 +37,7 @@ export async function connectTerminal(view: ConnectContext): Promise<void> {
     if (ctx.outbound !== null) return
     if (ctx.destination.type === 'domain' && ctx.destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
     const socket = ctx.dialer === directDialer
-      ? await dialDirect(ctx, ctx.settings.fastRelay ? managedReads : null)
+      ? await dialDirect(ctx)
       : await ctx.dialer.dial(view, { signal: ctx.signal, timeout: timeouts.connect })
     // Connected after the connection gave up (its deadline, a middleware that did not wait for us).
     if (ctx.driver.finished) {

@@ -1,4 +1,4 @@
-import { connect, isIP, type Socket, type LookupFunction, type OnReadOpts } from 'node:net'
+import { connect, isIP, Socket, type LookupFunction } from 'node:net'
 import type { ConnectContext, ConnectionContext, Dialer, DialOptions } from '../core/context.js'
 import type { ResolvedAddress } from './resolver.js'
 import { SocksError, toSocksError } from '../core/errors.js'
@@ -32,13 +32,13 @@ function addressesToDial(ctx: Pick<ConnectContext, 'destination' | 'resolved' | 
  * the context (the client left, or the connect phase's deadline passed, which also bounds the dial:
  * no timer of its own), which is exactly when `ctx.signal` would abort, without creating the
  * AbortController (an AbortSignal costs each connection about half a KiB and 2% of a handshake's CPU).
- * `onread` is the relay's fast read path (managedReads of src/commands/read-buffers.ts) when the
- * pipeline uses it, else null; the public dialers (directDialer, dialTcp) give plain sockets.
+ * The socket is a plain one, like the public dialers' (directDialer, dialTcp) give: the relay
+ * switches it to its managed reads when it starts (src/commands/read-buffers.ts readInto).
  */
-export function dialDirect(ctx: ConnectionContext, onread: OnReadOpts | null): Promise<Socket> {
+export function dialDirect(ctx: ConnectionContext): Promise<Socket> {
   const addresses = addressesToDial(ctx)
-  if (addresses === null) return connectTcp(ctx.destination.host, ctx.destination.port, null, 0, ctx, reasonOfAbort, onread)
-  return addresses.then((resolved) => connectTcp(ctx.destination.host, ctx.destination.port, resolved, 0, ctx, reasonOfAbort, onread))
+  if (addresses === null) return connectTcp(ctx.destination.host, ctx.destination.port, null, 0, ctx, reasonOfAbort)
+  return addresses.then((resolved) => connectTcp(ctx.destination.host, ctx.destination.port, resolved, 0, ctx, reasonOfAbort))
 }
 
 /** What the driver's abort passed on (its deadline's error, the client leaving). */
@@ -52,13 +52,13 @@ function reasonOfAbort(reason: unknown): unknown {
  */
 export function dialTcp(host: string, port: number, addresses: readonly ResolvedAddress[] | null, options: DialOptions): Promise<Socket> {
   const signal = options.signal
-  return connectTcp(host, port, addresses, options.timeout, signal, () => signal.reason, null)
+  return connectTcp(host, port, addresses, options.timeout, signal, () => signal.reason)
 }
 
 /** What ends a dial early: an AbortSignal's abort, or the driver's abort of a connection's context. */
 type DialWatch = AbortSignal | Pick<ConnectionContext, 'watchAbort' | 'unwatchAbort'>
 
-function connectTcp(host: string, port: number, addresses: readonly ResolvedAddress[] | null, timeout: number, watch: DialWatch, reasonOf: (reason: unknown) => unknown, onread: OnReadOpts | null): Promise<Socket> {
+function connectTcp(host: string, port: number, addresses: readonly ResolvedAddress[] | null, timeout: number, watch: DialWatch, reasonOf: (reason: unknown) => unknown): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     const signal = watch instanceof AbortSignal ? watch : null
     if (signal?.aborted === true) {
@@ -68,14 +68,14 @@ function connectTcp(host: string, port: number, addresses: readonly ResolvedAddr
     let socket: Socket
     if (addresses === null || addresses.length === 1) {
       const target = addresses === null ? host : addresses[0]!.address
-      socket = connect({ host: target, port, allowHalfOpen: true, noDelay: true, onread: onread ?? undefined })
+      socket = newSocket()
+      socket.connect(port, target)
     } else {
       socket = connect({
         host,
         port,
         allowHalfOpen: true,
         noDelay: true,
-        onread: onread ?? undefined,
         lookup: fixedLookup(addresses),
         autoSelectFamily: true,
         autoSelectFamilyAttemptTimeout: HAPPY_EYEBALLS_DELAY,
@@ -113,6 +113,23 @@ function connectTcp(host: string, port: number, addresses: readonly ResolvedAddr
       timer = setTimeout(() => onError(new SocksError('ERR_SOCKS_CONNECT_TIMEOUT', `connect to ${host}:${port} timed out after ${timeout} ms`)), timeout)
     }
   })
+}
+
+/**
+ * A socket to dial, made without constructor options where it can be. Node's Socket constructor
+ * copies any options object with a spread, and on Node 20 the copy gets a new hidden class every
+ * time, even for one reused object: each of the ~25 option reads that follow misses V8's inline
+ * caches and goes to the runtime (`node --log-ic`: 26 misses per socket, none for `new Socket()`;
+ * about a tenth of a short connection's instructions under callgrind, bench/README.md). The two
+ * options the dial needs are set on the bare socket instead, which is what the constructor would
+ * do with them: `allowHalfOpen` is the stream's own field, and `setNoDelay()` before the connect
+ * is kept and applied once connected.
+ */
+function newSocket(): Socket {
+  const socket = new Socket()
+  socket.allowHalfOpen = true
+  socket.setNoDelay(true)
+  return socket
 }
 
 function fixedLookup(addresses: readonly ResolvedAddress[]): LookupFunction {
