@@ -30,7 +30,7 @@
  * Nothing is allocated at import: the shared buffer, the first own buffer and the probe of net's
  * internals (readInto) all happen on first use.
  */
-import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net'
+import { Socket, type SocketConstructorOpts } from 'node:net'
 
 /** Size of the shared buffer and of the large own buffers. */
 export const READ_SIZE_LARGE = 1024 * 1024
@@ -180,15 +180,6 @@ function hold(socket: ManagedSocket, buffer: Buffer): void {
 }
 
 /**
- * The onread option for sockets the relay may carry: `net.connect({ onread: managedReads })`.
- * Until a sink is set (setReadSink), such a socket behaves as a plain one (rule 4).
- */
-export const managedReads: OnReadOpts = {
-  buffer: nextReadBuffer,
-  callback: onManagedRead as OnReadOpts['callback'],
-}
-
-/**
  * Where the socket's reads go from now on; null: into its stream, as for a plain socket. (Its own
  * buffer, if it has one, stays its own until its next read: the handle still reads into it.)
  */
@@ -213,7 +204,7 @@ export function releaseReadBuffers(socket: Socket): void {
   releaseHeld(socket)
 }
 
-// ---- accepted sockets ----
+// ---- switching live sockets ----
 //
 // Node gap worked around here: accepted sockets cannot take `onread`. The option exists only on
 // `new net.Socket()` / `net.connect()` (added in https://github.com/nodejs/node/pull/25436;
@@ -224,7 +215,8 @@ export function releaseReadBuffers(socket: Socket): void {
 // live socket. They are symbol-keyed and set only by the Socket constructor: they are found on a
 // probe Socket built with an `onread`, by name *and* by the values the constructor put there, so
 // a Node that renames or reshapes them is detected and its sockets keep reading through their
-// streams (managedReadsUnavailable() says why).
+// streams (managedReadsUnavailable() says why). Dialled sockets are switched the same way: they
+// are made without constructor options, which cost inline-cache misses (src/net/dialer.ts, newSocket).
 
 interface OnreadFields {
   readonly buffer: symbol
@@ -270,8 +262,8 @@ interface StreamHandle {
 }
 
 /**
- * Switches a socket to managed reads, as if it had been created with
- * `onread: managedReads`; true if its reads now go through this module. A socket that already
+ * Switches a socket to managed reads, as if it had been created with `onread` set to this
+ * module's buffer generator and callback; true if its reads now go through this module. A socket that already
  * has an `onread` is left as it is (true if it is this module's), and so are sockets without a
  * plain TCP handle (TLS, pipes) and every socket on a Node whose fields differ (false).
  */
