@@ -63,13 +63,9 @@ export class PasswordChecker {
 
   /**
    * A key that is equal for equal user name and password and tells nothing about the password
-   * (HMAC under this process's random key): what the throttle counts as one guess.
+   * (HMAC under this process's random key): what the throttle counts as one guess (base64) and the
+   * login cache compares. Made once per login and passed to check() (an HMAC costs a few µs).
    */
-  attemptKey(name: string, password: string): string {
-    return this.mac(name, password).toString('base64')
-  }
-
-  /** The HMAC of a login that attemptKey() and check() use: made once per login and passed to both (an HMAC costs a few µs). */
   mac(name: string, password: string): Buffer {
     return createHmac('sha256', this.#macKey).update(name).update('\0').update(password).digest()
   }

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 import { SocksError } from '../core/errors.js'
 import { Command } from '../protocol/constants.js'
-import { armDeadline, disarmDeadline, type DeadlineEntry, type DeadlineList } from '../core/deadlines.js'
+import { armDeadline, DeadlineEntry, disarmDeadline } from '../core/deadlines.js'
 import { readInto, releaseHeld, releaseReadBuffers, setReadSink, type ReadSink } from './read-buffers.js'
 
 const kRelay = Symbol('socksmith.relay')
@@ -37,15 +37,11 @@ const IDLE_CHECKS = 4
  * read and write; the check looks at the client socket's byte counts, which move with traffic
  * either way, every timeout / IDLE_CHECKS.
  */
-class RelayState implements DeadlineEntry {
+class RelayState extends DeadlineEntry {
   open = 2
   error: unknown = null
   /** What a tap threw: a bug in the middleware that added it. */
   bug: unknown = null
-  deadlineAt = 0
-  deadlineList: DeadlineList | null = null
-  deadlinePrev: DeadlineEntry | null = null
-  deadlineNext: DeadlineEntry | null = null
   /** Client-socket bytes (read + written) at the last idle check, and how many checks in a row saw none move. */
   #seenBytes = 0
   #quietChecks = 0
@@ -58,6 +54,7 @@ class RelayState implements DeadlineEntry {
     readonly resolve: (error: unknown) => void,
     readonly reject: (bug: unknown) => void,
   ) {
+    super()
     this.#checkMs = idleTimeout > 0 ? Math.max(1, Math.round(idleTimeout / IDLE_CHECKS)) : 0
     if (this.#checkMs > 0) {
       this.#seenBytes = client.bytesRead + client.bytesWritten

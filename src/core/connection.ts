@@ -15,7 +15,7 @@ import { isLogLevelEnabled } from '../ops/logger.js'
 import { vetDestination } from '../net/destination.js'
 import type { ClientPrefix } from './client-group.js'
 import type { LookupBudget } from '../commands/udp.js'
-import { armDeadline, disarmDeadline, type DeadlineEntry, type DeadlineList } from './deadlines.js'
+import { armDeadline, DeadlineEntry, disarmDeadline } from './deadlines.js'
 
 /** A pipeline's compiled phases (core/pipeline.ts builds them). */
 export interface CompiledChains {
@@ -71,7 +71,7 @@ type DrivenSocket = Socket & { [kConnection]: Connection }
  * Drives one TCP connection through the phases. Owns the socket's lifetime: the deadline of each
  * handshake phase, what an error means on the wire in each phase, and cleanup. Everything it learns goes into the ConnectionContext.
  */
-export class Connection implements ConnectionDriver, DeadlineEntry {
+export class Connection extends DeadlineEntry implements ConnectionDriver {
   readonly ctx: ConnectionContext
   readonly socket: Socket
   readonly host: ConnectionHost
@@ -89,17 +89,10 @@ export class Connection implements ConnectionDriver, DeadlineEntry {
   readonly #acceptedAt = performance.now()
   #connectStartedAt = 0
   readonly #onClosed: (connection: Connection) => void
-  /**
-   * The deadline of the phase in progress: the handshake (accept → request handled), then the
-   * connect phase (its own timeout, so a slow dial is answered REP 06, not cut by the handshake's).
-   * A real deadline, not the socket's idle timer: a client trickling a byte at a time cannot stretch it.
-   * Kept in deadlines.ts's lists, this object as the node (these four fields): no Node timer per connection.
-   * @internal
-   */
-  deadlineAt = 0
-  /** @internal */ deadlineList: DeadlineList | null = null
-  /** @internal */ deadlinePrev: DeadlineEntry | null = null
-  /** @internal */ deadlineNext: DeadlineEntry | null = null
+  // The deadline of the phase in progress (DeadlineEntry, this object being the list node): the
+  // handshake (accept → request handled), then the connect phase (its own timeout, so a slow dial
+  // is answered REP 06, not cut by the handshake's), then the linger after a refusal. A real
+  // deadline, not the socket's idle timer: a client trickling a byte at a time cannot stretch it.
   /** Set once the connection has failed and its last words are sent: a chain still running is abandoned. */
   #failed = false
   /** The first BIND reply is on the wire (it may be sent once, and only while a BIND is being set up). */
@@ -121,6 +114,7 @@ export class Connection implements ConnectionDriver, DeadlineEntry {
   }
 
   constructor(host: ConnectionHost, pipeline: ConnectionPipeline, socket: Socket, id: number, client: Endpoint, local: Endpoint, onClosed: (connection: Connection) => void) {
+    super()
     this.host = host
     this.pipeline = pipeline
     this.#chains = pipeline.chains

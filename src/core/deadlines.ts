@@ -15,18 +15,18 @@
  * a wall-clock step does not fire or delay anything.
  */
 
-/** What can have a deadline: the fields are this module's, `onDeadline` runs when it passes. */
-export interface DeadlineEntry {
-  /** @internal */ deadlineAt: number
-  /** @internal */ deadlineList: DeadlineList | null
-  /** @internal */ deadlinePrev: DeadlineEntry | null
-  /** @internal */ deadlineNext: DeadlineEntry | null
+/**
+ * What can have a deadline: a subclass is its own list node (these fields are this module's, set
+ * before the subclass's own, so every instance keeps one shape); `onDeadline` runs when it passes.
+ */
+export abstract class DeadlineEntry {
+  /** @internal */ deadlineAt = 0
+  /** @internal */ deadlineList: DeadlineList | null = null
+  /** @internal */ deadlinePrev: DeadlineEntry | null = null
+  /** @internal */ deadlineNext: DeadlineEntry | null = null
   /** Runs once when the deadline passes (the entry is disarmed first; it may arm itself again). */
-  onDeadline(): void
+  abstract onDeadline(): void
 }
-
-/** The fields a DeadlineEntry starts with (spread or assign them in the constructor, so the shape stays one). */
-export const NO_DEADLINE = { deadlineAt: 0, deadlineList: null, deadlinePrev: null, deadlineNext: null } as const
 
 /** Node's timers may run up to a millisecond before performance.now() reaches the time asked for. */
 const EARLY_MS = 1
@@ -37,18 +37,10 @@ export class DeadlineList {
   #head: DeadlineEntry | null = null
   #tail: DeadlineEntry | null = null
   #timer: NodeJS.Timeout | null = null
-  /** When the timer fires (performance.now() time), if it is set. */
-  #timerAt = 0
-  #size = 0
   #firing = false
 
   constructor(ms: number) {
     this.ms = ms
-  }
-
-  /** Deadlines armed in this list. */
-  get size(): number {
-    return this.#size
   }
 
   append(entry: DeadlineEntry, now: number): void {
@@ -59,7 +51,6 @@ export class DeadlineList {
     if (this.#tail === null) this.#head = entry
     else this.#tail.deadlineNext = entry
     this.#tail = entry
-    this.#size++
     // While firing, the timer is set for the head once the due entries are done.
     if (this.#timer === null && !this.#firing) this.#schedule(this.#head!.deadlineAt, now)
   }
@@ -74,12 +65,10 @@ export class DeadlineList {
     entry.deadlineList = null
     entry.deadlinePrev = null
     entry.deadlineNext = null
-    this.#size--
     // The timer stays: it fires early at worst, and an empty list then lets it go.
   }
 
   #schedule(at: number, now: number): void {
-    this.#timerAt = at
     // Unref'd: a deadline never keeps the process alive (its socket does, while it is open).
     this.#timer = setTimeout(DeadlineList.#onTimer, Math.max(1, Math.ceil(at - now)), this)
     this.#timer.unref()
@@ -101,11 +90,6 @@ export class DeadlineList {
       const head = this.#head
       if (head !== null && this.#timer === null) this.#schedule(head.deadlineAt, performance.now())
     }
-  }
-
-  /** @internal for tests: when the list's timer is set to fire, or null. */
-  get timerAt(): number | null {
-    return this.#timer === null ? null : this.#timerAt
   }
 }
 

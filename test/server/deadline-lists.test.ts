@@ -1,25 +1,26 @@
 // Deadlines kept in per-duration lists with one Node timer each (src/core/deadlines.ts).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { armDeadline, disarmDeadline, isArmed, NO_DEADLINE, type DeadlineEntry } from '../../src/core/deadlines.js'
+import { armDeadline, DeadlineEntry, disarmDeadline, isArmed } from '../../src/core/deadlines.js'
 
-interface Probe extends DeadlineEntry {
-  readonly name: string
-  firedAt: number | null
+class Probe extends DeadlineEntry {
+  firedAt: number | null = null
+  constructor(
+    readonly name: string,
+    readonly fired: string[],
+    readonly onFire?: (self: Probe) => void,
+  ) {
+    super()
+  }
+  onDeadline(): void {
+    this.firedAt = performance.now()
+    this.fired.push(this.name)
+    this.onFire?.(this)
+  }
 }
 
 function probe(name: string, fired: string[], onFire?: (self: Probe) => void): Probe {
-  const self: Probe = {
-    ...NO_DEADLINE,
-    name,
-    firedAt: null,
-    onDeadline() {
-      self.firedAt = performance.now()
-      fired.push(name)
-      onFire?.(self)
-    },
-  }
-  return self
+  return new Probe(name, fired, onFire)
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -73,8 +74,8 @@ test('lists of different durations keep their own order', async () => {
 
 test('a pending deadline does not keep the process alive (its timer is unref\'d)', async () => {
   const { spawnSync } = await import('node:child_process')
-  const code = `import { armDeadline, NO_DEADLINE } from ${JSON.stringify(new URL('../../src/core/deadlines.ts', import.meta.url).href)}
-armDeadline({ ...NO_DEADLINE, onDeadline() { process.exitCode = 3 } }, 60_000)`
+  const code = `import { armDeadline, DeadlineEntry } from ${JSON.stringify(new URL('../../src/core/deadlines.ts', import.meta.url).href)}
+armDeadline(new (class extends DeadlineEntry { onDeadline() { process.exitCode = 3 } })(), 60_000)`
   const started = Date.now()
   const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8', timeout: 20_000 })
   assert.equal(run.status, 0, run.stderr)
