@@ -33,6 +33,8 @@ export type {
 export type { MessageParser } from './protocol/reader.js'
 export type { DatagramContext, DatagramDirection, UdpAssociation, PipelineSettings, UdpSettings, ServerHandle } from './core/context.js'
 export type { RelaySide, RelayTap } from './commands/relay.js'
+export { TokenBucket } from './commands/token-bucket.js'
+export type { TokenBucketOptions } from './commands/token-bucket.js'
 export type { Resolver, ResolvedAddress, ResolveOptions, LookupOrigin } from './net/resolver.js'
 export type { Binder, Dialer, DialOptions } from './net/dialer.js'
 export type { Logger, LogLevel, LogLineLevel, PinoLike } from './ops/logger.js'

@@ -26,6 +26,8 @@
  * 4. A socket without a sink (outside the relay, or a side a middleware reads through its stream),
  *    or one whose stream still holds bytes read before (they must go out first), gets a copy of
  *    each read pushed into its stream, exactly as a plain socket would.
+ * 5. A shaped socket (setShapedReads) reads into a small shared buffer, under rule 1: each read
+ *    is a copy, so a shaped side never holds a buffer while it waits for its bucket.
  *
  * Nothing is allocated at import: the shared buffer, the first own buffer and the probe of net's
  * internals (readInto) all happen on first use.
@@ -36,6 +38,12 @@ import { Socket, type SocketConstructorOpts } from 'node:net'
 export const READ_SIZE_LARGE = 1024 * 1024
 /** Size of an own buffer once LARGE_BUFFERS are taken; also the read size that counts as bulk. */
 export const READ_SIZE_BULK = 64 * 1024
+/**
+ * Size of the reads of a shaped socket (setShapedReads): small enough that a slow rate is smooth
+ * (a read is what a shaped side may run ahead of its bucket), large enough to cost little at a
+ * fast one (64 reads a second at 1 MiB/s).
+ */
+export const READ_SIZE_SHAPED = 16 * 1024
 /** A read below this on an own buffer means the burst is over: the socket goes back to the shared buffer. */
 const BURST_OVER = 16 * 1024
 /** Large own buffers in use at most. */
@@ -67,13 +75,18 @@ type ManagedSocket = Socket & {
   [kOwned]?: Buffer | undefined
   /** A buffer of this socket that a pending write to its peer still references (rule 2). */
   [kHeld]?: Buffer | undefined
+  /** Shaped: reads READ_SIZE_SHAPED at a time, into the shared shaped buffer (setShapedReads). */
+  [kShaped]?: boolean
 }
 
 const kSink = Symbol('socksmith.readSink')
 const kOwned = Symbol('socksmith.ownReadBuffer')
 const kHeld = Symbol('socksmith.heldReadBuffer')
+const kShaped = Symbol('socksmith.shapedReads')
 
 let shared: Buffer | null = null
+/** The shared buffer of shaped sockets: rule 1 applies to it as to the large one. */
+let sharedShaped: Buffer | null = null
 const spareLarge: Buffer[] = []
 const spareSmall: Buffer[] = []
 let largeInUse = 0
@@ -93,6 +106,10 @@ export const readBufferStats = { switched: 0, copied: 0, lent: 0 }
 
 function sharedBuffer(): Buffer {
   return (shared ??= Buffer.allocUnsafeSlow(READ_SIZE_LARGE))
+}
+
+function shapedBuffer(): Buffer {
+  return (sharedShaped ??= Buffer.allocUnsafeSlow(READ_SIZE_SHAPED))
 }
 
 /** net's `onread.buffer`: called when a socket connects and after every read callback. */
@@ -146,6 +163,16 @@ function onManagedRead(this: ManagedSocket, length: number, buffer: Buffer): boo
     dropOwned(this)
     return this.push(copyOf(buffer, length))
   }
+  if (this[kShaped] === true) {
+    // Shaped: every read is a copy out of the shaped buffer (or, right after the shaping started,
+    // out of the buffer it had), and the next one is small again.
+    readBufferStats.copied++
+    const chunk = copyOf(buffer, length)
+    if (buffer === this[kOwned]) dropOwned(this)
+    const ok = sink.take(this, chunk)
+    chosen = shapedBuffer()
+    return ok
+  }
   if (buffer === shared) {
     readBufferStats.copied++
     const ok = sink.take(this, copyOf(buffer, length))
@@ -185,6 +212,15 @@ function hold(socket: ManagedSocket, buffer: Buffer): void {
  */
 export function setReadSink(socket: Socket, sink: ReadSink | null): void {
   ;(socket as ManagedSocket)[kSink] = sink
+}
+
+/**
+ * Shaped reads (on) make the socket read READ_SIZE_SHAPED bytes at a time, each copied out, from
+ * its next read on (from its first, if set before readInto); off: back to large reads. For a
+ * socket whose reads do not go through this module it changes nothing (its reads are Node's 64 KiB).
+ */
+export function setShapedReads(socket: Socket, on: boolean): void {
+  ;(socket as ManagedSocket)[kShaped] = on
 }
 
 /** The pending write that held the socket's buffer is done, or can never be (rule 2). */
@@ -274,7 +310,7 @@ export function readInto(socket: Socket): boolean {
   if (slots[fields.buffer] !== null) return slots[fields.callback] === onManagedRead
   const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle
   if (handle === null || handle === undefined || handle.constructor.name !== 'TCP' || typeof handle.useUserBuffer !== 'function') return false
-  const buffer = sharedBuffer()
+  const buffer = (socket as ManagedSocket)[kShaped] === true ? shapedBuffer() : sharedBuffer()
   slots[fields.buffer] = buffer
   slots[fields.callback] = onManagedRead
   slots[fields.generator] = nextReadBuffer

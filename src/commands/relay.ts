@@ -2,11 +2,13 @@ import type { Socket } from 'node:net'
 import { SocksError } from '../core/errors.js'
 import { Command } from '../protocol/constants.js'
 import { armDeadline, DeadlineEntry, disarmDeadline } from '../core/deadlines.js'
-import { readInto, releaseHeld, releaseReadBuffers, setReadSink, type ReadSink } from './read-buffers.js'
+import { readInto, releaseHeld, releaseReadBuffers, setReadSink, setShapedReads, type ReadSink } from './read-buffers.js'
+import type { TokenBucket } from './token-bucket.js'
 
 const kRelay = Symbol('socksmith.relay')
 const kPeer = Symbol('socksmith.peer')
 const kTaps = Symbol('socksmith.taps')
+const kShaping = Symbol('socksmith.shaping')
 
 export interface RelayOptions {
   /** Milliseconds with no byte either way before both sides are closed; 0: no limit. */
@@ -78,11 +80,20 @@ class RelayState extends DeadlineEntry {
   }
 }
 
+/** The buckets that shape what is read from one socket (ctx.throttle), and the wait for them. */
+interface Shaping {
+  readonly buckets: TokenBucket[]
+  /** Set while the socket has stopped reading until its buckets are out of debt. */
+  timer: NodeJS.Timeout | null
+}
+
 type RelaySocket = Socket & {
   [kRelay]: RelayState | undefined
   [kPeer]: RelaySocket
   /** Taps of the bytes read from this socket (ctx.tap); absent on an untapped socket. */
   [kTaps]?: RelayTap[]
+  /** Buckets the bytes read from this socket go through (ctx.throttle); absent on an unshaped socket. */
+  [kShaping]?: Shaping
 }
 
 /**
@@ -99,6 +110,9 @@ type RelaySocket = Socket & {
  * - Taps (ctx.tap) see every chunk of their side before it is forwarded, on either path.
  * - Backpressure both ways: when the peer cannot take a write at once, the source stops reading
  *   until the peer drains.
+ * - Shaping (ctx.throttle): a chunk read from a shaped side is forwarded and charged to its
+ *   buckets; if that puts one in debt, the side stops reading until the debt is paid off. A side
+ *   stopped by its buckets and by a full peer reads again only once both allow (onDrain, onShaped).
  * - Half-close: both sockets are allowHalfOpen, and an `end` on one side ends the other's
  *   writable, so a FIN travels through while the other direction keeps flowing.
  * - A reset (error) on one side destroys the other, so it is seen as a reset, not a clean end.
@@ -156,13 +170,51 @@ export interface TapTarget {
  */
 export function addTap(ctx: TapTarget, side: RelaySide, tap: RelayTap): void {
   if (typeof tap !== 'function') throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.tap(${JSON.stringify(side)}, fn): fn must be a function`)
-  if (side !== 'client' && side !== 'outbound') throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.tap(side): side must be 'client' or 'outbound', not ${JSON.stringify(side)}`)
-  if (ctx.command === Command.UDP_ASSOCIATE) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'ctx.tap(): a UDP ASSOCIATE relays datagrams, not a byte stream (use the datagram phase)')
-  const socket = side === 'client' ? ctx.socket : ctx.outbound
-  if (socket === null) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', "ctx.tap('outbound'): there is no upstream yet; tap in the relay phase, or after the connect phase set ctx.outbound")
+  const socket = relaySocketOf(ctx, side, 'tap')
   const taps = (socket as RelaySocket)[kTaps]
   if (taps === undefined) (socket as RelaySocket)[kTaps] = [tap]
   else taps.push(tap)
+}
+
+/**
+ * Shapes one side of a connection's relay with a bucket (ctx.throttle): before the relay starts or
+ * while it runs. Returns the function that takes the bucket off again. Misuse throws at once.
+ */
+export function addThrottle(ctx: TapTarget, side: RelaySide, bucket: TokenBucket): () => void {
+  if (typeof bucket !== 'object' || bucket === null || typeof (bucket as { consume?: unknown }).consume !== 'function') {
+    throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.throttle(${JSON.stringify(side)}, bucket): bucket must be a TokenBucket`)
+  }
+  const socket = relaySocketOf(ctx, side, 'throttle') as RelaySocket
+  const shaping = (socket[kShaping] ??= { buckets: [], timer: null })
+  shaping.buckets.push(bucket)
+  setShapedReads(socket, true)
+  return () => {
+    const at = shaping.buckets.indexOf(bucket)
+    if (at < 0) return
+    shaping.buckets.splice(at, 1)
+    if (shaping.buckets.length > 0 || socket[kShaping] !== shaping) return
+    stopShaping(socket)
+    // It may have stopped to wait for the bucket just taken off.
+    if (socket[kRelay] !== undefined && !socket.destroyed && !socket.readableEnded && !socket[kPeer].writableNeedDrain) socket.resume()
+  }
+}
+
+/** The socket of `side`, for ctx.tap / ctx.throttle (`what`), or a throw saying why there is none. */
+function relaySocketOf(ctx: TapTarget, side: RelaySide, what: 'tap' | 'throttle'): Socket {
+  if (side !== 'client' && side !== 'outbound') throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.${what}(side): side must be 'client' or 'outbound', not ${JSON.stringify(side)}`)
+  if (ctx.command === Command.UDP_ASSOCIATE) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.${what}(): a UDP ASSOCIATE relays datagrams, not a byte stream (use the datagram phase)`)
+  const socket = side === 'client' ? ctx.socket : ctx.outbound
+  if (socket === null) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.${what}('outbound'): there is no upstream yet; ${what} in the relay phase, or after the connect phase set ctx.outbound`)
+  return socket
+}
+
+function stopShaping(socket: RelaySocket): void {
+  const shaping = socket[kShaping]
+  if (shaping === undefined) return
+  socket[kShaping] = undefined
+  if (shaping.timer !== null) clearTimeout(shaping.timer)
+  shaping.timer = null
+  setShapedReads(socket, false)
 }
 
 function isWatched(socket: Socket): boolean {
@@ -179,7 +231,10 @@ const pump: ReadSink = {
     if (peer.destroyed) return true
     // A chunk of highWaterMark or more makes write() return false even when the kernel took it
     // all at once; stopping then would cost a stop/start per chunk for nothing.
-    return peer.write(chunk) || peer.writableLength === 0
+    const flowing = peer.write(chunk) || peer.writableLength === 0
+    // (A shaped socket's reads always come here, as copies: read-buffers.ts, rule 5.)
+    if (source[kShaping] !== undefined) return charged(source, chunk.length) && flowing
+    return flowing
   },
   lend(socket, view) {
     const source = socket as RelaySocket
@@ -202,6 +257,34 @@ function onData(this: RelaySocket, chunk: Buffer): void {
   const peer = this[kPeer]
   if (peer.destroyed) return
   if (!peer.write(chunk) && peer.writableLength > 0) this.pause()
+  if (this[kShaping] !== undefined && !charged(this, chunk.length)) this.pause()
+}
+
+/**
+ * Charges a chunk read from `source` to its buckets; false if that left one in debt: the source
+ * then stops reading, and onShaped resumes it when the largest debt is paid off.
+ */
+function charged(source: RelaySocket, length: number): boolean {
+  const shaping = source[kShaping]!
+  const buckets = shaping.buckets
+  let wait = 0
+  for (let i = 0; i < buckets.length; i++) {
+    const ms = buckets[i]!.consume(length)
+    if (ms > wait) wait = ms
+  }
+  if (wait === 0) return true
+  if (shaping.timer === null) shaping.timer = setTimeout(onShaped, wait, source)
+  return false
+}
+
+/** The buckets of a side that stopped reading are out of debt. */
+function onShaped(source: RelaySocket): void {
+  const shaping = source[kShaping]
+  if (shaping === undefined) return
+  shaping.timer = null
+  // Waiting for the peer to drain as well: its 'drain' resumes the source (onDrain).
+  if (source.destroyed || source.readableEnded || source[kPeer].writableNeedDrain) return
+  source.resume()
 }
 
 /** Calls the source's taps; false if one threw (both sides are then destroyed). */
@@ -231,6 +314,8 @@ function onDrain(this: RelaySocket): void {
   const peer = this[kPeer]
   // Every write to this socket is done, so the buffer the peer lent for one is free.
   releaseHeld(peer)
+  // A peer waiting for its buckets as well reads again when they allow (onShaped).
+  if (peer[kShaping]?.timer != null) return
   if (!peer.destroyed && !peer.readableEnded) peer.resume()
 }
 
@@ -251,6 +336,7 @@ function onClose(this: RelaySocket): void {
   const state = this[kRelay]
   if (state === undefined) return
   this[kRelay] = undefined
+  stopShaping(this)
   const peer = this[kPeer]
   // Writes to this socket are over (done or dropped): the buffer the peer lent for one is free.
   releaseHeld(peer)

@@ -97,6 +97,13 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
   #failed = false
   /** The first BIND reply is on the wire (it may be sent once, and only while a BIND is being set up). */
   #bindReplySent = false
+  /**
+   * The relay chain is running: the connection's end (the close channel, `disconnect`) is reported
+   * once it has settled, so every middleware's code after next() has run by then.
+   */
+  #relaying = false
+  /** The socket closed while the relay chain was still running: report the end when it settles. */
+  #endPending = false
 
   // The socket's listeners are shared by every connection and find theirs on the socket: one set
   // of functions for the process instead of five closures per connection.
@@ -244,10 +251,16 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
       ctx.handshakeBytesRead = this.socket.bytesRead - this.#reader.length
       ctx.handshakeBytesWritten = this.socket.bytesWritten
       ctx.earlyData = this.#reader.rest()
-      await chains.relay(ctx as RelayContext)
+      this.#relaying = true
+      try {
+        await chains.relay(ctx as RelayContext)
+      } finally {
+        this.#relaying = false
+      }
     } catch (err) {
       this.#fail(err)
     }
+    if (this.#endPending) this.#reportEnd()
   }
 
   /** Takes the real client from a load balancer's PROXY header (the LOCAL command keeps the socket's). */
@@ -472,6 +485,13 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
     }
     if (this.#phase !== 'relay') this.#cleanUpTarget()
     this.#phase = 'done'
+    if (this.#relaying) this.#endPending = true
+    else this.#reportEnd()
+  }
+
+  #reportEnd(): void {
+    this.#endPending = false
+    const ctx = this.ctx
     if (channels.close.hasSubscribers) channels.close.publish({ ctx, error: ctx.error })
     this.#onClosed(this)
   }

@@ -4,10 +4,11 @@ import type { Address } from '../protocol/address.js'
 import type { MessageParser } from '../protocol/reader.js'
 import type { ResolvedAddress, ResolveOptions, Resolver } from '../net/resolver.js'
 import type { Logger } from '../ops/logger.js'
-import { SocksError } from './errors.js'
+import { isSocksError, SocksError } from './errors.js'
 import { dialableIp, vetDomainName } from '../net/destination.js'
 import { clientGroup, type ClientPrefix } from './client-group.js'
-import { addTap, type RelaySide, type RelayTap } from '../commands/relay.js'
+import { addTap, addThrottle, type RelaySide, type RelayTap } from '../commands/relay.js'
+import type { TokenBucket } from '../commands/token-bucket.js'
 
 // This module is the contract between the core, the commands and the plugins: the phase contexts
 // and the interfaces they mention (dialer, binder, UDP association, the settings of a pipeline, the
@@ -200,6 +201,8 @@ export interface ConnectionDriver {
   sendFirstBindReply(bound: Address): void
   /** True once the connection failed or closed: a terminal finishing late releases what it made. */
   readonly finished: boolean
+  /** Ends the connection now with `reason` as its error (ctx.close, a forced close). */
+  destroy(reason: unknown): void
 }
 
 /** What every phase sees. */
@@ -226,6 +229,18 @@ export interface BaseContext {
   hijack(): Socket
   /** Reads one message with a codec parser (for custom authentication methods). */
   readMessage<T>(parser: MessageParser<T>): Promise<T>
+  /**
+   * Ends the connection now, for `reason`: a short label (letters, digits and `_.:-`, such as
+   * `quota` or `limits:bandwidth`) that the access log (`reason`), the
+   * `socksmith_connections_closed_total{reason}` metric and the `disconnect` event (`ctx.error`, a
+   * SocksError `ERR_SOCKS_CLOSED` carrying it as `reason`) report. Both sockets (or the UDP
+   * association) are destroyed; in the relay phase the chain's code after `next()` still runs.
+   * Before the success reply, throw a SocksError instead: that sends the client a reply.
+   *
+   * @example
+   * if (usedBytes > quota) ctx.close('quota')
+   */
+  close(reason: string, message?: string): void
 }
 
 /** `negotiate`: the client offered methods; choose one (or leave null to refuse with `05 FF`). */
@@ -306,9 +321,9 @@ export interface RelayContext extends BaseContext {
   readonly via: string | null
   /** For UDP ASSOCIATE: the association. */
   readonly association: UdpAssociation | null
-  /** Payload bytes received from the client (after the handshake). */
+  /** Payload bytes received from the client: the relayed bytes, never the handshake's. */
   readonly bytesFromClient: number
-  /** Payload bytes sent to the client (after the handshake). */
+  /** Payload bytes sent to the client: the relayed bytes, never the handshake's (replies included). */
   readonly bytesToClient: number
   /**
    * Observes the bytes the relay moves: `'client'` what the client sends (its early data
@@ -328,6 +343,30 @@ export interface RelayContext extends BaseContext {
    * })
    */
   tap(side: RelaySide, fn: RelayTap): void
+  /**
+   * Shapes what one side sends through a {@link TokenBucket}: `'client'` the bytes the client
+   * sends (upload), `'outbound'` what comes back (download). Each chunk the relay reads from that
+   * side is forwarded and charged to the bucket; a chunk that puts the bucket in debt stops that
+   * side's reads until the debt is paid off. It works with the relay's backpressure (a side
+   * stopped by its bucket and by a slow peer reads again only when both allow), and while a side
+   * is shaped it reads 16 KiB at a time (64 KiB without the fast relay path), so a slow rate is
+   * smooth and the proxy buffers at most one read per side. One bucket may shape many connections
+   * (all of one user's: they share its rate); several buckets may shape one side (every chunk
+   * passes each). Call it before `next()` or while the relay runs; the function it returns takes
+   * the bucket off again. An unshaped connection keeps the zero-copy fast path.
+   *
+   * @example
+   * const perUser = new Map<string, TokenBucket>()
+   * host.use('relay', async function shapeDownloads(ctx, next) {
+   *   if (ctx.user !== null) {
+   *     let bucket = perUser.get(ctx.user)
+   *     if (bucket === undefined) perUser.set(ctx.user, (bucket = new TokenBucket({ rate: 128 * 1024 })))
+   *     ctx.throttle('outbound', bucket)
+   *   }
+   *   await next()
+   * })
+   */
+  throttle(side: RelaySide, bucket: TokenBucket): () => void
 }
 
 /**
@@ -425,14 +464,20 @@ export class ConnectionContext {
     return this.#abort.signal
   }
 
-  /** Payload bytes received from the client: handshake bytes are not counted once the relay started. */
+  /** Payload bytes received from the client: 0 until the success reply, then the relayed bytes (handshake bytes never count). */
   get bytesFromClient(): number {
-    return this.socket.bytesRead - this.handshakeBytesRead
+    return this.replied ? this.socket.bytesRead - this.handshakeBytesRead : 0
   }
 
-  /** Payload bytes sent to the client: handshake bytes (replies included) are not counted once the relay started. */
+  /** Payload bytes sent to the client: 0 until the success reply, then the relayed bytes (handshake bytes and replies never count). */
   get bytesToClient(): number {
-    return this.socket.bytesWritten - this.handshakeBytesWritten
+    return this.replied ? this.socket.bytesWritten - this.handshakeBytesWritten : 0
+  }
+
+  /** Why a middleware closed the connection (`close(reason)`), or the `reason` of the SocksError that ended it; null otherwise. */
+  get closeReason(): string | null {
+    const error = this.error
+    return isSocksError(error) ? error.reason : null
   }
 
   /** @internal Aborts `signal` (called by the driver when the connection ends). */
@@ -536,6 +581,19 @@ export class ConnectionContext {
     addTap(this, side, fn)
   }
 
+  /** Shapes the relayed bytes of one side (see `RelayContext.throttle`). */
+  throttle(side: RelaySide, bucket: TokenBucket): () => void {
+    return addThrottle(this, side, bucket)
+  }
+
+  /** Ends the connection for `reason` (see `BaseContext.close`). */
+  close(reason: string, message?: string): void {
+    if (typeof reason !== 'string' || !CLOSE_REASON.test(reason)) {
+      throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.close(reason): reason must be a short label (letters, digits, _.:-; at most 64), not ${JSON.stringify(reason)}`)
+    }
+    this.#driver.destroy(new SocksError('ERR_SOCKS_CLOSED', message ?? `closed by a middleware: ${reason}`, { reason }))
+  }
+
   /** Reads one message with a codec parser (see `BaseContext.readMessage`). */
   readMessage<T>(parser: MessageParser<T>): Promise<T> {
     return this.#driver.readMessage(parser)
@@ -552,10 +610,6 @@ export class ConnectionContext {
   }
 }
 
-/**
- * A lookup that never answers must not hold the connection until the handshake deadline: it gets
- * the connect timeout and is then a DNS failure (REP 04), like a name that does not resolve.
- */
 /** Answers as the system dials them: 0.0.0.0 / :: become loopback, the rest of 0.0.0.0/8 is dropped. */
 function dialableAnswers(answers: ResolvedAddress[]): ResolvedAddress[] {
   let out: ResolvedAddress[] | null = null
@@ -575,6 +629,8 @@ function dialableAnswers(answers: ResolvedAddress[]): ResolvedAddress[] {
 }
 
 const EMPTY: readonly number[] = Object.freeze([])
+/** What ctx.close() takes as a reason: a label fit for a metric and a log field. */
+const CLOSE_REASON = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/
 // The reason of every ordinary close: one shared error, since building an Error (its stack) per
 // connection is measurable on the handshake path.
 const CLIENT_CLOSED = new SocksError('ERR_SOCKS_CLIENT_CLOSED')

@@ -34,6 +34,7 @@ export const ERROR_CATALOGUE = {
   ERR_SOCKS_HANDSHAKE_TIMEOUT: { message: 'handshake not completed in time', reply: null },
   ERR_SOCKS_HANDSHAKE_TOO_LARGE: { message: 'handshake message exceeds the size limit', reply: null },
   ERR_SOCKS_IDLE_TIMEOUT: { message: 'connection idle for too long', reply: null },
+  ERR_SOCKS_CLOSED: { message: 'connection closed by a middleware', reply: null },
   ERR_SOCKS_CLIENT_CLOSED: { message: 'client closed the connection', reply: null },
   ERR_SOCKS_PROXY_HEADER: { message: 'missing or malformed PROXY protocol header', reply: null },
   ERR_SOCKS_SERVER_CLOSING: { message: 'server is shutting down', reply: Reply.GENERAL_FAILURE },
@@ -65,6 +66,11 @@ export interface SocksErrorOptions {
   /** Overrides the catalogue's reply code. */
   reply?: Reply | null
   cause?: unknown
+  /**
+   * Why, as a short label for logs and metrics (the access log's `reason`), such as
+   * `limits:maxConnections`; `ctx.close(reason)` sets it.
+   */
+  reason?: string | null
 }
 
 /**
@@ -78,12 +84,15 @@ export class SocksError extends Error {
   override readonly name = 'SocksError'
   readonly code: SocksErrorCode
   readonly reply: Reply | null
+  /** Why, as a short label (see `SocksErrorOptions.reason`); null when not given. */
+  readonly reason: string | null
 
   constructor(code: SocksErrorCode, message?: string, options: SocksErrorOptions = {}) {
     const entry: CatalogueEntry = ERROR_CATALOGUE[code]
     super(message ?? entry.message, options.cause === undefined ? undefined : { cause: options.cause })
     this.code = code
     this.reply = options.reply === undefined ? entry.reply : options.reply
+    this.reason = options.reason ?? null
   }
 
   /** Recognises SocksErrors from any copy of socksmith (the brand is a registered symbol). */

@@ -35,6 +35,7 @@ export function accessFields(ctx: ConnectionContext): Record<string, unknown> {
     bytesToClient: relayed ? ctx.bytesToClient : 0,
     durationMs: Date.now() - ctx.startedAt,
     error: errorCode(ctx.error),
+    reason: ctx.closeReason,
   }
 }
 

@@ -128,6 +128,12 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
     labelNames: ['outcome', 'reply'] as const,
     registers,
   })
+  const reasons = new prom.Counter({
+    name: 'socksmith_connection_reasons_total',
+    help: 'Connections that ended for a reason a middleware gave: ctx.close(reason), or the reason of the SocksError that refused it (such as limits:quota).',
+    labelNames: ['reason'] as const,
+    registers,
+  })
   const bytes = new prom.Counter({
     name: 'socksmith_bytes_total',
     help: 'Payload bytes relayed over TCP, from_client and to_client, counted when a connection ends.',
@@ -192,6 +198,7 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
   const connectFailure = connect.labels('failure')
   // One child per outcome and reply seen, so a connection's end costs a map lookup, not label hashing.
   const byOutcome = new Map<string, Counter.Internal>()
+  const byReason = new Map<string, Counter.Internal>()
 
   const onDisconnect = (ctx: ConnectionContext): void => {
     const outcome = outcomeOf(ctx)
@@ -203,6 +210,12 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
       byOutcome.set(key, child)
     }
     child.inc()
+    const reason = ctx.closeReason
+    if (reason !== null) {
+      let counter = byReason.get(reason)
+      if (counter === undefined) byReason.set(reason, (counter = reasons.labels(reason)))
+      counter.inc()
+    }
     const up = ctx.replied ? ctx.bytesFromClient : 0
     const down = ctx.replied ? ctx.bytesToClient : 0
     if (up > 0) fromClient.inc(up)

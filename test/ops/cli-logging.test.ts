@@ -73,6 +73,7 @@ test('stderr gets pino JSON lines, one access line per connection (no password);
     bytesFromClient: 11,
     bytesToClient: 11,
     error: null,
+    reason: null,
   })
   assert.ok(!cli.stderr().includes(PASSWORD))
 

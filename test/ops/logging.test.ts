@@ -87,6 +87,7 @@ test('a successful CONNECT: one info line with every field, never the password',
     bytesFromClient: 17,
     bytesToClient: 17,
     error: null,
+    reason: null,
   })
   assert.equal(typeof durationMs, 'number')
   assert.ok((durationMs as number) >= 0 && (durationMs as number) < 5000)
@@ -125,6 +126,7 @@ test('refused connections: a rule refusal (REP 02) and a wrong password, each wi
     bytesToClient: 0,
     durationMs: null,
     error: 'ERR_SOCKS_NOT_ALLOWED',
+    reason: null,
   })
   // Authentication failed: no request was read, so there is no command or destination.
   assert.deepEqual({ ...badLogin, client: null, durationMs: null }, {
@@ -140,6 +142,7 @@ test('refused connections: a rule refusal (REP 02) and a wrong password, each wi
     bytesToClient: 0,
     durationMs: null,
     error: 'ERR_SOCKS_AUTH_FAILED',
+    reason: null,
   })
   const everything = JSON.stringify(log.lines)
   assert.ok(!everything.includes(PASSWORD), 'neither the right password nor the wrong one is logged')
