@@ -26,8 +26,8 @@
  * 4. A socket without a sink (outside the relay, or a side a middleware reads through its stream),
  *    or one whose stream still holds bytes read before (they must go out first), gets a copy of
  *    each read pushed into its stream, exactly as a plain socket would.
- * 5. A shaped socket (setShapedReads) reads into a small shared buffer, under rule 1: each read
- *    is a copy, so a shaped side never holds a buffer while it waits for its bucket.
+ * 5. A socket shaped at a slow rate (setShapedReads) reads into a small shared buffer, under
+ *    rule 1: each read is a copy, so such a side never holds a buffer while it waits for its bucket.
  *
  * Nothing is allocated at import: the shared buffer, the first own buffer and the probe of net's
  * internals (readInto) all happen on first use.

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net'
 import { SocksError } from '../core/errors.js'
 import { Command } from '../protocol/constants.js'
 import { armDeadline, DeadlineEntry, disarmDeadline } from '../core/deadlines.js'
-import { readInto, releaseHeld, releaseReadBuffers, setReadSink, setShapedReads, type ReadSink } from './read-buffers.js'
+import { READ_SIZE_LARGE, readInto, releaseHeld, releaseReadBuffers, setReadSink, setShapedReads, type ReadSink } from './read-buffers.js'
 import type { TokenBucket } from './token-bucket.js'
 
 const kRelay = Symbol('socksmith.relay')
@@ -85,7 +85,16 @@ interface Shaping {
   readonly buckets: TokenBucket[]
   /** Set while the socket has stopped reading until its buckets are out of debt. */
   timer: NodeJS.Timeout | null
+  /** The socket reads small (read-buffers.ts, setShapedReads): its slowest bucket is below SMALL_READS_BELOW. */
+  small: boolean
 }
+
+/**
+ * A side shaped below this rate (bytes/s) reads 16 KiB at a time, so that it moves smoothly; at or
+ * above it a large read (1 MiB) is at most 1/16 s of the rate, and the side keeps the fast path's
+ * large, uncopied reads: a limit set high enough never to bite costs next to nothing.
+ */
+const SMALL_READS_BELOW = 16 * READ_SIZE_LARGE
 
 type RelaySocket = Socket & {
   [kRelay]: RelayState | undefined
@@ -185,9 +194,12 @@ export function addThrottle(ctx: TapTarget, side: RelaySide, bucket: TokenBucket
     throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.throttle(${JSON.stringify(side)}, bucket): bucket must be a TokenBucket`)
   }
   const socket = relaySocketOf(ctx, side, 'throttle') as RelaySocket
-  const shaping = (socket[kShaping] ??= { buckets: [], timer: null })
+  const shaping = (socket[kShaping] ??= { buckets: [], timer: null, small: false })
   shaping.buckets.push(bucket)
-  setShapedReads(socket, true)
+  if (!shaping.small && bucket.rate < SMALL_READS_BELOW) {
+    shaping.small = true
+    setShapedReads(socket, true)
+  }
   return () => {
     const at = shaping.buckets.indexOf(bucket)
     if (at < 0) return
@@ -232,7 +244,6 @@ const pump: ReadSink = {
     // A chunk of highWaterMark or more makes write() return false even when the kernel took it
     // all at once; stopping then would cost a stop/start per chunk for nothing.
     const flowing = peer.write(chunk) || peer.writableLength === 0
-    // (A shaped socket's reads always come here, as copies: read-buffers.ts, rule 5.)
     if (source[kShaping] !== undefined) return charged(source, chunk.length) && flowing
     return flowing
   },
@@ -244,8 +255,15 @@ const pump: ReadSink = {
     // A write below the peer's highWaterMark (16 KiB on Node 20, 64 KiB from Node 22) returns true
     // even when it is only buffered, and then no 'drain' comes to release a lent buffer and resume
     // this socket: such a read goes out as a copy, with take()'s backpressure.
-    if (view.length < peer.writableHighWaterMark) return peer.write(Buffer.from(view)) || peer.writableLength === 0
+    if (view.length < peer.writableHighWaterMark) {
+      const flowing = peer.write(Buffer.from(view)) || peer.writableLength === 0
+      if (source[kShaping] !== undefined) return charged(source, view.length) && flowing
+      return flowing
+    }
     peer.write(view)
+    // A side shaped at a high rate reads large: in debt, it stops reading (net's pause() of a
+    // managed socket stops the handle) without holding more than the write holds.
+    if (source[kShaping] !== undefined && !charged(source, view.length)) source.pause()
     // The kernel took it all (the write completed synchronously): nothing holds the buffer.
     // Otherwise write() returned false (the view is at least highWaterMark): 'drain' will come.
     return peer.writableLength === 0
@@ -268,9 +286,18 @@ function charged(source: RelaySocket, length: number): boolean {
   const shaping = source[kShaping]!
   const buckets = shaping.buckets
   let wait = 0
+  let slowest = Number.POSITIVE_INFINITY
   for (let i = 0; i < buckets.length; i++) {
-    const ms = buckets[i]!.consume(length)
+    const bucket = buckets[i]!
+    const ms = bucket.consume(length)
     if (ms > wait) wait = ms
+    if (bucket.rate < slowest) slowest = bucket.rate
+  }
+  // Rates can change (setRate): the read size follows.
+  const small = slowest < SMALL_READS_BELOW
+  if (small !== shaping.small) {
+    shaping.small = small
+    setShapedReads(source, small)
   }
   if (wait === 0) return true
   if (shaping.timer === null) shaping.timer = setTimeout(onShaped, wait, source)

@@ -349,8 +349,9 @@ export interface RelayContext extends BaseContext {
    * side is forwarded and charged to the bucket; a chunk that puts the bucket in debt stops that
    * side's reads until the debt is paid off. It works with the relay's backpressure (a side
    * stopped by its bucket and by a slow peer reads again only when both allow), and while a side
-   * is shaped it reads 16 KiB at a time (64 KiB without the fast relay path), so a slow rate is
-   * smooth and the proxy buffers at most one read per side. One bucket may shape many connections
+   * is shaped below 16 MiB/s it reads 16 KiB at a time (64 KiB without the fast relay path), so a
+   * slow rate is smooth and the proxy buffers at most one read per side; above it (a limit that
+   * rarely bites) it keeps the fast path's large reads. One bucket may shape many connections
    * (all of one user's: they share its rate); several buckets may shape one side (every chunk
    * passes each). Call it before `next()` or while the relay runs; the function it returns takes
    * the bucket off again. An unshaped connection keeps the zero-copy fast path.

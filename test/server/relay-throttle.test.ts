@@ -11,6 +11,7 @@ import { connectThrough, hex, ipv4Request, startSocks, startTcpServer, trackClie
 import { isSocksError, TokenBucket, type ConnectionContext, type RelayContext } from 'socksmith'
 import { accessFields, collectMetrics } from 'socksmith/ops'
 import type { TestContext } from 'node:test'
+import { readBufferStats } from '../../src/commands/read-buffers.js'
 
 const KiB = 1024
 
@@ -197,6 +198,24 @@ for (const fastRelay of [true, false]) {
     })
   })
 }
+
+test('a bucket at 16 MiB/s or more keeps the large, uncopied reads of the fast path, and still holds its rate', async (t) => {
+  const size = 24 * 1024 * KiB
+  const rate = 32 * 1024 * KiB
+  const target = await sender(t, size)
+  const { port } = await startSocks(t, {}, (server) => {
+    server.use('relay', async function shape(ctx: RelayContext, next) {
+      ctx.throttle('outbound', new TokenBucket({ rate, burst: 1024 * KiB }))
+      await next()
+    })
+  })
+  const lentBefore = readBufferStats.lent
+  const { bytes, ms } = await download(t, port, target.port)
+  assert.equal(bytes, size)
+  assert.ok(readBufferStats.lent > lentBefore, 'reads were lent, not copied')
+  const expected = ((size - 1024 * KiB) / rate) * 1000
+  assert.ok(ms >= expected * 0.85, `took ${ms.toFixed(0)} ms, at least ${(expected * 0.85).toFixed(0)} expected (it is shaped)`)
+})
 
 test('taking the bucket off resumes a side that waits for it; misuse throws at once', async (t) => {
   const size = 256 * KiB
