@@ -103,6 +103,17 @@ module.exports = {
       to: { path: ['^src/config/', '^src/cli/', '^src/cli\\.ts$'] },
     },
     {
+      name: 'store-sits-below-the-core',
+      severity: 'error',
+      comment:
+        'src/store (the shared store plugins get as host.store) imports more of src/ than it may. The core ' +
+        'creates the store, so the store must not need the core: it may import itself, the error catalogue ' +
+        'src/core/errors.ts, the pure option checks of src/plugin-kit, and src/ops/cluster.ts (whether this ' +
+        'process is a --workers worker). Anything more ties a backend to the server it serves, a cycle away.',
+      from: { path: '^src/store/' },
+      to: { path: '^src/', pathNot: ['^src/store/', '^src/core/errors\\.ts$', '^src/plugin-kit/', '^src/ops/cluster\\.ts$'] },
+    },
+    {
       name: 'shipped-code-uses-no-dev-dependency',
       severity: 'error',
       comment:

@@ -14,6 +14,7 @@ import { writePidFile } from './pid-file.js'
 import { keepServingOnUncaught } from './process.js'
 import { startReloader } from './reloader.js'
 import { registerSelfResolve } from './self-resolve.js'
+import { serveClusterStore } from '../store/cluster.js'
 
 /** Runs the CLI with `argv` (without node and the script); resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -80,7 +81,10 @@ export async function main(argv: string[]): Promise<number> {
         return false
       }
     }
+    // The workers' memory store lives here, so a limit is one limit for all of them.
+    const store = loaded.config.store.type === 'memory' ? serveClusterStore() : null
     const code = await runPrimary(workers, logger, printListening, onReady)
+    await store?.close()
     await clusterMetrics?.close()
     return code
   }

@@ -224,6 +224,7 @@ export function createServerFromConfig(loaded: LoadedConfig, options: CreateServ
     accessLog: config.log.access,
     allowOpenProxy: config.allowOpenProxy,
     udp: config.udp,
+    store: config.store,
   })
   const issues = new IssueList(loaded.displayName)
   const dir = loaded.filepath === null ? process.cwd() : dirname(loaded.filepath)

@@ -30,6 +30,7 @@ export function printableConfig(loaded: LoadedConfig): Record<string, unknown> {
     metrics: config.metrics,
     allowOpenProxy: config.allowOpenProxy,
     udp: config.udp,
+    store: maskSecrets(config.store),
     plugins: config.plugins.map((entry) => ({
       name: entry.plugin.name,
       from: entry.source,

@@ -21,7 +21,7 @@ export interface ReloadResult {
    * users it no longer has).
    */
   closed: number
-  /** Settings that only a restart applies (listeners, the metrics listener). */
+  /** Settings that only a restart applies (listeners, the metrics listener, the store). */
   needsRestart: string[]
 }
 
@@ -51,5 +51,7 @@ export async function reloadFromConfig(server: SocksServer, current: LoadedConfi
   const needsRestart: string[] = []
   if (JSON.stringify(current.config.listen) !== JSON.stringify(loaded.config.listen)) needsRestart.push('listen')
   if (JSON.stringify(current.config.metrics) !== JSON.stringify(loaded.config.metrics)) needsRestart.push('metrics')
+  // The reloaded server kept the store it had (see SocksServer.reload): counters and leases live on.
+  if (JSON.stringify(current.config.store) !== JSON.stringify(loaded.config.store)) needsRestart.push('store')
   return { loaded, closed: switched.closed, needsRestart }
 }

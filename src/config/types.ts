@@ -3,6 +3,7 @@ import type { LogLevel } from '../ops/logger.js'
 import type { Phase, PhaseContexts, Plugin } from '../core/plugin.js'
 import type { Timeouts } from '../core/server.js'
 import type { ClientPrefix } from '../core/client-group.js'
+import type { StoreOptions } from '../store/store.js'
 
 /** Milliseconds, or a string with a unit: `"250ms"`, `"30s"`, `"5m"`, `"1h"`. */
 export type Duration = number | string
@@ -84,9 +85,21 @@ export interface SocksmithConfig {
     /** Live UDP associations per client (see `limits.clientPrefix`); more are refused with REP 02. Default 64. */
     maxAssociationsPerClient?: number
   }
+  /**
+   * Where plugins keep shared state (`host.store`). Default `{ type: memory }`: this process, or
+   * under `--workers` the primary, shared by every worker. `{ type: redis, url }` shares it with
+   * every node using that Redis/Valkey and `prefix` (default `socksmith:`). A change takes a
+   * restart.
+   */
+  store?: StoreConfig
   /** Ordered: the order of the list is the order of the middleware. */
   plugins?: PluginEntry[]
 }
+
+/** `store`: as the server's `store` option, with `timeout` also a duration (`"500ms"`, `"2s"`). */
+export type StoreConfig =
+  | { type: 'memory'; timeout?: Duration }
+  | { type: 'redis'; url: string; prefix?: string; timeout?: Duration }
 
 /** `metrics`: where the Prometheus endpoint listens. */
 export interface MetricsConfig {
@@ -141,6 +154,7 @@ export interface EffectiveConfig {
   metrics: EffectiveMetrics | null
   allowOpenProxy: boolean
   udp: { acceptFromAnyPeer: boolean; maxSendQueue: number; maxAssociationsPerClient: number }
+  store: StoreOptions
   plugins: LoadedPlugin[]
 }
 

@@ -7,6 +7,7 @@ import { checkClientPrefix, DEFAULT_CLIENT_PREFIX, type ClientPrefix } from '../
 import { checkKeys, describe, isPlainObject } from '../plugin-kit/index.js'
 import { checkProxyProtocol } from '../core/proxy-trust.js'
 import { checkPerUser } from '../ops/metrics.js'
+import { checkStoreOptions } from '../store/open.js'
 
 /** One problem in a config: where (`timeouts.idle`) and what. */
 export interface ConfigIssue {
@@ -75,7 +76,7 @@ export function parseDuration(value: unknown): number | null {
   return Number.isFinite(ms) ? Math.round(ms) : null
 }
 
-const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'metrics', 'allowOpenProxy', 'udp', 'plugins'] as const
+const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'metrics', 'allowOpenProxy', 'udp', 'store', 'plugins'] as const
 const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog', 'proxyProtocol'] as const
 const PROXY_PROTOCOL_KEYS = ['trusted'] as const
 const LIMIT_KEYS = ['maxConnections', 'perClient', 'clientPrefix'] as const
@@ -100,6 +101,7 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
     metrics: null,
     allowOpenProxy: false,
     udp: { acceptFromAnyPeer: false, maxSendQueue: 1024, maxAssociationsPerClient: 64 },
+    store: { type: 'memory' },
   }
   if (raw === null || raw === undefined) return { config, plugins: [] }
   if (!isPlainObject(raw)) {
@@ -176,6 +178,17 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
     }
     config.udp.maxSendQueue = integer(udp.maxSendQueue, 'udp.maxSendQueue', 1, Number.MAX_SAFE_INTEGER, issues) ?? config.udp.maxSendQueue
     config.udp.maxAssociationsPerClient = integer(udp.maxAssociationsPerClient, 'udp.maxAssociationsPerClient', 1, Number.MAX_SAFE_INTEGER, issues) ?? config.udp.maxAssociationsPerClient
+  }
+
+  if (raw.store !== undefined && raw.store !== null) {
+    let store = raw.store
+    // A duration in the file ("500ms"); the store's own check wants milliseconds.
+    if (isPlainObject(store) && typeof store.timeout === 'string') {
+      const ms = parseDuration(store.timeout)
+      if (ms === null) issues.add('store.timeout', `expected milliseconds or a duration such as "500ms", "2s", found ${describe(store.timeout)}`)
+      store = { ...store, timeout: ms ?? undefined }
+    }
+    config.store = checkStoreOptions(store, (at, message) => issues.add(at === '' ? 'store' : `store.${at}`, message)) ?? config.store
   }
 
   let plugins: unknown[] = []

@@ -48,6 +48,7 @@ export const ERROR_CATALOGUE = {
   ERR_SOCKS_INVALID_ARGUMENT: { message: 'invalid argument', reply: null },
   ERR_SOCKS_REPLY: { message: 'SOCKS server replied with a failure', reply: Reply.GENERAL_FAILURE },
   ERR_SOCKS_PROXY_FAILED: { message: 'upstream proxy failed', reply: Reply.GENERAL_FAILURE },
+  ERR_SOCKS_STORE: { message: 'the shared store did not answer', reply: Reply.GENERAL_FAILURE },
   ERR_PLUGIN_INVALID: { message: 'not a socksmith plugin', reply: null },
   ERR_PLUGIN_DUPLICATE: { message: 'plugin registered twice', reply: null },
   ERR_PLUGIN_DEPENDENCY: { message: 'plugin dependency is not registered before it', reply: null },

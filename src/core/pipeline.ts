@@ -7,6 +7,7 @@ import { authTerminal, connectTerminal, datagramTerminal, negotiateTerminal, rel
 import type { Resolver } from '../net/resolver.js'
 import type { Logger } from '../ops/logger.js'
 import { LookupBudget } from '../commands/udp.js'
+import type { SharedStore } from '../store/store.js'
 
 /** Middleware per phase, in order. */
 export type MiddlewareLists = { [P in Phase]: Middleware<PhaseContexts[P]>[] }
@@ -33,6 +34,8 @@ export interface PipelineInput {
   /** Middleware registered with `use()`; plugin middleware comes after. */
   readonly middleware: MiddlewareLists
   readonly plugins: readonly RegisteredPlugin[]
+  /** The server's shared store, created when a plugin first reads `host.store`. */
+  readonly store: () => SharedStore
 }
 
 /** Datagram name lookups in flight at once over one pipeline's associations (each holds its datagram). */
@@ -129,6 +132,9 @@ class Builder {
       log,
       timeouts: base.timeouts,
       clientPrefix: base.clientPrefix,
+      get store() {
+        return built.input.store()
+      },
       use(phase, ...middleware) {
         if (!isPhase(phase)) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `unknown phase "${String(phase)}"`)
         ;(built.middleware[phase] as unknown[]).push(...middleware)

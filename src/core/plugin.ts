@@ -3,6 +3,7 @@ import type { AuthContext, BaseContext, ConnectContext, DatagramContext, Dialer,
 import type { Resolver } from '../net/resolver.js'
 import type { ClientPrefix } from './client-group.js'
 import type { Logger } from '../ops/logger.js'
+import type { SharedStore } from '../store/store.js'
 import { isSocksError, SocksError } from './errors.js'
 
 /** The context each phase's middleware receives. */
@@ -56,6 +57,24 @@ export interface PluginHost {
   readonly timeouts: Readonly<Timeouts>
   /** What one client is, for per-client counts (`clientGroup(address, host.clientPrefix)`). */
   readonly clientPrefix: Readonly<ClientPrefix>
+  /**
+   * State shared with every process serving for this server: counters with expiry, leases with a
+   * time to live, pub/sub. In memory by default; under `--workers` the primary holds it, so a
+   * limit is one limit for all workers; with the config's `store: { type: redis, url }` every node
+   * using that Redis shares it. Created when first read; the same store across reloads; closed
+   * after the server drained (after `onClose` hooks). Operations reject with `ERR_SOCKS_STORE`
+   * when the backend does not answer in time: decide whether your plugin then fails open or closed.
+   *
+   * @example
+   * // At most 1000 requests a day per user, whichever worker or node they reach.
+   * host.use('request', async function dailyQuota(ctx, next) {
+   *   const day = Math.floor(Date.now() / 86_400_000)
+   *   const count = await host.store.add(`requests:${ctx.user}:${day}`, 1, (day + 1) * 86_400_000)
+   *   if (count > 1000) throw new SocksError('ERR_SOCKS_NOT_ALLOWED', 'daily request quota used up')
+   *   await next()
+   * })
+   */
+  readonly store: SharedStore
   /** Adds middleware to a phase (after the ones already there). */
   use<P extends Phase>(phase: P, ...middleware: Middleware<PhaseContexts[P]>[]): void
   /** Declares a `ctx.state` key and its initial value, so every connection's state has the same shape. */

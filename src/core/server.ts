@@ -15,6 +15,8 @@ import { systemResolver, type Resolver } from '../net/resolver.js'
 import { createLogger, type Logger, type LogLevel } from '../ops/logger.js'
 import { fastReadsEnabled } from '../commands/read-buffers.js'
 import { logAccess } from '../ops/access-log.js'
+import { checkStoreOptions, createStore } from '../store/open.js'
+import type { SharedStore, StoreOptions } from '../store/store.js'
 
 export type { Timeouts } from './context.js'
 
@@ -69,6 +71,13 @@ export interface ServerOptions {
     /** Live UDP associations per client (see `clientPrefix`); more are refused with REP 02. Default 64. */
     maxAssociationsPerClient?: number
   }
+  /**
+   * The shared state plugins use (`host.store`): options of the store the server creates on first
+   * use and closes at `close()` (default `{ type: 'memory' }`; in a `--workers` worker the
+   * primary's store), or a store you created (`createStore()`), which stays yours to close. A
+   * reload keeps the running server's store.
+   */
+  store?: SharedStore | StoreOptions
 }
 
 /** Where `server.listen()` listens, and how. */
@@ -141,9 +150,25 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   #lastRefusalLog = 0
   #lastAcceptErrorLog = 0
   #onDrained: (() => void) | null = null
+  /** Null once the store is created (or when it was given). */
+  #storeOptions: StoreOptions | null
+  #store: SharedStore | null
+  /** False for a store the options gave, and for the live server's store a reload handed over. */
+  #ownsStore = false
+  /** During a reload: the live server, whose store this server's plugins get. */
+  #storeFrom: SocksServer | null = null
 
   constructor(options: ServerOptions = {}) {
     super()
+    if (isSharedStore(options.store)) {
+      this.#store = options.store
+      this.#storeOptions = null
+    } else {
+      this.#store = null
+      this.#storeOptions = checkStoreOptions(options.store ?? { type: 'memory' }, (at, message) => {
+        throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `store${at === '' ? '' : `.${at}`}: ${message}`)
+      })
+    }
     const timeouts = Object.freeze({ ...DEFAULT_TIMEOUTS, ...definedOnly(options.timeouts ?? {}) })
     for (const [key, value] of Object.entries(timeouts)) {
       if (!Number.isFinite(value) || value < 0) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `timeouts.${key} must be a non-negative number of milliseconds`)
@@ -213,6 +238,22 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   /** True once a plugin called `requireAuth()`. */
   get authRequired(): boolean {
     return this.settings.authRequired
+  }
+
+  /**
+   * The shared store of this server's plugins (`host.store`), created on first use from the
+   * `store` option. After a reload, the store the server had before: a changed `store` option
+   * takes a restart.
+   */
+  get store(): SharedStore {
+    if (this.#storeFrom !== null) return this.#storeFrom.store
+    if (this.#store === null) {
+      this.#store = createStore(this.#storeOptions ?? { type: 'memory' }, {
+        onListenerError: (err, channel) => this.log.error(`store: a listener of channel ${channel} threw`, { error: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
+      })
+      this.#ownsStore = true
+    }
+    return this.#store
   }
 
   /** Live connections (handshaking, relaying, or holding a UDP association). */
@@ -341,6 +382,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     if (next === this) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'reload() needs a new server, not this one')
     if (next.#listeners.length > 0 || next.#closing !== null) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'reload() needs a server that has never listened')
     if (this.#closing !== null) throw new SocksError('ERR_SOCKS_SERVER_CLOSING', 'server is closed')
+    // Counters and leases outlive a reload: the new plugins get the store the old ones filled.
+    if (next.#storeOptions !== null && next.#store === null) next.#storeFrom = this
     const pipeline = await next.#start()
     const settings = pipeline.settings
     if (!settings.authRequired && !settings.allowOpenProxy) {
@@ -436,6 +479,14 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
         this.log.error('close hook failed', { error: String(err) })
       }
     }
+    // After the close hooks: a plugin may write its last counts there.
+    if (this.#ownsStore && this.#store !== null) {
+      try {
+        await this.#store.close()
+      } catch (err) {
+        this.log.error('closing the store failed', { error: String(err) })
+      }
+    }
     this.emit('close')
   }
 
@@ -455,7 +506,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   }
 
   async #build(): Promise<Pipeline> {
-    const pipeline = await Pipeline.build({ server: this, log: this.log, base: this.#base, middleware: this.#middleware, plugins: this.#plugins })
+    const pipeline = await Pipeline.build({ server: this, log: this.log, base: this.#base, middleware: this.#middleware, plugins: this.#plugins, store: () => this.store })
     this.#pipeline ??= pipeline
     this.#closeHooks.push(...pipeline.closeHooks)
     return pipeline
@@ -568,6 +619,10 @@ export function createServer(options?: ServerOptions): SocksServer {
 function localEndpointOf(socket: Socket): Endpoint {
   const address = unmapIPv4(socket.localAddress ?? '127.0.0.1')
   return { address, port: socket.localPort ?? 0, family: isIP(address) === 6 ? 6 : 4 }
+}
+
+function isSharedStore(value: unknown): value is SharedStore {
+  return typeof value === 'object' && value !== null && typeof (value as Partial<SharedStore>).acquire === 'function' && typeof (value as Partial<SharedStore>).close === 'function'
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

@@ -57,6 +57,7 @@ test('no config file: the defaults', async (t) => {
     metrics: null,
     allowOpenProxy: false,
     udp: { acceptFromAnyPeer: false, maxSendQueue: 1024, maxAssociationsPerClient: 64 },
+    store: { type: 'memory' },
     plugins: [],
   })
 })

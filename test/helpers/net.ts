@@ -44,6 +44,15 @@ export async function startSocks(t: TestContext, options: ServerOptions & { host
   return { server, port: address.port, host }
 }
 
+/** A loopback port nobody listens on now (the kernel's pick, released at once): for a peer started on it, or a dead address. */
+export async function freePort(): Promise<number> {
+  const probe = createNetServer().listen(0, '127.0.0.1')
+  await once(probe, 'listening')
+  const { port } = probe.address() as AddressInfo
+  await new Promise((resolve) => probe.close(resolve))
+  return port
+}
+
 /** Polls `predicate` (for counters that have no event) until true or `timeout` ms. */
 export async function waitFor(predicate: () => boolean, timeout = 2000): Promise<void> {
   const deadline = Date.now() + timeout

@@ -1,7 +1,7 @@
 import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
@@ -12,7 +12,7 @@ import { createServer, SocksError, Method, type SocksServer, type ServerOptions 
 import { socksAssociate, socksBind, socksConnect, type Address } from 'socksmith/client'
 import upstream, { parseProxyUrl } from 'socksmith/plugins/upstream'
 import rules from 'socksmith/plugins/rules'
-import { RawClient, hex, domainRequest, ipv4Request, mapResolver, startEcho, startSocks, startTcpServer, startUdpEcho, trackClient, waitFor } from '../helpers/net.js'
+import { RawClient, freePort, hex, domainRequest, ipv4Request, mapResolver, startEcho, startSocks, startTcpServer, startUdpEcho, trackClient, waitFor } from '../helpers/net.js'
 import { startHttpProxy } from '../helpers/http-proxy.js'
 import { startSocks4Proxy } from '../helpers/socks4-proxy.js'
 import { needs, peer } from '../helpers/peers.js'
@@ -143,15 +143,6 @@ function acceptAnyLogin(server: SocksServer): void {
     if (ctx.credentials !== null) ctx.user = ctx.credentials.username
     await next()
   })
-}
-
-async function freePort(): Promise<number> {
-  const server = createNetServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 /** Polls until something accepts on the port (third-party daemons announce nothing we can wait on). */

@@ -5,21 +5,13 @@ import { spawn } from 'node:child_process'
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { connect, createServer as createNetServer, type AddressInfo } from 'node:net'
+import { connect } from 'node:net'
 import { once } from 'node:events'
-import { RawClient, startEcho, startSocks, ipv4Request, hex, trackClient } from '../helpers/net.js'
+import { RawClient, freePort, startEcho, startSocks, ipv4Request, hex, trackClient } from '../helpers/net.js'
 import { needs, peer } from '../helpers/peers.js'
 import { encodeProxyHeaderV1 } from 'socksmith/protocol'
 import { isSocksError, loadConfig, type Endpoint, type SocksmithConfig, type SocksServer } from 'socksmith'
 import rules from 'socksmith/plugins/rules'
-
-async function freePort(): Promise<number> {
-  const probe = createNetServer().listen(0, '127.0.0.1')
-  await once(probe, 'listening')
-  const { port } = probe.address() as AddressInfo
-  await new Promise((resolve) => probe.close(resolve))
-  return port
-}
 
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {

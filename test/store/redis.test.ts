@@ -1,0 +1,71 @@
+// The Redis store against a real redis-server (started here, on a free port): the contract with
+// `a` in this process and `b` in a child process, each with its own connections; and what happens
+// while Redis is gone and after it is back.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createStore, type SharedStore } from 'socksmith'
+import { needs, peer } from '../helpers/peers.js'
+import { startRedis } from '../helpers/redis.js'
+import { forkStore } from '../helpers/remote-store.js'
+import { assertEveryOperationRejects, storeContract } from './contract.js'
+
+const redis = peer('redis-server')
+
+storeContract('redis store (two processes)', needs(redis), async (scope) => {
+  const server = await startRedis(scope)
+  const options = { type: 'redis', url: server.url, prefix: 'contract:' } as const
+  const a = createStore(options)
+  scope.after(() => a.close())
+  const b = await forkStore(scope, options)
+  assert.equal(a.kind, 'redis')
+  assert.equal(b.kind, 'redis')
+  return { a, b }
+})
+
+test('redis store: with Redis stopped every operation rejects within the timeout; after a restart on the same port it works again', needs(redis), async (t) => {
+  const server = await startRedis(t)
+  const store = createStore({ type: 'redis', url: server.url, timeout: 300 })
+  t.after(() => store.close())
+  const heard: string[] = []
+  await store.subscribe('news', (message) => heard.push(message))
+  assert.equal(await store.add('up', 1, null), 1)
+  await server.stop()
+  const port = server.port
+  await assertEveryOperationRejects(store, (name) => new RegExp(`^redis store: ${name} failed: .*127\\.0\\.0\\.1:${port}`), 800)
+  await server.start()
+  // ioredis reconnects by itself (within a second here); nothing queued from the outage is replayed.
+  const deadline = Date.now() + 5000
+  let value: number | null = null
+  while (value === null) {
+    value = await store.add('k', 1, null).catch(() => null)
+    if (value === null && Date.now() > deadline) throw new Error('no reconnect within 5 s')
+    if (value === null) await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  assert.equal(value, 1, 'a fresh Redis (no persistence), and the failed adds were never applied')
+  // The subscription came back with the connection.
+  await eventuallyHeard(store, heard)
+})
+
+/** Publishes until the resubscribed listener hears it (the resubscribe may land after the first publish). */
+async function eventuallyHeard(store: SharedStore, heard: string[]): Promise<void> {
+  const deadline = Date.now() + 3000
+  while (heard.length === 0) {
+    if (Date.now() > deadline) throw new Error('the subscription did not come back')
+    await store.publish('news', 'back')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  assert.equal(heard[0], 'back')
+}
+
+test('redis store: keys carry the prefix, so two prefixes on one Redis are two states; now() is the Redis clock', needs(redis), async (t) => {
+  const server = await startRedis(t)
+  const store = createStore({ type: 'redis', url: server.url, prefix: 'eu1:' })
+  const other = createStore({ type: 'redis', url: server.url, prefix: 'eu2:' })
+  t.after(() => Promise.all([store.close(), other.close()]))
+  assert.equal(await store.add('hits', 2, null), 2)
+  assert.equal(await other.read('hits'), 0, 'another prefix, another state')
+  assert.equal(await store.acquire('slots', 'h', 1, 60_000), true)
+  assert.equal(await other.acquire('slots', 'h2', 1, 60_000), true)
+  const now = await store.now()
+  assert.ok(Math.abs(now - Date.now()) < 1000)
+})
