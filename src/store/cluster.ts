@@ -213,7 +213,7 @@ export interface ClusterStoreService {
 export function serveClusterStore(): ClusterStoreService {
   const store = new MemoryStore()
   const subscribers = new Map<string, Set<Worker>>()
-  const reply = (worker: Worker, answer: StoreReply): void => {
+  const sendTo = (worker: Worker, answer: StoreReply | StoreMessage): void => {
     // A worker that died meanwhile has nobody left to answer.
     if (!worker.isConnected()) return
     try {
@@ -236,9 +236,7 @@ export function serveClusterStore(): ClusterStoreService {
       case 'now': return Date.now()
       case 'publish': {
         const message: StoreMessage = { type: MESSAGE, channel: String(a), message: String(b) }
-        for (const subscriber of subscribers.get(message.channel) ?? []) {
-          if (subscriber.isConnected()) subscriber.send(message)
-        }
+        for (const subscriber of subscribers.get(message.channel) ?? []) sendTo(subscriber, message)
         return undefined
       }
       case 'subscribe': {
@@ -263,8 +261,8 @@ export function serveClusterStore(): ClusterStoreService {
     Promise.resolve()
       .then(() => run(worker, op, Array.isArray(args) ? args : []))
       .then(
-        (value) => reply(worker, { type: REQUEST, id, value }),
-        (err: unknown) => reply(worker, { type: REQUEST, id, error: err instanceof Error ? err.message : String(err) }),
+        (value) => sendTo(worker, { type: REQUEST, id, value }),
+        (err: unknown) => sendTo(worker, { type: REQUEST, id, error: err instanceof Error ? err.message : String(err) }),
       )
   }
   // Its leases stay until their TTL ends (nobody renews them): the heartbeat is what frees them.

@@ -85,8 +85,8 @@ export class MemoryStore implements SharedStore {
     const now = Date.now()
     this.#sweep(now)
     const set = this.#liveSet(key, now)
-    const leases = set?.leases
-    if (leases !== undefined && !leases.has(holder) && leases.size >= max) return false
+    const held = set?.leases.has(holder) ?? false
+    if (!held && (set?.leases.size ?? 0) >= max) return false
     this.#putLease(set, key, holder, now + ttlMs)
     return true
   }

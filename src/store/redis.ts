@@ -78,6 +78,13 @@ class Connection {
     })
   }
 
+  /** Disconnects; operations waiting for the connection go on at once, and fail on the closed one. */
+  close(): void {
+    this.redis.disconnect()
+    for (const wake of this.#waiters) wake()
+    this.#waiters.clear()
+  }
+
   /** Resolves once the connection is ready; false when it was not within `ms`. */
   ready(ms: number): Promise<boolean> {
     if (this.redis.status === 'ready') return Promise.resolve(true)
@@ -192,7 +199,7 @@ export class RedisStore implements SharedStore {
     this.#channels.clear()
     const connections = await Promise.allSettled([this.#client, this.#subscriber])
     for (const result of connections) {
-      if (result.status === 'fulfilled') result.value?.redis.disconnect()
+      if (result.status === 'fulfilled') result.value?.close()
     }
   }
 

@@ -131,6 +131,8 @@ export function storeContract(name: string, options: TestOptions, open: (scope: 
       // A holder that has a lease keeps it at the max: acquire() renews it.
       assert.equal(await a.acquire(k, admitted[0] as string, 5, 10_000), true)
       assert.equal(await a.acquire(k, 'one-more', 5, 10_000), false)
+      // max 0: nobody, not even the first.
+      assert.equal(await b.acquire(key('closed'), 'first', 0, 10_000), false)
     })
 
     test('release frees the slot at once; releasing what is not held does nothing', async () => {

@@ -11,7 +11,8 @@ import { silentLogger } from 'socksmith/ops'
 import { printableConfig } from '../../src/config/print.js'
 import { project, write } from '../config/helpers.js'
 import { startEcho } from '../helpers/net.js'
-import { CLI, echoThrough, listeningPort, start, tempDir } from '../helpers/spawn.js'
+import { run } from '../helpers/processes.js'
+import { CLI, echoThrough, listeningPort, ROOT, start, tempDir } from '../helpers/spawn.js'
 
 /** A plugin that hands out the store it was given, and writes to it in its close hook. */
 function probe(seen: SharedStore[], closed: unknown[] = []) {
@@ -127,4 +128,26 @@ test('socksmith --workers 2: both workers\' plugins share the primary\'s store',
   for (let i = 0; i < 4; i++) assert.equal(await echoThrough(port, echo.port, { payload: `s${i}` }), `s${i}`, running.stderr())
   running.child.kill('SIGTERM')
   assert.equal((await running.exited).code, 0)
+})
+
+test('a server that uses no Redis store never loads ioredis; the first operation of a Redis store does', async () => {
+  // A process of its own: this one has loaded ioredis already, or will.
+  const program = `
+import { createRequire } from 'node:module'
+import { createServer, createStore } from 'socksmith'
+const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((path) => path.includes('/node_modules/ioredis/'))
+const server = createServer({ logLevel: 'silent' })
+await server.listen({ port: 0 })
+await server.store.add('hits', 1, null)
+const before = loaded()
+const redis = createStore({ type: 'redis', url: 'redis://127.0.0.1:1', timeout: 200 })
+const created = loaded()
+await redis.read('hits').catch(() => {})
+console.log(JSON.stringify({ before, created, after: loaded() }))
+await redis.close()
+await server.close()
+`
+  const result = await run(process.execPath, ['--input-type=module', '-e', program], { cwd: ROOT })
+  assert.equal(result.code, 0, result.stderr)
+  assert.deepEqual(JSON.parse(result.stdout), { before: false, created: false, after: true })
 })
