@@ -9,7 +9,7 @@ const env = { ...process.env, NODE_OPTIONS: '' }
 
 test('every entry of the exports map loads from dist by the package name', async () => {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { exports: Record<string, unknown> }
-  const plugins = ['auth', 'rules', 'dns-cache', 'upstream']
+  const plugins = ['auth', 'rules', 'dns-cache', 'upstream', 'limits']
   const entries = Object.keys(pkg.exports)
     .filter((key) => key !== './package.json' && !key.includes('*'))
     .map((key) => (key === '.' ? 'socksmith' : `socksmith/${key.slice(2)}`))

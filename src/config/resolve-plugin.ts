@@ -9,7 +9,7 @@ import { checkKeys, describe, didYouMean, isPlainObject } from '../plugin-kit/in
 import type { LoadedPlugin } from './types.js'
 
 /** Plugins shipped with socksmith, found by these names in a config's `plugins`. */
-export const BUNDLED_PLUGINS = ['auth', 'rules', 'dns-cache', 'upstream'] as const
+export const BUNDLED_PLUGINS = ['auth', 'rules', 'dns-cache', 'upstream', 'limits'] as const
 
 const TS_EXTENSIONS = new Set(['.ts', '.mts', '.cts'])
 // Tried, in order, when a local plugin path has no extension.

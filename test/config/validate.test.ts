@@ -99,7 +99,7 @@ test('missing plugin files and packages are ERR_PLUGIN_NOT_FOUND, naming the ent
   assert.match(lines[0] as string, /^socksmith\.config\.yaml: plugins\[0\] \(\.\/nope\.js\): plugin file not found: .*nope\.js \(a path is resolved against the config file's folder/)
   assert.match(lines[1] as string, /^socksmith\.config\.yaml: plugins\[1\] \(rule\): package "rule" not found from .*; did you mean the bundled plugin "rules"\?$/)
   assert.match(lines[2] as string, /^socksmith\.config\.yaml: plugins\[2\] \(not-installed\): package "not-installed" not found from .* \(install it there: npm install not-installed\)$/)
-  assert.match(lines[3] as string, /^socksmith\.config\.yaml: plugins\[3\] \(Bad Name!\): "Bad Name!" is not a bundled plugin \(auth, rules, dns-cache, upstream\), a path/)
+  assert.match(lines[3] as string, /^socksmith\.config\.yaml: plugins\[3\] \(Bad Name!\): "Bad Name!" is not a bundled plugin \(auth, rules, dns-cache, upstream, limits\), a path/)
 })
 
 test('a module whose default export is not a plugin is ERR_PLUGIN_INVALID, saying what was found', async (t) => {

@@ -157,8 +157,9 @@ for (const fastRelay of [true, false]) {
       await once(client.socket, 'end')
       const ms = performance.now() - started
       assert.ok(Buffer.concat(received).equals(payload))
-      const expected = ((size - 32 * KiB) / (256 * KiB)) * 1000
-      assert.ok(ms >= expected * 0.8, `took ${ms.toFixed(0)} ms, at least ${(expected * 0.8).toFixed(0)} expected`)
+      // The last read goes out unpaid for: 16 KiB on the fast path, Node's 64 KiB off it.
+      const least = ((size - 32 * KiB - (fastRelay ? 16 : 64) * KiB) / (256 * KiB)) * 1000 * 0.9
+      assert.ok(ms >= least, `took ${ms.toFixed(0)} ms, at least ${least.toFixed(0)} expected`)
     })
 
     test('a client that does not read keeps the proxy buffer bounded while a fast bucket keeps firing', async (t) => {

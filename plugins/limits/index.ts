@@ -1,0 +1,366 @@
+/**
+ * The bundled `limits` plugin: concurrent connections, connection rate, bandwidth, byte quotas and
+ * client-address limits, each per user, client, listener, connection or for everybody, with the
+ * rules plugin's conditions. Caps and quotas live in the server's shared store (`host.store`), so
+ * `--workers N` and a fleet on one Redis enforce one limit. Exported as `socksmith/plugins/limits`;
+ * written against the public API only.
+ *
+ * @packageDocumentation
+ * @module socksmith/plugins/limits
+ */
+import { Command, definePlugin, SocksError, type ConnectContext, type DatagramContext, type PluginHost, type RelayContext, type TokenBucket } from 'socksmith'
+import { clientGroup } from 'socksmith/net'
+import { parseFacts, type ParsedFacts } from 'socksmith/plugins/rules'
+import { parseLimitsOptions, type CompiledLimit, type LimitsOptions, type ParsedLimitsOptions } from './options.js'
+import { LimitsRuntime, type SharedBucket } from './runtime.js'
+import type { QuotaTally } from './quota-ledger.js'
+
+export { parseLimitsOptions } from './options.js'
+export type { LimitsOptions, LimitOptions, LimitScope, ByteSizeOption, ByteRateOption, ParsedLimitsOptions, CompiledLimit, CompiledQuota } from './options.js'
+export { parseByteRate, parseByteSize } from './units.js'
+export type { QuotaWindow } from './windows.js'
+
+/** What the limits plugin holds for one connection (`ctx.state.limits`): the labels of the limits that apply to it. */
+export interface ConnectionLimits {
+  readonly applied: readonly string[]
+}
+
+declare module 'socksmith' {
+  interface SocksState {
+    /** limits: what this connection holds (leases, buckets, quota tallies); null when no limit applies. */
+    limits: ConnectionLimits | null
+  }
+}
+
+/** Why a connection was refused or cut: the `reason` label is `limits:<this>`. */
+type RefusalReason = 'maxConnections' | 'connectionRate' | 'quota' | 'maxClientIps' | 'store'
+
+/**
+ * Everything one connection holds, released when its client socket closes: leases, bucket uses,
+ * quota tallies. Also the relay's taps for the quotas.
+ */
+class Holding implements ConnectionLimits {
+  readonly applied: string[] = []
+  readonly leases: { key: string; holder: string }[] = []
+  readonly buckets: SharedBucket[] = []
+  readonly up: TokenBucket[] = []
+  readonly down: TokenBucket[] = []
+  readonly upTallies: QuotaTally[] = []
+  readonly downTallies: QuotaTally[] = []
+  #released = false
+
+  constructor(
+    readonly runtime: LimitsRuntime,
+    readonly ctx: { close(reason: string, message?: string): void },
+  ) {}
+
+  get counts(): boolean {
+    return this.upTallies.length > 0 || this.downTallies.length > 0
+  }
+
+  addTally(tally: QuotaTally): void {
+    const direction = tally.quota!.direction
+    if (direction !== 'down') this.upTallies.push(tally)
+    if (direction !== 'up') this.downTallies.push(tally)
+    tally.holders.add(this)
+  }
+
+  /** Counts payload bytes sent by the client (a relay tap, or a datagram). */
+  readonly countUp = (chunk: { length: number }): void => this.#count(this.upTallies, chunk.length)
+  /** Counts payload bytes sent to the client. */
+  readonly countDown = (chunk: { length: number }): void => this.#count(this.downTallies, chunk.length)
+
+  #count(tallies: QuotaTally[], n: number): void {
+    for (let i = 0; i < tallies.length; i++) {
+      const tally = tallies[i]!
+      tally.pending += n
+      if (tally.quota?.action === 'cut' && tally.exhausted) this.cut()
+    }
+  }
+
+  /** A `cut` quota is used up: the connection ends with the reason. */
+  cut(): void {
+    if (this.#released) return
+    this.ctx.close('limits:quota', 'limits: quota used up')
+  }
+
+  release(): void {
+    if (this.#released) return
+    this.#released = true
+    for (const lease of this.leases) this.runtime.leases.release(lease.key, lease.holder)
+    for (const shared of this.buckets) shared.refs--
+    for (const tally of this.upTallies) tally.holders.delete(this)
+    for (const tally of this.downTallies) tally.holders.delete(this)
+  }
+}
+
+/**
+ * Connection caps, rates, bandwidth, quotas and client-address limits. Every limit that matches a
+ * connection applies (a user's, a client's and a global one together); a refusal is REP 02 with a
+ * `limits:<what>` reason in the access log and `socksmith_limit_refusals_total{limit,reason}`.
+ *
+ * @example
+ * server.register(auth, { users: { alice: 'wonderland' } })
+ * server.register(limits, {
+ *   limits: [
+ *     { per: 'user', maxConnections: 10, bandwidth: { down: '8mbit', up: '2mbit' } },
+ *     { per: 'user', quota: { bytes: '10GiB', window: 'day', action: 'cut' } },
+ *   ],
+ * })
+ */
+const limits = definePlugin<ParsedLimitsOptions, LimitsOptions>({
+  name: 'limits',
+  parseOptions: parseLimitsOptions,
+  setup(host, options) {
+    const setup = new LimitsSetup(host, options)
+    host.declareState('limits', null)
+    host.use('connect', setup.admit)
+    host.use('relay', setup.shape)
+    if (options.limits.some((limit) => limit.bandwidth !== null || limit.quota !== null)) host.use('datagram', setup.limitDatagram)
+    host.handOver({ limitsRuntime: () => setup.runtime })
+    host.onReload(({ previous }) => {
+      const handed = (previous as { limitsRuntime?: unknown } | undefined)?.limitsRuntime
+      const runtime = typeof handed === 'function' ? (handed as () => LimitsRuntime | null)() : null
+      if (runtime !== null && runtime instanceof LimitsRuntime) setup.adopt(runtime)
+    })
+    host.onClose(() => setup.runtime?.close())
+    host.registerMetrics(
+      {
+        name: 'socksmith_limit_refusals_total',
+        help: 'Connections the limits plugin refused (REP 02) or cut, by limit (its name, or limits[i]) and reason (maxConnections, connectionRate, quota, maxClientIps, store).',
+        type: 'counter',
+        labelNames: ['limit', 'reason'],
+        collect: () => [...setup.refusals].map(([key, value]) => {
+          const [limit = '', reason = ''] = key.split('\n')
+          return { labels: { limit, reason }, value }
+        }),
+      },
+      {
+        name: 'socksmith_limits_store_errors_total',
+        help: "Operations of the limits plugin that the shared store did not answer (the plugin's failMode decided).",
+        type: 'counter',
+        collect: () => setup.storeErrors,
+      },
+      {
+        name: 'socksmith_limits_datagrams_dropped_total',
+        help: 'UDP datagrams the limits plugin dropped: over a bandwidth limit, or past a quota.',
+        type: 'counter',
+        collect: () => setup.datagramsDropped,
+      },
+    )
+  },
+})
+export default limits
+
+/** One setup of the plugin: its middleware, its counts, and the runtime it uses (its own, or the one a reload handed over). */
+class LimitsSetup {
+  runtime: LimitsRuntime | null = null
+  readonly refusals = new Map<string, number>()
+  storeErrors = 0
+  datagramsDropped = 0
+  readonly #host: PluginHost
+  readonly #options: ParsedLimitsOptions
+  readonly #needsFacts: boolean
+
+  constructor(host: PluginHost, options: ParsedLimitsOptions) {
+    this.#host = host
+    this.#options = options
+    this.#needsFacts = options.limits.some((limit) => limit.match !== null)
+  }
+
+  /** After a reload: the live runtime carries on, with this setup's limits. */
+  adopt(runtime: LimitsRuntime): void {
+    if (this.runtime === runtime) return
+    const own = this.runtime
+    this.runtime = runtime
+    runtime.reconfigure(this.#options, this)
+    if (own !== null) void own.close()
+  }
+
+  storeFailed(): void {
+    this.storeErrors++
+  }
+
+  #runtime(): LimitsRuntime {
+    return (this.runtime ??= new LimitsRuntime(this.#host.store, this.#options, this, this.#host.log))
+  }
+
+  /** `connect`: which limits apply, and whether each admits the connection; refusals are REP 02. */
+  readonly admit = async (ctx: ConnectContext, next: () => Promise<void>): Promise<void> => {
+    const matched = await this.#matching(ctx)
+    if (matched === null) return next()
+    const runtime = this.#runtime()
+    const holding = new Holding(runtime, ctx)
+    try {
+      for (const limit of matched) await this.#admitOne(runtime, holding, limit, ctx)
+    } catch (err) {
+      holding.release()
+      throw err
+    }
+    ctx.state.limits = holding
+    // Whatever happens next (a failed dial, the relay's end), the client socket closes last.
+    if (ctx.socket.destroyed) holding.release()
+    else ctx.socket.once('close', () => holding.release())
+    await next()
+  }
+
+  /** `relay`: the connection's buckets shape it, and its quotas count it. */
+  readonly shape = async (ctx: RelayContext, next: () => Promise<void>): Promise<void> => {
+    const holding = ctx.state.limits as Holding | null
+    if (holding === null || ctx.command === Command.UDP_ASSOCIATE) return next()
+    for (const bucket of holding.up) ctx.throttle('client', bucket)
+    for (const bucket of holding.down) ctx.throttle('outbound', bucket)
+    if (holding.upTallies.length > 0) ctx.tap('client', holding.countUp)
+    if (holding.downTallies.length > 0) ctx.tap('outbound', holding.countDown)
+    await next()
+  }
+
+  /** `datagram`: over a bandwidth limit or past a quota a datagram is dropped; the rest counts. */
+  readonly limitDatagram = async (ctx: DatagramContext, next: () => Promise<void>): Promise<void> => {
+    const holding = ctx.association.state.limits as Holding | null
+    if (holding === null) return next()
+    const buckets = ctx.direction === 'out' ? holding.up : holding.down
+    const length = ctx.data.length
+    for (let i = 0; i < buckets.length; i++) {
+      if (!buckets[i]!.tryConsume(length)) {
+        this.datagramsDropped++
+        ctx.drop()
+        return
+      }
+    }
+    const tallies = ctx.direction === 'out' ? holding.upTallies : holding.downTallies
+    for (const tally of tallies) {
+      if (tally.exhausted) {
+        this.datagramsDropped++
+        ctx.drop()
+        if (tally.quota?.action === 'cut') holding.cut()
+        return
+      }
+    }
+    ;(ctx.direction === 'out' ? holding.countUp : holding.countDown)(ctx.data)
+    await next()
+  }
+
+  /** The limits that apply to the connection, in order; null when none does. */
+  async #matching(ctx: ConnectContext): Promise<CompiledLimit[] | null> {
+    const all = this.#options.limits
+    let facts: ParsedFacts | null = null
+    let resolved = false
+    let matched: CompiledLimit[] | null = null
+    for (const limit of all) {
+      if (limit.listener !== null && !listenerMatches(limit.listener, ctx)) continue
+      if (limit.match !== null) {
+        facts ??= this.#needsFacts ? factsOf(ctx) : null
+        let verdict = limit.match.evaluate(facts!)
+        if (verdict === undefined && !resolved && ctx.destination.type === 'domain') {
+          // A destination condition on a name's addresses: look it up (once; the dialer reuses it).
+          resolved = true
+          try {
+            const answers = await ctx.resolve()
+            facts = { ...facts!, address: parseFacts({ address: answers[0]?.address ?? null }).address }
+          } catch {
+            facts = { ...facts!, address: null }
+          }
+          verdict = limit.match.evaluate(facts)
+        }
+        if (verdict !== true) continue
+      }
+      ;(matched ??= []).push(limit)
+    }
+    return matched
+  }
+
+  async #admitOne(runtime: LimitsRuntime, holding: Holding, limit: CompiledLimit, ctx: ConnectContext): Promise<void> {
+    const subject = subjectOf(limit, ctx, this.#host, runtime)
+    holding.applied.push(limit.label)
+    if (limit.connectionRate !== null) {
+      const shared = runtime.bucket(limit, subject, 'connections')!
+      holding.buckets.push(shared)
+      if (!shared.bucket.tryConsume(1)) this.#refuse(limit, 'connectionRate', `more than ${limit.connectionRate.rate} new connections a second`)
+    }
+    if (limit.quota !== null) {
+      const found = await runtime.ledger.tally(limit, subject)
+      if (found !== null) {
+        if (!found.stored && this.#options.failMode === 'closed') this.#refuse(limit, 'store', 'the store holding the quota does not answer')
+        if (found.tally.exhausted) this.#refuse(limit, 'quota', `quota of ${limit.quota.bytes} bytes used up`)
+        holding.addTally(found.tally)
+      }
+    }
+    if (limit.maxClientIps !== null) {
+      const key = `limits:ip:${limit.id}:${subject}`
+      const lease = await this.#lease(runtime, limit, key, ctx.client.address, limit.maxClientIps)
+      if (lease === 'held') holding.leases.push({ key, holder: ctx.client.address })
+      else if (lease === 'full') this.#refuse(limit, 'maxClientIps', `already connected from ${limit.maxClientIps} other address(es)`)
+    }
+    if (limit.maxConnections !== null) {
+      const key = `limits:c:${limit.id}:${subject}`
+      const holder = `${runtime.nodeId}:${ctx.id}`
+      const lease = await this.#lease(runtime, limit, key, holder, limit.maxConnections)
+      if (lease === 'held') holding.leases.push({ key, holder })
+      else if (lease === 'full') this.#refuse(limit, 'maxConnections', `${limit.maxConnections} connection(s) already open`)
+    }
+    if (limit.bandwidth !== null) {
+      for (const direction of ['up', 'down'] as const) {
+        const shared = runtime.bucket(limit, subject, direction)
+        if (shared === null) continue
+        holding.buckets.push(shared)
+        holding[direction].push(shared.bucket)
+      }
+    }
+  }
+
+  /**
+   * A lease (`held`), or `full` at the cap. A store that does not answer is failMode's call: open
+   * admits the connection holding nothing (`unheld`), closed refuses it.
+   */
+  async #lease(runtime: LimitsRuntime, limit: CompiledLimit, key: string, holder: string, max: number): Promise<'held' | 'full' | 'unheld'> {
+    try {
+      return (await runtime.leases.acquire(key, holder, max)) ? 'held' : 'full'
+    } catch (err) {
+      runtime.storeFailed(err)
+      if (this.#options.failMode === 'closed') this.#refuse(limit, 'store', 'the store holding the connection counts does not answer')
+      return 'unheld'
+    }
+  }
+
+  #refuse(limit: CompiledLimit, reason: RefusalReason, why: string): never {
+    const key = `${limit.label}\n${reason}`
+    this.refusals.set(key, (this.refusals.get(key) ?? 0) + 1)
+    throw new SocksError('ERR_SOCKS_NOT_ALLOWED', `limits: ${why} (${limit.label}, per ${limit.per})`, { reason: `limits:${reason}` })
+  }
+}
+
+function factsOf(ctx: ConnectContext): ParsedFacts {
+  const destination = ctx.destination
+  const isName = destination.type === 'domain'
+  return parseFacts({
+    client: ctx.client.address,
+    user: ctx.user,
+    command: ctx.commandName,
+    port: destination.port,
+    name: isName ? destination.host : null,
+    address: isName ? (ctx.resolved?.[0]?.address ?? undefined) : destination.host,
+  })
+}
+
+function listenerMatches(listener: NonNullable<CompiledLimit['listener']>, ctx: ConnectContext): boolean {
+  return listener.ports.has(ctx.local.port) || listener.endpoints.has(`${ctx.local.address}:${ctx.local.port}`)
+}
+
+/** Who the connection counts as for `limit` (see LimitScope). */
+function subjectOf(limit: CompiledLimit, ctx: ConnectContext, host: PluginHost, runtime: LimitsRuntime): string {
+  switch (limit.per) {
+    case 'user':
+      return `u=${ctx.user ?? ''}`
+    case 'client':
+      return `c=${clientGroup(ctx.client.address, host.clientPrefix)}`
+    case 'user+client':
+      return `u=${ctx.user ?? ''}|c=${clientGroup(ctx.client.address, host.clientPrefix)}`
+    case 'listener':
+      return `l=${ctx.local.address}:${ctx.local.port}`
+    case 'connection':
+      return `n=${runtime.nodeId}:${ctx.id}`
+    case 'global':
+      return 'all'
+  }
+}

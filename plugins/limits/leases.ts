@@ -1,0 +1,89 @@
+import type { SharedStore } from 'socksmith'
+
+interface HeldLease {
+  readonly key: string
+  readonly holder: string
+  /** Connections of this process using it (a client address's lease is shared by its connections). */
+  refs: number
+}
+
+/**
+ * The leases this process holds in the store, for `maxConnections` (one per connection) and
+ * `maxClientIps` (one per client address, shared by that address's connections here). A heartbeat
+ * renews them all in one round trip every third of their time to live, so the slots of a process
+ * that dies free themselves within one `leaseTtl`.
+ */
+export class LeaseKeeper {
+  readonly #held = new Map<string, HeldLease>()
+  readonly #store: SharedStore
+  readonly #ttl: number
+  readonly #onError: (err: unknown) => void
+  #timer: NodeJS.Timeout | null = null
+
+  constructor(store: SharedStore, ttl: number, onError: (err: unknown) => void) {
+    this.#store = store
+    this.#ttl = ttl
+    this.#onError = onError
+  }
+
+  get size(): number {
+    return this.#held.size
+  }
+
+  /**
+   * Takes `holder`'s lease in `key` unless `max` others hold one; a lease this process already holds
+   * is shared (counted) instead. Resolves true if held; rejects when the store does not answer.
+   */
+  async acquire(key: string, holder: string, max: number): Promise<boolean> {
+    const id = `${key}\n${holder}`
+    const held = this.#held.get(id)
+    if (held !== undefined) {
+      held.refs++
+      return true
+    }
+    if (!(await this.#store.acquire(key, holder, max, this.#ttl))) return false
+    // Another connection of the same holder may have taken it while this one waited.
+    const now = this.#held.get(id)
+    if (now !== undefined) now.refs++
+    else this.#held.set(id, { key, holder, refs: 1 })
+    this.#startHeartbeat()
+    return true
+  }
+
+  /** One use of the lease ends; the last one gives it back to the store. */
+  release(key: string, holder: string): void {
+    const id = `${key}\n${holder}`
+    const held = this.#held.get(id)
+    if (held === undefined || --held.refs > 0) return
+    this.#held.delete(id)
+    // A release that fails leaves the lease to expire on its own, within one ttl.
+    this.#store.release(key, holder).catch(this.#onError)
+    if (this.#held.size === 0) this.#stopHeartbeat()
+  }
+
+  /** Stops the heartbeat and gives every lease back. */
+  async close(): Promise<void> {
+    this.#stopHeartbeat()
+    const leases = [...this.#held.values()]
+    this.#held.clear()
+    await Promise.all(leases.map((lease) => this.#store.release(lease.key, lease.holder).catch(() => {})))
+  }
+
+  #startHeartbeat(): void {
+    if (this.#timer !== null) return
+    this.#timer = setInterval(() => this.#renew(), Math.max(100, Math.floor(this.#ttl / 3)))
+    this.#timer.unref()
+  }
+
+  #stopHeartbeat(): void {
+    if (this.#timer === null) return
+    clearInterval(this.#timer)
+    this.#timer = null
+  }
+
+  #renew(): void {
+    if (this.#held.size === 0) return
+    const leases = [...this.#held.values()].map(({ key, holder }) => ({ key, holder }))
+    this.#store.renew(leases, this.#ttl).catch(this.#onError)
+  }
+}

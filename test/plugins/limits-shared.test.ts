@@ -1,0 +1,138 @@
+// The limits plugin on shared state: two servers on one real Redis enforce one cap and one quota;
+// a quota survives a restart; the fail mode applies while Redis is down; `socksmith --workers 2`
+// enforces one cap for both workers (the primary's store).
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createServer, type ConnectionContext, type SocksServer } from 'socksmith'
+import { silentLogger } from 'socksmith/ops'
+import auth from 'socksmith/plugins/auth'
+import limits, { type LimitsOptions } from 'socksmith/plugins/limits'
+import { RawClient, hex, ipv4Request, startTcpServer, waitFor } from '../helpers/net.js'
+import { needs, peer } from '../helpers/peers.js'
+import { startRedis } from '../helpers/redis.js'
+import { CLI, listeningPort, start, tempDir } from '../helpers/spawn.js'
+
+const redis = peer('redis-server')
+const KiB = 1024
+
+async function connectAs(t: TestContext, port: number, user: string, targetPort: number): Promise<{ client: RawClient; rep: number }> {
+  const client = await RawClient.connect(t, port)
+  const u = Buffer.from(user)
+  const p = Buffer.from('pw')
+  client.send(Buffer.concat([hex('050102'), Buffer.from([1, u.length]), u, Buffer.from([p.length]), p]))
+  assert.deepEqual(await client.read(4), hex('05020100'))
+  client.send(ipv4Request(1, '127.0.0.1', targetPort))
+  const reply = await client.read(10)
+  return { client, rep: reply[1]! }
+}
+
+async function node(t: TestContext, url: string, options: LimitsOptions): Promise<{ server: SocksServer; port: number; ended: ConnectionContext[] }> {
+  const server = createServer({ logger: silentLogger, store: { type: 'redis', url, timeout: 300 } })
+  server.register(auth, { users: { alice: 'pw', bob: 'pw' } })
+  server.register(limits, options)
+  const ended: ConnectionContext[] = []
+  server.on('disconnect', (ctx) => ended.push(ctx))
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0 })
+  t.after(() => server.close({ drainTimeout: 0 }))
+  return { server, port, ended }
+}
+
+function quietTarget(t: TestContext) {
+  return startTcpServer(t, (socket) => {
+    socket.on('data', () => {})
+    socket.on('end', () => socket.end())
+  })
+}
+
+test('two nodes on one Redis: a per-user cap of 2 holds across both, and frees when a connection ends', needs(redis), async (t) => {
+  const store = await startRedis(t)
+  const target = await quietTarget(t)
+  const options: LimitsOptions = { limits: [{ per: 'user', maxConnections: 2 }] }
+  const a = await node(t, store.url, options)
+  const b = await node(t, store.url, options)
+  const one = await connectAs(t, a.port, 'alice', target.port)
+  const two = await connectAs(t, b.port, 'alice', target.port)
+  assert.deepEqual([one.rep, two.rep], [0, 0])
+  assert.equal((await connectAs(t, a.port, 'alice', target.port)).rep, 2)
+  assert.equal((await connectAs(t, b.port, 'alice', target.port)).rep, 2)
+  assert.equal((await connectAs(t, b.port, 'bob', target.port)).rep, 0)
+  one.client.socket.destroy()
+  await waitFor(() => a.ended.some((ctx) => ctx.replied))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  assert.equal((await connectAs(t, b.port, 'alice', target.port)).rep, 0, 'the slot A held is free for B')
+})
+
+test('a quota spent on node A blocks node B; a node restarted on the same Redis still refuses', needs(redis), async (t) => {
+  const store = await startRedis(t)
+  const target = await startTcpServer(t, (socket) => socket.end(randomBytes(100 * KiB)))
+  const options: LimitsOptions = { flushInterval: 50, limits: [{ name: 'daily', per: 'user', quota: { bytes: '64KiB', window: 'day' } }] }
+  const a = await node(t, store.url, options)
+  const b = await node(t, store.url, options)
+  const first = await connectAs(t, a.port, 'alice', target.port)
+  assert.equal((await first.client.readToEnd(5000)).length, 100 * KiB)
+  // B learns A's usage at its first look at the store.
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  assert.equal((await connectAs(t, b.port, 'alice', target.port)).rep, 2)
+  await a.server.close({ drainTimeout: 0 })
+  await b.server.close({ drainTimeout: 0 })
+  const restarted = await node(t, store.url, options)
+  assert.equal((await connectAs(t, restarted.port, 'alice', target.port)).rep, 2, 'the usage is in Redis, not in the process')
+})
+
+test('Redis down: failMode open lets connections through, closed refuses them (reason limits:store)', needs(redis), async (t) => {
+  const store = await startRedis(t)
+  const target = await quietTarget(t)
+  const open = await node(t, store.url, { failMode: 'open', limits: [{ per: 'user', maxConnections: 5 }] })
+  const closed = await node(t, store.url, { failMode: 'closed', limits: [{ per: 'user', maxConnections: 5 }] })
+  await store.stop()
+  const passed = await connectAs(t, open.port, 'alice', target.port)
+  assert.equal(passed.rep, 0)
+  const refused = await connectAs(t, closed.port, 'alice', target.port)
+  assert.equal(refused.rep, 2)
+  refused.client.socket.destroy()
+  await waitFor(() => closed.ended.length === 1, 4000)
+  assert.equal(closed.ended[0]!.closeReason, 'limits:store')
+  await store.start()
+  // Back: the closed node admits again once Redis answers (ioredis reconnects by itself).
+  let rep = 2
+  for (let i = 0; i < 20 && rep !== 0; i++) {
+    const attempt = await connectAs(t, closed.port, 'alice', target.port)
+    rep = attempt.rep
+    if (rep !== 0) {
+      attempt.client.socket.destroy()
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  assert.equal(rep, 0)
+})
+
+test('socksmith --workers 2: one cap of 2 per user for both workers, not two', async (t) => {
+  const target = await quietTarget(t)
+  const dir = tempDir(t)
+  writeFileSync(
+    join(dir, 'socksmith.yaml'),
+    ['listen: { port: 0 }', 'log: { level: info }', 'plugins:', '  - [auth, { users: { alice: pw } }]', '  - [limits, { limits: [{ per: user, maxConnections: 2 }] }]', ''].join('\n'),
+  )
+  const running = start(t, process.execPath, [CLI, '--config', join(dir, 'socksmith.yaml'), '--workers', '2', '--pid-file', join(dir, 'pid')])
+  const port = await listeningPort(running, 30_000)
+  // Written once every worker is ready.
+  await running.errLine(/pid \d+ written to /, 30_000)
+  // Enough connections that both workers take some (the kernel spreads them): only 2 are admitted.
+  const results = []
+  for (let i = 0; i < 10; i++) results.push(await connectAs(t, port, 'alice', target.port))
+  assert.deepEqual(
+    results.map((r) => r.rep),
+    [0, 0, 2, 2, 2, 2, 2, 2, 2, 2],
+    running.stderr(),
+  )
+  for (const r of results) r.client.socket.destroy()
+  // Each access line names the worker (pid) that served it: both did.
+  await waitFor(() => (running.stderr().match(/"msg":"access"/g) ?? []).length >= 10, 5000)
+  const pids = new Set([...running.stderr().matchAll(/"pid":(\d+)[^\n]*"msg":"access"/g)].map((m) => m[1]))
+  assert.equal(pids.size, 2, `both workers took connections (the kernel spreads them): ${[...pids].join(', ')}`)
+  running.child.kill('SIGTERM')
+  assert.equal((await running.exited).code, 0)
+})
