@@ -1,6 +1,7 @@
 // A per-user quota: each user may move QUOTA_BYTES bytes (both directions together) in total.
 // Shows a plugin with validated options, per-connection state typed by declaration merging,
-// a check in the `request` phase and live byte counting in the `relay` phase.
+// a check in the `request` phase and live byte counting in the `relay` phase. (The bundled
+// `limits` plugin does this from a config file, shared over --workers and a fleet.)
 //
 //   npm run build && QUOTA_BYTES=1000000 npx tsx examples/user-quota.ts [port]
 //   curl --socks5-hostname alice:wonderland@127.0.0.1:1080 http://example.com/
@@ -47,17 +48,13 @@ const quota = definePlugin<QuotaOptions>({
     // sees each chunk of its side just before it is forwarded, and keeps the relay's fast path.
     host.use('relay', async function countBytes(ctx: RelayContext, next) {
       const user = ctx.user
-      const upstream = ctx.outbound
-      if (user === null || upstream === null) return next()
+      if (user === null || ctx.outbound === null) return next()
       const count = (chunk: Buffer): void => {
         ctx.state.quotaCounted += chunk.length
         const total = (used.get(user) ?? 0) + chunk.length
         used.set(user, total)
-        if (total > bytesPerUser) {
-          ctx.log.info(`user-quota: ${user} is over ${bytesPerUser} bytes; closing connection ${ctx.id}`)
-          ctx.socket.destroy()
-          upstream.destroy()
-        }
+        // The reason reaches the access log, the metrics and the disconnect event.
+        if (total > bytesPerUser) ctx.close('user-quota')
       }
       ctx.tap('client', count)
       ctx.tap('outbound', count)

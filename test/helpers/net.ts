@@ -231,3 +231,15 @@ export function domainRequest(command: number, name: string, port: number): Buff
   b.writeUInt16BE(port, 5 + n.length)
   return b
 }
+
+/** True if something accepts a TCP connection on 127.0.0.1:`port` (for waiting on a spawned server). */
+export function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port })
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}

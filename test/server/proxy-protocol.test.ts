@@ -7,22 +7,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect } from 'node:net'
 import { once } from 'node:events'
-import { RawClient, freePort, startEcho, startSocks, ipv4Request, hex, trackClient } from '../helpers/net.js'
+import { RawClient, canConnect, freePort, startEcho, startSocks, ipv4Request, hex, trackClient } from '../helpers/net.js'
 import { needs, peer } from '../helpers/peers.js'
 import { encodeProxyHeaderV1 } from 'socksmith/protocol'
 import { isSocksError, loadConfig, type Endpoint, type SocksmithConfig, type SocksServer } from 'socksmith'
 import rules from 'socksmith/plugins/rules'
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port })
-    s.once('connect', () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.once('error', () => resolve(false))
-  })
-}
 
 const haproxy = peer('haproxy')
 
