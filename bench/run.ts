@@ -30,6 +30,10 @@ const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 // The one user of every auth variant (bench/servers/peer-auth.mjs and socksmith.mjs say the same).
 const AUTH = { username: 'bench', password: 'bench-password' }
+/** The limits variant's second user, and the rate its downloads are shaped to (bytes/s). */
+const SHAPED = { username: 'shaped', password: AUTH.password }
+const SHAPED_RATE = 10 * 1024 * 1024
+const SHAPED_SECONDS = 10
 // Every server gets a generous descriptor limit (5,000 held connections are 10,000 sockets).
 const FD_LIMIT = 65536
 const LIMIT_WRAPPER = `ulimit -n ${FD_LIMIT} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`
@@ -61,7 +65,7 @@ const { values: args } = parseArgs({
   },
 })
 
-const TESTS = ['hold', 'down', 'up', 'multi', 'connect', 'latency', 'udp', 'auth', 'full'] as const
+const TESTS = ['hold', 'down', 'up', 'multi', 'connect', 'latency', 'udp', 'auth', 'full', 'limits'] as const
 
 if (args.help) {
   console.log(`usage: npm run bench -- [--quick] [--reps N] [--only a,b] [--tests a,b] [--workers N] [--stream-mib N] [--hold N]
@@ -288,8 +292,12 @@ function npmPeerUnavailable(name: NpmPeer): string | null {
 
 // ---------------------------------------------------------------- servers under test
 
-/** open: no authentication. auth: RFC 1929, one user. full: auth + 20 rules + dns-cache (socksmith only). */
-type Variant = 'open' | 'auth' | 'full'
+/**
+ * open: no authentication. auth: RFC 1929, one user. full: auth + 20 rules + dns-cache (socksmith
+ * only). limits: auth + the limits plugin with every kind of limit set too high to bite, and a
+ * second user shaped to SHAPED_RATE (socksmith only).
+ */
+type Variant = 'open' | 'auth' | 'full' | 'limits'
 
 interface Launch {
   command: string
@@ -390,7 +398,19 @@ function cliConfig(variant: Variant): string {
   if (variant !== 'open') {
     const hash = benchHash()
     if (hash === null) throw new Error('no password hash (see notes)')
-    lines.push('plugins:', `  - [auth, { users: { ${AUTH.username}: ${JSON.stringify(hash)} } }]`)
+    const users = variant === 'limits' ? `${AUTH.username}: ${JSON.stringify(hash)}, ${SHAPED.username}: ${JSON.stringify(hash)}` : `${AUTH.username}: ${JSON.stringify(hash)}`
+    lines.push('plugins:', `  - [auth, { users: { ${users} } }]`)
+    if (variant === 'limits') {
+      // Every kind of limit on the bench user, each far above what the bench can reach: the cost of
+      // the plugin doing its work (leases, buckets, quota counting) without ever refusing.
+      lines.push(
+        '  - - limits',
+        '    - limits:',
+        `        - { per: user, match: { users: ${AUTH.username} }, maxConnections: 1000000, maxClientIps: 1000, connectionRate: { rate: 1000000000, burst: 1000000000 } }`,
+        `        - { per: user, match: { users: ${AUTH.username} }, bandwidth: { up: 100GB, down: 100GB }, quota: { bytes: 1000TB, window: day } }`,
+        `        - { per: user, match: { users: ${SHAPED.username} }, bandwidth: { down: ${SHAPED_RATE}, burst: 64KiB } }`,
+      )
+    }
     if (variant === 'full') {
       const rules = JSON.parse(readFileSync(join(BENCH, 'servers/rules-20.json'), 'utf8')) as unknown[]
       lines.push('  - dns-cache', '  - - rules', '    - default: deny', '      rules:', ...rules.map((rule) => `        - ${JSON.stringify(rule)}`))
@@ -513,6 +533,16 @@ interface Sample {
   cpu10kFullIp: number | null
   connFullName: number | null
   cpu10kFullName: number | null
+  /** The limits variant: connections/s and CPU-s per 10k (IP, bench user). */
+  connLimitsIp: number | null
+  cpu10kLimitsIp: number | null
+  /** One download stream and its CPU-s per GiB, with auth (the base) and with the limits plugin. */
+  downAuth1: number | null
+  cpuPerGiBAuth: number | null
+  downLimits1: number | null
+  cpuPerGiBLimits: number | null
+  /** The shaped user's download rate over SHAPED_SECONDS, as a ratio to SHAPED_RATE. */
+  shapedRateRatio: number | null
   latP50Us: number | null
   latP99Us: number | null
   udpPerS: number | null
@@ -538,6 +568,13 @@ const emptySample = (): Sample => ({
   cpu10kFullIp: null,
   connFullName: null,
   cpu10kFullName: null,
+  connLimitsIp: null,
+  cpu10kLimitsIp: null,
+  downAuth1: null,
+  cpuPerGiBAuth: null,
+  downLimits1: null,
+  cpuPerGiBLimits: null,
+  shapedRateRatio: null,
   latP50Us: null,
   latP99Us: null,
   udpPerS: null,
@@ -765,10 +802,53 @@ class Run {
       if (this.spec.udp && tests.has('udp')) await this.udp()
       return
     }
+    if (this.variant === 'limits') {
+      await this.connections('ip', 'connLimitsIp', 'cpu10kLimitsIp')
+      await this.download('downLimits1', 'cpuPerGiBLimits')
+      await this.shaped()
+      return
+    }
     const v = this.variant === 'auth' ? 'Auth' : 'Full'
     await this.connections('ip', `conn${v}Ip`, `cpu10k${v}Ip`)
     // The name rows with auth are the plugins' comparison (dns-cache): socksmith's columns only.
     if (this.spec.full) await this.connections('domain', `conn${v}Name`, `cpu10k${v}Name`)
+    // The base of the limits variant's CPU per GiB.
+    if (this.variant === 'auth' && this.spec.full && tests.has('limits')) await this.download('downAuth1', 'cpuPerGiBAuth')
+  }
+
+  /** One download stream of the stream size: MB/s and the server's CPU-s per GiB. */
+  async download(rateKey: Metric, cpuKey: Metric): Promise<void> {
+    await settle(this.pid)
+    const c0 = this.readCpu()
+    const r = await withTimeout(
+      this.gens[0]!.run<LoadResult & { startedAt: number; endedAt: number }>({ type: 'download', route: this.route, port: this.ports.source, streams: 1, bytesPerStream: settings.streamBytes }),
+      30_000 + (settings.streamBytes / 10e6) * 1000,
+      'download',
+    )
+    const cpu = this.cpuSince(c0)
+    checkErrors(this.spec.name, `${this.variant} download`, [r])
+    const elapsed = r.endedAt - r.startedAt
+    if (r.errors === 0 && elapsed > 0) {
+      this.sample[rateKey] = r.count / elapsed / 1e3
+      if (this.pid !== null) this.sample[cpuKey] = cpu.used / (r.count / GiB)
+    }
+    trace(this.label, 'download', `${format(elapsed / 1000, 2)} s, ${cpu.text}`)
+  }
+
+  /** The shaped user downloads SHAPED_SECONDS of its rate: how close to the rate it went. */
+  async shaped(): Promise<void> {
+    await settle(this.pid)
+    const route: Route = { ...this.route, auth: SHAPED }
+    const bytes = SHAPED_RATE * SHAPED_SECONDS
+    const r = await withTimeout(
+      this.gens[0]!.run<LoadResult & { startedAt: number; endedAt: number }>({ type: 'download', route, port: this.ports.source, streams: 1, bytesPerStream: bytes }),
+      SHAPED_SECONDS * 3000,
+      'shaped download',
+    )
+    checkErrors(this.spec.name, 'shaped download', [r])
+    const elapsed = r.endedAt - r.startedAt
+    if (r.errors === 0 && elapsed > 0) this.sample.shapedRateRatio = r.count / (elapsed / 1000) / SHAPED_RATE
+    trace(this.label, 'shaped download', `${format(elapsed / 1000, 2)} s for ${bytes / MiB} MiB`)
   }
 }
 
@@ -778,6 +858,7 @@ function variantsOf(spec: ServerSpec): Variant[] {
   if (['hold', 'down', 'up', 'multi', 'connect', 'latency', 'udp'].some((test) => tests.has(test))) variants.push('open')
   if (tests.has('auth') && spec.noAuth === null) variants.push('auth')
   if (tests.has('full') && spec.full) variants.push('full')
+  if (tests.has('limits') && spec.full) variants.push('limits')
   return variants
 }
 
@@ -891,6 +972,13 @@ function pluginTable(results: Map<string, Sample[]>, columns: ServerSpec[]): str
     ['connections/s, auth + 20 rules + dns-cache (domain) vs auth', 'connFullName', 'connAuthName', 0],
     ['CPU-s per 10k, auth (IP)', 'cpu10kAuthIp', null, 2],
     ['CPU-s per 10k, auth + 20 rules + dns-cache (IP) vs auth', 'cpu10kFullIp', 'cpu10kAuthIp', 2],
+    ['connections/s, auth + limits (IP) vs auth', 'connLimitsIp', 'connAuthIp', 0],
+    ['CPU-s per 10k, auth + limits (IP) vs auth', 'cpu10kLimitsIp', 'cpu10kAuthIp', 2],
+    ['download MB/s, 1 stream, auth', 'downAuth1', null, 0],
+    ['download MB/s, 1 stream, auth + limits vs auth', 'downLimits1', 'downAuth1', 0],
+    ['CPU-s per GiB, auth', 'cpuPerGiBAuth', null, 3],
+    ['CPU-s per GiB, auth + limits vs auth', 'cpuPerGiBLimits', 'cpuPerGiBAuth', 3],
+    [`shaped download (${SHAPED_RATE / MiB} MiB/s for ${SHAPED_SECONDS} s): rate / limit`, 'shapedRateRatio', null, 3],
   ]
   for (const [title, key, versus, digits] of rows) {
     if (present.every((spec) => medianOf(results, spec.name, key) === null)) continue
@@ -958,6 +1046,19 @@ function targetCheck(results: Map<string, Sample[]>): string[] {
     const b = get(s, full)
     const ok = a === null || b === null ? null : b >= 0.85 * a
     lines.push(`${ok === null ? 'n/a ' : ok ? 'MET ' : 'MISS'} auth + 20 rules + dns-cache within 15% of auth alone (${what}): ${f(b, 0)} vs ${f(a, 0)} (${a !== null && b !== null ? format((b / a - 1) * 100, 0) : '–'}%)`)
+  }
+  {
+    const conn = get(s, 'connLimitsIp')
+    const base = get(s, 'connAuthIp')
+    const ok = conn === null || base === null ? null : conn >= 0.9 * base
+    lines.push(`${ok === null ? 'n/a ' : ok ? 'MET ' : 'MISS'} auth + limits (never biting) connections/s within 10% of auth alone: ${f(conn, 0)} vs ${f(base, 0)} (${ratio(conn, base)})`)
+    const cpu = get(s, 'cpuPerGiBLimits')
+    const cpuBase = get(s, 'cpuPerGiBAuth')
+    const cpuOk = cpu === null || cpuBase === null ? null : cpu <= 1.2 * cpuBase
+    lines.push(`${cpuOk === null ? 'n/a ' : cpuOk ? 'MET ' : 'MISS'} auth + limits CPU-s per GiB <= 1.2× auth alone: ${f(cpu, 3)} vs ${f(cpuBase, 3)} (${ratio(cpu, cpuBase)})`)
+    const shaped = get(s, 'shapedRateRatio')
+    const shapedOk = shaped === null ? null : Math.abs(shaped - 1) <= 0.05
+    lines.push(`${shapedOk === null ? 'n/a ' : shapedOk ? 'MET ' : 'MISS'} a shaped download holds its rate within ±5% over ${SHAPED_SECONDS} s: ${f(shaped, 3)}× the limit`)
   }
   const workers = `socksmith-w${settings.workers}`
   if (results.has(workers)) {

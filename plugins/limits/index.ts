@@ -32,6 +32,9 @@ declare module 'socksmith' {
   }
 }
 
+/** What asking for a lease gave: held, refused at the cap, or admitted holding nothing (the store failed, failMode open). */
+type LeaseResult = 'held' | 'full' | 'unheld'
+
 /** Why a connection was refused or cut: the `reason` label is `limits:<this>`. */
 type RefusalReason = 'maxConnections' | 'connectionRate' | 'quota' | 'maxClientIps' | 'store'
 
@@ -160,12 +163,13 @@ class LimitsSetup {
   datagramsDropped = 0
   readonly #host: PluginHost
   readonly #options: ParsedLimitsOptions
-  readonly #needsFacts: boolean
+  /** The facts some limit's conditions look at: only those are worked out per connection. */
+  readonly #needed: ReadonlySet<string>
 
   constructor(host: PluginHost, options: ParsedLimitsOptions) {
     this.#host = host
     this.#options = options
-    this.#needsFacts = options.limits.some((limit) => limit.match !== null)
+    this.#needed = new Set(options.limits.flatMap((limit) => limit.match?.fields ?? []))
   }
 
   /** After a reload: the live runtime carries on, with this setup's limits. */
@@ -192,7 +196,11 @@ class LimitsSetup {
     const runtime = this.#runtime()
     const holding = new Holding(runtime, ctx)
     try {
-      for (const limit of matched) await this.#admitOne(runtime, holding, limit, ctx)
+      for (const limit of matched) {
+        // Every step is synchronous unless it has to ask the store: no wait on the usual path.
+        const pending = this.#admitOne(runtime, holding, limit, ctx)
+        if (pending !== null) await pending
+      }
     } catch (err) {
       holding.release()
       throw err
@@ -250,7 +258,7 @@ class LimitsSetup {
     for (const limit of all) {
       if (limit.listener !== null && !listenerMatches(limit.listener, ctx)) continue
       if (limit.match !== null) {
-        facts ??= this.#needsFacts ? factsOf(ctx) : null
+        facts ??= factsOf(ctx, this.#needed)
         let verdict = limit.match.evaluate(facts!)
         if (verdict === undefined && !resolved && ctx.destination.type === 'domain') {
           // A destination condition on a name's addresses: look it up (once; the dialer reuses it).
@@ -270,34 +278,14 @@ class LimitsSetup {
     return matched
   }
 
-  async #admitOne(runtime: LimitsRuntime, holding: Holding, limit: CompiledLimit, ctx: ConnectContext): Promise<void> {
+  /** Admits the connection under one limit (or throws the refusal): null when done, a promise while the store is asked. */
+  #admitOne(runtime: LimitsRuntime, holding: Holding, limit: CompiledLimit, ctx: ConnectContext): Promise<unknown> | null {
     const subject = subjectOf(limit, ctx, this.#host, runtime)
     holding.applied.push(limit.label)
     if (limit.connectionRate !== null) {
       const shared = runtime.bucket(limit, subject, 'connections')!
       holding.buckets.push(shared)
       if (!shared.bucket.tryConsume(1)) this.#refuse(limit, 'connectionRate', `more than ${limit.connectionRate.rate} new connections a second`)
-    }
-    if (limit.quota !== null) {
-      const found = await runtime.ledger.tally(limit, subject)
-      if (found !== null) {
-        if (!found.stored && this.#options.failMode === 'closed') this.#refuse(limit, 'store', 'the store holding the quota does not answer')
-        if (found.tally.exhausted) this.#refuse(limit, 'quota', `quota of ${limit.quota.bytes} bytes used up`)
-        holding.addTally(found.tally)
-      }
-    }
-    if (limit.maxClientIps !== null) {
-      const key = `limits:ip:${limit.id}:${subject}`
-      const lease = await this.#lease(runtime, limit, key, ctx.client.address, limit.maxClientIps)
-      if (lease === 'held') holding.leases.push({ key, holder: ctx.client.address })
-      else if (lease === 'full') this.#refuse(limit, 'maxClientIps', `already connected from ${limit.maxClientIps} other address(es)`)
-    }
-    if (limit.maxConnections !== null) {
-      const key = `limits:c:${limit.id}:${subject}`
-      const holder = `${runtime.nodeId}:${ctx.id}`
-      const lease = await this.#lease(runtime, limit, key, holder, limit.maxConnections)
-      if (lease === 'held') holding.leases.push({ key, holder })
-      else if (lease === 'full') this.#refuse(limit, 'maxConnections', `${limit.maxConnections} connection(s) already open`)
     }
     if (limit.bandwidth !== null) {
       for (const direction of ['up', 'down'] as const) {
@@ -307,20 +295,67 @@ class LimitsSetup {
         holding[direction].push(shared.bucket)
       }
     }
+    if (limit.quota !== null) {
+      const found = runtime.ledger.tally(limit, subject)
+      if (found instanceof Promise) return found.then((result) => this.#admitQuota(holding, limit, result)).then(() => this.#admitLeases(runtime, holding, limit, subject, ctx))
+      this.#admitQuota(holding, limit, found)
+    }
+    return this.#admitLeases(runtime, holding, limit, subject, ctx)
+  }
+
+  #admitQuota(holding: Holding, limit: CompiledLimit, found: { tally: QuotaTally; stored: boolean } | null): void {
+    if (found === null) return
+    if (!found.stored && this.#options.failMode === 'closed') this.#refuse(limit, 'store', 'the store holding the quota does not answer')
+    if (found.tally.exhausted) this.#refuse(limit, 'quota', `quota of ${limit.quota!.bytes} bytes used up`)
+    holding.addTally(found.tally)
+  }
+
+  /** maxClientIps, then maxConnections: leases, taken at once where the store is this process's. */
+  #admitLeases(runtime: LimitsRuntime, holding: Holding, limit: CompiledLimit, subject: string, ctx: ConnectContext): Promise<unknown> | null {
+    if (limit.maxClientIps !== null) {
+      const key = `limits:ip:${limit.id}:${subject}`
+      const holder = ctx.client.address
+      const lease = this.#lease(runtime, limit, key, holder, limit.maxClientIps)
+      const then = (result: LeaseResult): Promise<unknown> | null => {
+        this.#leased(holding, limit, result, key, holder, 'maxClientIps', `already connected from ${limit.maxClientIps} other address(es)`)
+        return this.#admitConnections(runtime, holding, limit, subject, ctx)
+      }
+      return lease instanceof Promise ? lease.then(then) : then(lease)
+    }
+    return this.#admitConnections(runtime, holding, limit, subject, ctx)
+  }
+
+  #admitConnections(runtime: LimitsRuntime, holding: Holding, limit: CompiledLimit, subject: string, ctx: ConnectContext): Promise<unknown> | null {
+    if (limit.maxConnections === null) return null
+    const key = `limits:c:${limit.id}:${subject}`
+    const holder = `${runtime.nodeId}:${ctx.id}`
+    const lease = this.#lease(runtime, limit, key, holder, limit.maxConnections)
+    const why = `${limit.maxConnections} connection(s) already open`
+    if (lease instanceof Promise) return lease.then((result) => this.#leased(holding, limit, result, key, holder, 'maxConnections', why))
+    this.#leased(holding, limit, lease, key, holder, 'maxConnections', why)
+    return null
+  }
+
+  #leased(holding: Holding, limit: CompiledLimit, result: LeaseResult, key: string, holder: string, reason: RefusalReason, why: string): void {
+    if (result === 'held') holding.leases.push({ key, holder })
+    else if (result === 'full') this.#refuse(limit, reason, why)
   }
 
   /**
    * A lease (`held`), or `full` at the cap. A store that does not answer is failMode's call: open
    * admits the connection holding nothing (`unheld`), closed refuses it.
    */
-  async #lease(runtime: LimitsRuntime, limit: CompiledLimit, key: string, holder: string, max: number): Promise<'held' | 'full' | 'unheld'> {
-    try {
-      return (await runtime.leases.acquire(key, holder, max)) ? 'held' : 'full'
-    } catch (err) {
-      runtime.storeFailed(err)
-      if (this.#options.failMode === 'closed') this.#refuse(limit, 'store', 'the store holding the connection counts does not answer')
-      return 'unheld'
-    }
+  #lease(runtime: LimitsRuntime, limit: CompiledLimit, key: string, holder: string, max: number): LeaseResult | Promise<LeaseResult> {
+    const acquired = runtime.leases.acquire(key, holder, max)
+    if (typeof acquired === 'boolean') return acquired ? 'held' : 'full'
+    return acquired.then(
+      (held) => (held ? 'held' : 'full'),
+      (err: unknown) => {
+        runtime.storeFailed(err)
+        if (this.#options.failMode === 'closed') this.#refuse(limit, 'store', 'the store holding the connection counts does not answer')
+        return 'unheld' as const
+      },
+    )
   }
 
   #refuse(limit: CompiledLimit, reason: RefusalReason, why: string): never {
@@ -330,16 +365,17 @@ class LimitsSetup {
   }
 }
 
-function factsOf(ctx: ConnectContext): ParsedFacts {
+/** The facts `needed` (MatchField names) about the connection; the others are left unknown, unparsed. */
+function factsOf(ctx: ConnectContext, needed: ReadonlySet<string>): ParsedFacts {
   const destination = ctx.destination
   const isName = destination.type === 'domain'
   return parseFacts({
-    client: ctx.client.address,
+    client: needed.has('from') ? ctx.client.address : undefined,
     user: ctx.user,
     command: ctx.commandName,
     port: destination.port,
-    name: isName ? destination.host : null,
-    address: isName ? (ctx.resolved?.[0]?.address ?? undefined) : destination.host,
+    name: needed.has('domains') ? (isName ? destination.host : null) : undefined,
+    address: needed.has('to') ? (isName ? (ctx.resolved?.[0]?.address ?? undefined) : destination.host) : undefined,
   })
 }
 

@@ -15,6 +15,11 @@ interface HeldLease {
  */
 export class LeaseKeeper {
   readonly #held = new Map<string, HeldLease>()
+  /**
+   * With a store nobody else shares (the default memory store, one process) the leases are counted
+   * here, synchronously: the store would say the same, a promise later. Lease set -> holders.
+   */
+  readonly #local: Map<string, Set<string>> | null
   readonly #store: SharedStore
   readonly #ttl: number
   readonly #onError: (err: unknown) => void
@@ -24,6 +29,7 @@ export class LeaseKeeper {
     this.#store = store
     this.#ttl = ttl
     this.#onError = onError
+    this.#local = store.shared ? null : new Map()
   }
 
   get size(): number {
@@ -34,13 +40,26 @@ export class LeaseKeeper {
    * Takes `holder`'s lease in `key` unless `max` others hold one; a lease this process already holds
    * is shared (counted) instead. Resolves true if held; rejects when the store does not answer.
    */
-  async acquire(key: string, holder: string, max: number): Promise<boolean> {
+  acquire(key: string, holder: string, max: number): boolean | Promise<boolean> {
     const id = `${key}\n${holder}`
     const held = this.#held.get(id)
     if (held !== undefined) {
       held.refs++
       return true
     }
+    const local = this.#local
+    if (local !== null) {
+      let holders = local.get(key)
+      if (holders === undefined) local.set(key, (holders = new Set()))
+      if (holders.size >= max) return false
+      holders.add(holder)
+      this.#held.set(id, { key, holder, refs: 1 })
+      return true
+    }
+    return this.#acquireShared(key, holder, max, id)
+  }
+
+  async #acquireShared(key: string, holder: string, max: number, id: string): Promise<boolean> {
     if (!(await this.#store.acquire(key, holder, max, this.#ttl))) return false
     // Another connection of the same holder may have taken it while this one waited.
     const now = this.#held.get(id)
@@ -56,6 +75,13 @@ export class LeaseKeeper {
     const held = this.#held.get(id)
     if (held === undefined || --held.refs > 0) return
     this.#held.delete(id)
+    const local = this.#local
+    if (local !== null) {
+      const holders = local.get(key)
+      holders?.delete(holder)
+      if (holders?.size === 0) local.delete(key)
+      return
+    }
     // A release that fails leaves the lease to expire on its own, within one ttl.
     this.#store.release(key, holder).catch(this.#onError)
     if (this.#held.size === 0) this.#stopHeartbeat()
@@ -66,6 +92,10 @@ export class LeaseKeeper {
     this.#stopHeartbeat()
     const leases = [...this.#held.values()]
     this.#held.clear()
+    if (this.#local !== null) {
+      this.#local.clear()
+      return
+    }
     await Promise.all(leases.map((lease) => this.#store.release(lease.key, lease.holder).catch(() => {})))
   }
 

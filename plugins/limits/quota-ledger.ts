@@ -52,6 +52,11 @@ export interface LedgerEvents {
   storeFailed(err: unknown): void
 }
 
+function tallyKey(limit: CompiledLimit, subject: string): string {
+  const quota = limit.quota!
+  return `limits:q:${limit.id}:${quota.direction}:${quota.windowId}:${subject}`
+}
+
 // A tally whose first read failed is admitted as the plugin's failMode says until a flush reads it.
 const RETRY = Promise.resolve(false)
 const STORED = Promise.resolve(true)
@@ -84,10 +89,11 @@ export class QuotaLedger {
    * first read (if not, the tally counts from 0 and the next flush tries again). Null when the
    * quota's window is not open now (an absolute window before its start or after its end).
    */
-  async tally(limit: CompiledLimit, subject: string): Promise<{ tally: QuotaTally; stored: boolean } | null> {
+  tally(limit: CompiledLimit, subject: string): { tally: QuotaTally; stored: boolean } | null | Promise<{ tally: QuotaTally; stored: boolean } | null> {
     const quota = limit.quota!
-    if (windowSlots(quota.window, this.#now()) === null) return null
-    const key = `limits:q:${limit.id}:${quota.direction}:${quota.windowId}:${subject}`
+    // Calendar and rolling windows are always open (and working out a calendar day is not free).
+    if (quota.window.kind === 'absolute' && windowSlots(quota.window, this.#now()) === null) return null
+    const key = tallyKey(limit, subject)
     let tally = this.#tallies.get(key)
     if (tally === undefined) {
       tally = new QuotaTally(key, limit)
@@ -95,8 +101,15 @@ export class QuotaLedger {
       tally.loaded = this.#read([tally])
     }
     tally.idleFlushes = 0
+    // Loaded and stored: no wait (the usual case, on the path of every connection).
+    if (tally.loaded === STORED) return { tally, stored: true }
+    return this.#loaded(tally)
+  }
+
+  async #loaded(tally: QuotaTally): Promise<{ tally: QuotaTally; stored: boolean }> {
     const stored = await tally.loaded!
     if (!stored) tally.loaded = RETRY
+    else tally.loaded = STORED
     return { tally, stored }
   }
 

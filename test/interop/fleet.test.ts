@@ -20,7 +20,7 @@ const redisServer = peer('redis-server')
 function nodeConfig(redisUrl: string): string {
   return `listen: { host: 127.0.0.1, port: 0, proxyProtocol: { trusted: [127.0.0.1] } }
 metrics: { port: 0 }
-store: { type: redis, url: "${redisUrl}", timeout: 300ms }
+store: { type: redis, url: "${redisUrl}", timeout: 1s }
 log: { level: info }
 plugins:
   - [auth, { users: { alice: pw, bob: pw, carol: pw } }]

@@ -189,7 +189,7 @@ test('maxClientIps: a user connected from 127.0.0.2 may add connections from the
   d.client.socket.destroy()
 })
 
-test('bandwidth per user: two downloads of one user together take the user rate (128 KiB/s down, 32 KiB burst) ±20%', async (t) => {
+test('bandwidth per user: two downloads of one user together take the user rate (128 KiB/s down, 32 KiB burst)', async (t) => {
   const size = 128 * KiB
   const payload = randomBytes(size)
   const target = await startTcpServer(t, (socket) => socket.end(payload))
@@ -203,7 +203,8 @@ test('bandwidth per user: two downloads of one user together take the user rate 
   assert.deepEqual(await Promise.all([download(), download()]), [size, size])
   const ms = performance.now() - started
   const expected = ((2 * size - 32 * KiB) / (128 * KiB)) * 1000
-  assert.ok(Math.abs(ms - expected) <= expected * 0.2, `took ${ms.toFixed(0)} ms, expected ${expected.toFixed(0)} ms ±20%`)
+  // Never faster than the limit allows; slower only by what a loaded machine's late timers add.
+  assert.ok(ms >= expected * 0.85 && ms <= expected * 1.35, `took ${ms.toFixed(0)} ms, expected ${expected.toFixed(0)} ms (-15%, +35%)`)
 })
 
 describe('quotas', () => {
