@@ -15,12 +15,17 @@ import { FailureThrottle } from './throttle.js'
 import { readUsersFile, UsersFileError } from './users-file.js'
 import { PasswordChecker } from './verifier.js'
 import { handleUserRemovals } from './reload.js'
+import { StoreUserLookup } from './store-lookup.js'
+import { followStoreChanges, type StoreChanges } from './store-changes.js'
 
 export { hashPassword, verifyPassword, DEFAULT_SCRYPT_PARAMS } from './hash.js'
 export type { ScryptParams } from './hash.js'
 export type { AuthOptions, VerifyFunction } from './options.js'
 export type { ThrottleOptions } from './throttle.js'
 export { DEFAULT_THROTTLE } from './throttle.js'
+export { addStoredUser, removeStoredUser, listStoredUsers, storedUserKey, STORED_USER_PREFIX, USERS_CHANNEL } from './user-table.js'
+export type { UsersInStoreOptions } from './store-lookup.js'
+export { DEFAULT_USERS_IN_STORE } from './store-lookup.js'
 
 /**
  * Username/password authentication (RFC 1929). Selects method 0x02 whenever the client offers it;
@@ -37,6 +42,11 @@ export { DEFAULT_THROTTLE } from './throttle.js'
  *   usersFile: '/etc/socksmith/users',
  * })
  * await server.listen({ host: '0.0.0.0', port: 1080 })
+ *
+ * @example
+ * // One user table for a fleet: every node on this Redis; `socksmith users add alice` fills it.
+ * const node = createServer({ store: { type: 'redis', url: 'redis://10.0.0.5:6379' } })
+ * node.register(auth, { usersInStore: true })
  */
 const auth = definePlugin<ParsedAuthOptions, AuthOptions>({
   name: 'auth',
@@ -46,16 +56,31 @@ const auth = definePlugin<ParsedAuthOptions, AuthOptions>({
   // Setup errors need not name the plugin: the server prefixes `plugins[0] (auth): setup failed: `.
   async setup(host, options) {
     const hashes = await loadUsers(options)
-    if (hashes.size === 0 && options.verify === null) {
+    const inStore = options.usersInStore
+    if (hashes.size === 0 && options.verify === null && inStore === null) {
       throw new SocksError('ERR_PLUGIN_OPTIONS', `usersFile: ${options.usersFile ?? ''}: the file defines no users`)
     }
-    const checker = await PasswordChecker.create(hashes, { cacheTtlMs: options.cacheTtlMs, maxConcurrentHashes: options.maxConcurrentHashes })
+    const checker = await PasswordChecker.create(hashes, {
+      cacheTtlMs: options.cacheTtlMs,
+      maxConcurrentHashes: options.maxConcurrentHashes,
+      // Store users are not known in advance: their cached logins are bounded like their lookups.
+      ...(inStore === null ? {} : { maxCachedLogins: hashes.size + inStore.lookupCacheSize }),
+    })
     const throttle = options.throttle === null ? null : new FailureThrottle(options.throttle)
+    let lookup: StoreUserLookup | null = null
+    let changes: StoreChanges | null = null
+    if (inStore !== null) {
+      lookup = new StoreUserLookup(host.store, host.log, inStore)
+      changes = await followStoreChanges(host, lookup, new Set(hashes.keys()), (name) => checker.forget(name))
+    }
     if (!options.allowNoAuth) host.requireAuth()
     host.use('negotiate', selectUsernamePassword)
-    const revoked = handleUserRemovals(host, new Set(hashes.keys()), options.verify !== null)
-    host.use('auth', createAuthenticator(checker, options.verify, throttle, options.throttle?.lockoutMs ?? 0, revoked))
-    host.log.info(`auth: ${hashes.size} user(s)${options.verify === null ? '' : ' and a verify function'}${options.allowNoAuth ? ', NO AUTH still allowed' : ''}`)
+    const revoked = handleUserRemovals(host, new Set(hashes.keys()), options.verify !== null, () => changes?.retire())
+    host.use('auth', createAuthenticator(checker, lookup, options.verify, throttle, options.throttle?.lockoutMs ?? 0, revoked))
+    const sources = [`${hashes.size} user(s)`, ...(inStore === null ? [] : [`users in the ${host.store.kind} store`]), ...(options.verify === null ? [] : ['a verify function'])]
+    host.log.info(`auth: ${sources.join(', ')}${options.allowNoAuth ? ', NO AUTH still allowed' : ''}`)
+    // Only code in this server's processes can reach such a store: no `socksmith users add`.
+    if (inStore !== null && host.store.kind !== 'redis') host.log.info(`auth: usersInStore with the ${host.store.kind} store: users can be added only by this server's own code (addStoredUser(server.store, ...)); for \`socksmith users\` configure store: { type: redis, url }`)
   },
 })
 export default auth
@@ -107,7 +132,25 @@ function refuseLockedOut(ctx: AuthContext, client: string, user: string): never 
   throw new SocksError('ERR_SOCKS_AUTH_FAILED', `too many failed logins from ${client}`)
 }
 
-function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | null, throttle: FailureThrottle | null, lockoutMs: number, revoked: ReadonlySet<string>): Middleware<AuthContext> {
+function createAuthenticator(checker: PasswordChecker, lookup: StoreUserLookup | null, verify: VerifyFunction | null, throttle: FailureThrottle | null, lockoutMs: number, revoked: ReadonlySet<string>): Middleware<AuthContext> {
+  /** Whether the password is right: the inline tables first, then the store, then verify. */
+  async function decide(ctx: AuthContext, user: string, password: string, signal: () => AbortSignal, group: string, mac: Buffer): Promise<boolean> {
+    if (checker.has(user) || (lookup === null && verify === null)) return checker.check(user, password, signal, group, mac)
+    if (lookup === null) return (await verify!(user, password, ctx)) === true
+    const login = lookup.begin(user)
+    try {
+      // Rejects when the store does not answer: refused, fail closed, whatever verify would say.
+      const hash = await lookup.lookup(user)
+      const accepted = hash === null && verify !== null ? (await verify(user, password, ctx)) === true : await checker.checkHash(user, password, hash, signal, group, mac)
+      // Removed (or given a new password) while this login was checked: the closing of the
+      // user's connections has already run, and must not miss this one.
+      if (login.stale) throw new SocksError('ERR_SOCKS_AUTH_FAILED', `user ${JSON.stringify(user)} changed in the store during the login`, { reason: 'auth:userChanged' })
+      return accepted
+    } finally {
+      lookup.end(login)
+    }
+  }
+
   return async function authenticateUsernamePassword(ctx, next) {
     const credentials = ctx.credentials
     if (ctx.method !== Method.USERNAME_PASSWORD || ctx.user !== null || credentials === null) return next()
@@ -128,10 +171,9 @@ function createAuthenticator(checker: PasswordChecker, verify: VerifyFunction | 
     }
     let accepted: boolean
     try {
-      accepted = verify === null || checker.has(user)
-        ? await checker.check(user, password, signal, group, mac)
-        : (await verify(user, password, ctx)) === true
+      accepted = await decide(ctx, user, password, signal, group, mac)
     } catch (err) {
+      // Not counted as a failure: the password was never found wrong.
       throttle?.end(group, guess, false)
       throw err
     }

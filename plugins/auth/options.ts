@@ -3,11 +3,12 @@ import { inspect } from 'node:util'
 import type { AuthContext, OptionPath } from 'socksmith'
 import { checkKeys, describe, describeKind, isPlainObject } from 'socksmith/plugin-kit'
 import { looksLikeHash, parseHash, type ScryptHash } from './hash.js'
+import { DEFAULT_USERS_IN_STORE, type UsersInStoreOptions } from './store-lookup.js'
 import { DEFAULT_THROTTLE, type ThrottleOptions } from './throttle.js'
 import { checkUserName } from './users-file.js'
 
 /**
- * Decides a login for a user who is not in `users` or `usersFile`. Only `true` accepts. It runs for
+ * Decides a login for a user who is not in `users`, `usersFile` or (with `usersInStore`) the store. Only `true` accepts. It runs for
  * every such login, so it must bound its own time (and should take as long for an unknown user as
  * for a wrong password).
  */
@@ -19,7 +20,15 @@ export interface AuthOptions {
   users?: Record<string, string>
   /** A file of `user:hash` lines; a relative path is resolved against the working directory. */
   usersFile?: string
-  /** Decides logins of users found in neither `users` nor `usersFile`. */
+  /**
+   * Also look users up in the server's shared store (`host.store`: with the config's
+   * `store: { type: redis, url }`, one user table for the whole fleet), where `socksmith users add`
+   * and `addStoredUser()` put them. A removal or password change there closes the user's live
+   * connections on every node at once. `true`, or the lookup cache's settings. When the store does
+   * not answer, logins of users not in `users`/`usersFile` are refused (fail closed).
+   */
+  usersInStore?: boolean | UsersInStoreOptions
+  /** Decides logins of users found in none of `users`, `usersFile` and the store. */
   verify?: VerifyFunction
   /** Also accept clients that offer only NO AUTH (0x00). Default false. */
   allowNoAuth?: boolean
@@ -61,6 +70,8 @@ export interface ParsedAuthOptions {
   readonly users: readonly InlineUser[]
   /** Absolute path, or null. */
   readonly usersFile: string | null
+  /** The lookup cache's settings; null: the store is not asked. */
+  readonly usersInStore: Readonly<Required<UsersInStoreOptions>> | null
   readonly verify: VerifyFunction | null
   readonly allowNoAuth: boolean
   readonly throttle: Readonly<Required<ThrottleOptions>> | null
@@ -68,8 +79,9 @@ export interface ParsedAuthOptions {
   readonly maxConcurrentHashes: number
 }
 
-const KEYS = ['users', 'usersFile', 'verify', 'allowNoAuth', 'throttle', 'cacheTtlMs', 'maxConcurrentHashes'] as const
+const KEYS = ['users', 'usersFile', 'usersInStore', 'verify', 'allowNoAuth', 'throttle', 'cacheTtlMs', 'maxConcurrentHashes'] as const
 const THROTTLE_KEYS = ['maxFailures', 'windowMs', 'lockoutMs', 'maxClients'] as const
+const STORE_KEYS = ['lookupCacheMs', 'lookupCacheSize'] as const
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/
 // Names people reach for that edit distance would not connect to ours.
 const ALIASES: Readonly<Record<string, string>> = {
@@ -80,6 +92,10 @@ const ALIASES: Readonly<Record<string, string>> = {
   passwordFile: 'usersFile',
   passwdFile: 'usersFile',
   htpasswd: 'usersFile',
+  usersFrom: 'usersInStore',
+  storeUsers: 'usersInStore',
+  redisUsers: 'usersInStore',
+  sharedUsers: 'usersInStore',
   verifyUser: 'verify',
   authenticate: 'verify',
   noAuth: 'allowNoAuth',
@@ -88,7 +104,7 @@ const ALIASES: Readonly<Record<string, string>> = {
 
 /** Validates the `auth` options; every failure names the field. */
 export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOptions {
-  if (raw === undefined || raw === null) at.fail('', 'needs options: at least one of users, usersFile or verify')
+  if (raw === undefined || raw === null) at.fail('', 'needs options: at least one of users, usersFile, usersInStore or verify')
   if (!isPlainObject(raw)) at.fail('', `options must be an object, found ${describeKind(raw)}`)
   checkKeys(raw, KEYS, at, { aliases: ALIASES })
 
@@ -126,8 +142,9 @@ export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOption
     verify = raw.verify as VerifyFunction
   }
 
-  if (users.length === 0 && usersFile === null && verify === null) {
-    at.fail(raw.users === undefined ? '' : 'users', 'no users: give at least one user in users, a usersFile, or a verify function')
+  const usersInStore = parseUsersInStore(raw.usersInStore, at)
+  if (users.length === 0 && usersFile === null && usersInStore === null && verify === null) {
+    at.fail(raw.users === undefined ? '' : 'users', 'no users: give at least one user in users, a usersFile, usersInStore: true, or a verify function')
   }
 
   let allowNoAuth = false
@@ -139,12 +156,24 @@ export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOption
   return {
     users,
     usersFile,
+    usersInStore,
     verify,
     allowNoAuth,
     throttle: parseThrottle(raw.throttle, at),
     cacheTtlMs: raw.cacheTtlMs === undefined ? 60_000 : integer(raw.cacheTtlMs, 'cacheTtlMs', 0, 86_400_000, at),
     maxConcurrentHashes: raw.maxConcurrentHashes === undefined ? 2 : integer(raw.maxConcurrentHashes, 'maxConcurrentHashes', 1, 64, at),
   }
+}
+
+function parseUsersInStore(raw: unknown, at: OptionPath): Readonly<Required<UsersInStoreOptions>> | null {
+  if (raw === undefined || raw === false) return null
+  if (raw === true) return DEFAULT_USERS_IN_STORE
+  if (!isPlainObject(raw)) at.fail('usersInStore', `must be true, false or { lookupCacheMs, lookupCacheSize }, found ${describeKind(raw)}`)
+  checkKeys(raw, STORE_KEYS, at, { path: 'usersInStore' })
+  return Object.freeze({
+    lookupCacheMs: raw.lookupCacheMs === undefined ? DEFAULT_USERS_IN_STORE.lookupCacheMs : integer(raw.lookupCacheMs, 'usersInStore.lookupCacheMs', 0, 3_600_000, at),
+    lookupCacheSize: raw.lookupCacheSize === undefined ? DEFAULT_USERS_IN_STORE.lookupCacheSize : integer(raw.lookupCacheSize, 'usersInStore.lookupCacheSize', 1, 10_000_000, at),
+  })
 }
 
 function parseThrottle(raw: unknown, at: OptionPath): Readonly<Required<ThrottleOptions>> | null {

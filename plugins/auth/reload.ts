@@ -10,6 +10,8 @@ interface UsersHandover {
   readonly users: ReadonlySet<string>
   /** Makes that setup's pipeline refuse these users from now on (connections accepted before the reload log in there). */
   revoke(users: readonly string[]): void
+  /** Tells that setup it is no longer the live one (absent from setups of older versions). */
+  retire?(): void
 }
 
 function isUsersHandover(value: unknown): value is UsersHandover {
@@ -23,13 +25,17 @@ function isUsersHandover(value: unknown): value is UsersHandover {
  * before the reload) refuses their logins. With a `verify` function nobody is known to be gone
  * (it may accept a user the tables dropped), so nothing is closed.
  *
+ * `retire` runs once a later reload has replaced this setup.
+ *
  * Returns the set of users this setup's own pipeline must refuse after a later reload removes them.
  */
-export function handleUserRemovals(host: PluginHost, users: ReadonlySet<string>, hasVerify: boolean): ReadonlySet<string> {
+export function handleUserRemovals(host: PluginHost, users: ReadonlySet<string>, hasVerify: boolean, retire: () => void = () => {}): ReadonlySet<string> {
   const revoked = new Set<string>()
-  host.handOver({ users, revoke: (names) => names.forEach((name) => revoked.add(name)) } satisfies UsersHandover)
+  host.handOver({ users, revoke: (names) => names.forEach((name) => revoked.add(name)), retire } satisfies UsersHandover)
   host.onReload(({ previous, destroyConnections }: PluginReload) => {
-    if (!isUsersHandover(previous) || hasVerify) return
+    if (!isUsersHandover(previous)) return
+    previous.retire?.()
+    if (hasVerify) return
     const removed = [...previous.users].filter((name) => !users.has(name))
     if (removed.length === 0) return
     previous.revoke(removed)

@@ -6,6 +6,8 @@ import { signalOf, type SignalSource } from './signal.js'
 interface CachedLogin {
   /** HMAC of the password that last logged in, under this process's random key. */
   readonly mac: Buffer
+  /** The hash it was checked against: a changed password (a new hash in the store) misses. */
+  readonly hashKey: Buffer
   readonly expiresAt: number
 }
 
@@ -14,6 +16,8 @@ export interface PasswordCheckerOptions {
   cacheTtlMs: number
   /** scrypt computations running at once; the rest queue. */
   maxConcurrentHashes: number
+  /** Logins remembered at most (the least recently cached go first). Default: no bound but the users there are. */
+  maxCachedLogins?: number
   /** The hash check (a seam for tests that count scrypt runs). Default: scrypt + timingSafeEqual. */
   verifyHash?: (password: string, hash: ScryptHash) => Promise<boolean>
 }
@@ -27,7 +31,9 @@ export interface PasswordCheckerOptions {
  * - Login cache: a successful login stores HMAC-SHA256(process key, password) for the user for
  *   `cacheTtlMs`. A later login whose HMAC matches (compared with `timingSafeEqual`) skips scrypt.
  *   The key is random per process and never leaves memory; the map holds at most one entry per
- *   configured user; a wrong password always goes on to scrypt, so it costs what it always costs.
+ *   user, and at most `maxCachedLogins`; a wrong password always goes on to scrypt, so it costs
+ *   what it always costs. An entry is only good for the hash it was checked against, so a user
+ *   whose hash changed (in the store) is hashed again.
  * - Concurrent identical attempts (same user, same password HMAC) share one scrypt run, for known
  *   and unknown users alike.
  * - At most `maxConcurrentHashes` scrypt runs use the libuv thread pool at once, leaving threads
@@ -38,7 +44,12 @@ export interface PasswordCheckerOptions {
 export class PasswordChecker {
   readonly #hashes: ReadonlyMap<string, ScryptHash>
   readonly #dummy: ScryptHash
+  /** Dummies for users looked up elsewhere (the store), by the parameters their hashes use. */
+  readonly #dummies = new Map<string, ScryptHash>()
+  /** The parameters of the last hash checkHash() got: an unknown user's dummy uses them. */
+  #lookedUpParams: Readonly<ScryptParams> | null = null
   readonly #cacheTtlMs: number
+  readonly #maxCachedLogins: number
   readonly #macKey = randomBytes(32)
   readonly #cache = new Map<string, CachedLogin>()
   readonly #inFlight = new Map<string, Promise<boolean>>()
@@ -49,6 +60,7 @@ export class PasswordChecker {
     this.#hashes = hashes
     this.#dummy = dummy
     this.#cacheTtlMs = options.cacheTtlMs
+    this.#maxCachedLogins = options.maxCachedLogins ?? Infinity
     this.#gate = new HashGate(options.maxConcurrentHashes)
     this.#verifyHash = options.verifyHash ?? verifyAgainst
   }
@@ -83,25 +95,69 @@ export class PasswordChecker {
    * Checks a user's password; an unknown user takes as long as a wrong password and fails.
    * `client` (the client's group) is whose turn in the hashing queue this login takes.
    */
-  async check(name: string, password: string, signalSource: SignalSource, client = '', knownMac?: Buffer): Promise<boolean> {
+  check(name: string, password: string, signalSource: SignalSource, client = '', knownMac?: Buffer): Promise<boolean> {
     const hash = this.#hashes.get(name)
     // Unknown users go down the same road (HMAC, shared check, gate) against the dummy, so that
     // neither one attempt's time nor a burst of identical attempts tells them apart from real ones.
-    const target = hash ?? this.#dummy
+    return this.#check(name, password, hash, hash ?? this.#dummy, signalSource, client, knownMac)
+  }
+
+  /**
+   * check() for a user whose hash was looked up elsewhere (the store): `hash` null for a user
+   * who is not there, checked against a dummy with the parameters of the hashes looked up lately.
+   */
+  checkHash(name: string, password: string, hash: ScryptHash | null, signalSource: SignalSource, client = '', knownMac?: Buffer): Promise<boolean> {
+    if (hash !== null) this.#lookedUpParams = hash.params
+    return this.#check(name, password, hash ?? undefined, hash ?? this.#lookedUpDummy(), signalSource, client, knownMac)
+  }
+
+  /** Forgets `name`'s cached login: its next login is hashed (its password changed, or it is gone). */
+  forget(name: string): void {
+    this.#cache.delete(name)
+  }
+
+  async #check(name: string, password: string, hash: ScryptHash | undefined, target: ScryptHash, signalSource: SignalSource, client: string, knownMac: Buffer | undefined): Promise<boolean> {
     if (this.#cacheTtlMs === 0) return (await this.#gate.run(() => this.#verifyHash(password, target), signalOf(signalSource), client)) && hash !== undefined
     const mac = knownMac ?? this.mac(name, password)
     const cached = hash === undefined ? undefined : this.#cache.get(name)
     if (cached !== undefined) {
-      if (cached.expiresAt > Date.now()) {
+      if (cached.expiresAt > Date.now() && cached.hashKey.equals(hash!.key)) {
         if (timingSafeEqual(cached.mac, mac)) return true
       } else {
         this.#cache.delete(name)
       }
     }
     // The slow road (scrypt, queued): only now is the signal asked for (a connection's is made on first use).
-    const ok = (await this.#sharedCheck(`${name}\0${mac.toString('base64')}`, password, target, signalOf(signalSource), client)) && hash !== undefined
-    if (ok) this.#cache.set(name, { mac, expiresAt: Date.now() + this.#cacheTtlMs })
+    // The hash is part of the key: attempts across a password change do not share a run.
+    const ok = (await this.#sharedCheck(`${name}\0${mac.toString('base64')}\0${target.key.toString('base64')}`, password, target, signalOf(signalSource), client)) && hash !== undefined
+    if (ok) this.#remember(name, { mac, hashKey: hash!.key, expiresAt: Date.now() + this.#cacheTtlMs })
     return ok
+  }
+
+  #remember(name: string, login: CachedLogin): void {
+    // Re-inserted, so the Map's order is the order logins were cached in: the oldest goes first.
+    this.#cache.delete(name)
+    this.#cache.set(name, login)
+    if (this.#cache.size > this.#maxCachedLogins) this.#cache.delete(this.#cache.keys().next().value as string)
+  }
+
+  /**
+   * The dummy for the parameters of the hashes looked up lately (that of the configured users
+   * before any). Its key is random, not scrypt output: nothing can match it, and the attempt is
+   * hashed with the same cost as a real user's.
+   */
+  #lookedUpDummy(): ScryptHash {
+    const params = this.#lookedUpParams
+    if (params === null) return this.#dummy
+    const key = `${params.N},${params.r},${params.p}`
+    let dummy = this.#dummies.get(key)
+    if (dummy === undefined) {
+      // A handful of parameter sets at most in practice; bounded all the same.
+      if (this.#dummies.size >= 8) this.#dummies.clear()
+      dummy = { params, salt: randomBytes(16), key: randomBytes(32) }
+      this.#dummies.set(key, dummy)
+    }
+    return dummy
   }
 
   /** Joins a running check of the same attempt, or starts one. */

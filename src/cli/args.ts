@@ -4,11 +4,13 @@ import { isLogLevel } from '../ops/logger.js'
 import { parseWorkers } from '../ops/cluster.js'
 import { fail } from './output.js'
 import { hashPasswordCommand } from './hash-password.js'
+import { usersCommand } from './users.js'
 
 // The command line: options, their checks, help and version. What they mean is run.ts's.
 
 export const HELP = `Usage: socksmith [options]
        socksmith hash-password
+       socksmith users add NAME | users remove NAME | users list   [--config FILE]
 
 Runs a SOCKS5 proxy (RFC 1928, RFC 1929) described by a config file.
 
@@ -30,6 +32,10 @@ Options:
 Commands:
   hash-password         read a password from stdin (hidden when typed) and print its hash,
                         for the auth plugin's users or usersFile
+  users add NAME        add a user to the shared store of the config (store: redis), or give it
+                        a new password (read as hash-password reads it); for usersInStore
+  users remove NAME     remove a user from it; its live connections close on every node
+  users list            print the names of the users in it
 
 Signals: SIGHUP reloads the config (new connections use it; accepted ones are kept).
 SIGINT and SIGTERM stop accepting and let live connections finish (drain) before exiting.
@@ -65,7 +71,7 @@ function version(): string {
   return pkg.version
 }
 
-/** The command line, checked: the flags, or the exit code when there is nothing more to do (help, version, a usage error, hash-password). */
+/** The command line, checked: the flags, or the exit code when there is nothing more to do (help, version, a usage error, a command). */
 export async function parseCommandLine(argv: string[]): Promise<CommandLine | number> {
   let values: Flags
   let positionals: string[]
@@ -102,6 +108,7 @@ export async function parseCommandLine(argv: string[]): Promise<CommandLine | nu
     return 0
   }
   if (positionals[0] === 'hash-password' && positionals.length === 1) return hashPasswordCommand()
+  if (positionals[0] === 'users') return usersCommand(positionals.slice(1), values.config)
   if (positionals.length > 0) {
     process.stderr.write(`socksmith: unknown command "${positionals.join(' ')}"\n\n${HELP}`)
     return 2

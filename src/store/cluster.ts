@@ -9,12 +9,16 @@
 import cluster, { type Worker } from 'node:cluster'
 import { MemoryStore } from './memory.js'
 import { guardListener, Subscriptions, warnListenerError } from './subscriptions.js'
-import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkTtl, DEFAULT_STORE_TIMEOUT, storeError, type CounterUpdate, type LeaseRef, type SharedStore } from './store.js'
+import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkRecord, checkRecordKeys, checkTtl, DEFAULT_STORE_TIMEOUT, storeError, type CounterUpdate, type LeaseRef, type SharedStore } from './store.js'
 
 const REQUEST = 'socksmith:store'
 const MESSAGE = 'socksmith:store:message'
 
-type Operation = 'add' | 'addMany' | 'read' | 'acquire' | 'renew' | 'release' | 'holders' | 'delete' | 'now' | 'publish' | 'subscribe' | 'unsubscribe'
+type Operation =
+  | 'add' | 'addMany' | 'read'
+  | 'acquire' | 'renew' | 'release' | 'holders'
+  | 'getRecord' | 'setRecord' | 'removeRecord' | 'recordKeys'
+  | 'delete' | 'now' | 'publish' | 'subscribe' | 'unsubscribe'
 
 interface StoreRequest {
   readonly type: typeof REQUEST
@@ -161,6 +165,26 @@ export class ClusterStore implements SharedStore {
     return (await this.#request('holders', [key])) as string[]
   }
 
+  async getRecord(key: string): Promise<string | null> {
+    checkKey(key)
+    return (await this.#request('getRecord', [key])) as string | null
+  }
+
+  async setRecord(key: string, value: string): Promise<void> {
+    checkRecord(key, value)
+    await this.#request('setRecord', [key, value])
+  }
+
+  async removeRecord(key: string): Promise<boolean> {
+    checkKey(key)
+    return (await this.#request('removeRecord', [key])) as boolean
+  }
+
+  async recordKeys(prefix: string, limit?: number): Promise<string[]> {
+    const max = checkRecordKeys(prefix, limit)
+    return (await this.#request('recordKeys', [prefix, max])) as string[]
+  }
+
   async delete(...keys: string[]): Promise<void> {
     await this.#request('delete', keys)
   }
@@ -232,6 +256,10 @@ export function serveClusterStore(): ClusterStoreService {
       case 'renew': return store.renew(a, b)
       case 'release': return store.release(a, b)
       case 'holders': return store.holders(a)
+      case 'getRecord': return store.getRecord(a)
+      case 'setRecord': return store.setRecord(a, b)
+      case 'removeRecord': return store.removeRecord(a)
+      case 'recordKeys': return store.recordKeys(a, b)
       case 'delete': return store.delete(...(args as string[]))
       case 'now': return Date.now()
       case 'publish': {

@@ -1,5 +1,5 @@
 import { guardListener, Subscriptions, warnListenerError } from './subscriptions.js'
-import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkTtl, storeError, type CounterUpdate, type LeaseRef, type SharedStore } from './store.js'
+import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkRecord, checkRecordKeys, checkTtl, storeError, type CounterUpdate, type LeaseRef, type SharedStore } from './store.js'
 
 interface Counter {
   value: number
@@ -18,7 +18,7 @@ interface LeaseSet {
 const SWEEP_STEP = 4
 
 /**
- * The store of one process: two Maps and no timers. Expiry is checked when an entry is read, and
+ * The store of one process: three Maps and no timers. Expiry is checked when an entry is read, and
  * every write also sweeps a few entries further along the Maps (as Redis's active expiry does),
  * so expired counters and lease sets cannot pile up however keys come and go: each write that
  * may add an entry looks at several others. Pub/sub delivers on a later microtask, never inside
@@ -29,6 +29,8 @@ export class MemoryStore implements SharedStore {
   readonly shared = false
   readonly #counters = new Map<string, Counter>()
   readonly #leaseSets = new Map<string, LeaseSet>()
+  // Records never expire, so the sweep leaves them alone.
+  readonly #records = new Map<string, string>()
   // Nothing to subscribe to: publish() is all the backend there is.
   readonly #channels = new Subscriptions(async () => {}, async () => {})
   #counterSweep: Iterator<[string, Counter]> = this.#counters.entries()
@@ -41,9 +43,9 @@ export class MemoryStore implements SharedStore {
     this.#onListenerError = options.onListenerError ?? warnListenerError
   }
 
-  /** Counters and lease sets held, expired ones not yet swept included (tests check the bound). */
+  /** Counters, lease sets and records held, expired ones not yet swept included (tests check the bound). */
   get size(): number {
-    return this.#counters.size + this.#leaseSets.size
+    return this.#counters.size + this.#leaseSets.size + this.#records.size
   }
 
   async add(key: string, by: number, expiresAt: number | null): Promise<number> {
@@ -117,11 +119,38 @@ export class MemoryStore implements SharedStore {
     return [...(this.#liveSet(key, Date.now())?.leases.keys() ?? [])]
   }
 
+  async getRecord(key: string): Promise<string | null> {
+    this.#assertOpen('getRecord')
+    checkKey(key)
+    return this.#records.get(key) ?? null
+  }
+
+  async setRecord(key: string, value: string): Promise<void> {
+    this.#assertOpen('setRecord')
+    checkRecord(key, value)
+    this.#records.set(key, value)
+  }
+
+  async removeRecord(key: string): Promise<boolean> {
+    this.#assertOpen('removeRecord')
+    checkKey(key)
+    return this.#records.delete(key)
+  }
+
+  async recordKeys(prefix: string, limit?: number): Promise<string[]> {
+    this.#assertOpen('recordKeys')
+    const max = checkRecordKeys(prefix, limit)
+    const keys: string[] = []
+    for (const key of this.#records.keys()) if (key.startsWith(prefix)) keys.push(key)
+    return keys.sort().slice(0, max)
+  }
+
   async delete(...keys: string[]): Promise<void> {
     this.#assertOpen('delete')
     for (const key of keys) {
       this.#counters.delete(key)
       this.#leaseSets.delete(key)
+      this.#records.delete(key)
     }
   }
 
@@ -146,6 +175,7 @@ export class MemoryStore implements SharedStore {
     this.#closed = true
     this.#counters.clear()
     this.#leaseSets.clear()
+    this.#records.clear()
     this.#channels.clear()
   }
 

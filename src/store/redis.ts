@@ -4,7 +4,7 @@
 // primary with replicas); not Redis Cluster, whose scripts cannot span keys of several slots.
 import type { Redis, RedisOptions } from 'ioredis'
 import { isSocksError } from '../core/errors.js'
-import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkTtl, DEFAULT_STORE_TIMEOUT, storeError, type CounterUpdate, type LeaseRef, type RedisStoreOptions, type SharedStore } from './store.js'
+import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkRecord, checkRecordKeys, checkTtl, DEFAULT_STORE_TIMEOUT, storeError, type CounterUpdate, type LeaseRef, type RedisStoreOptions, type SharedStore } from './store.js'
 import { guardListener, Subscriptions, warnListenerError } from './subscriptions.js'
 
 // The server's clock in ms, at the top of every script that measures time.
@@ -45,6 +45,14 @@ return 0`
 /** KEYS[1]: the lease set. Returns the holders of live leases. */
 const HOLDERS_SCRIPT = `${NOW}
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')`
+
+/** Keys SCAN looks at per round trip (a hint to Redis): big enough that a listing takes few trips. */
+const SCAN_COUNT = 1000
+
+/** `text` matched literally by a Redis glob pattern (MATCH): its special characters escaped. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&')
+}
 
 interface Scripted {
   socksmithAdd(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number[]>
@@ -174,9 +182,40 @@ export class RedisStore implements SharedStore {
     return this.#run('holders', (redis) => redis.socksmithHolders(this.#leaseKey(key)))
   }
 
+  async getRecord(key: string): Promise<string | null> {
+    checkKey(key)
+    return this.#run('getRecord', (redis) => redis.get(this.#recordKey(key)))
+  }
+
+  async setRecord(key: string, value: string): Promise<void> {
+    checkRecord(key, value)
+    await this.#run('setRecord', (redis) => redis.set(this.#recordKey(key), value))
+  }
+
+  async removeRecord(key: string): Promise<boolean> {
+    checkKey(key)
+    return (await this.#run('removeRecord', (redis) => redis.del(this.#recordKey(key)))) === 1
+  }
+
+  async recordKeys(prefix: string, limit?: number): Promise<string[]> {
+    const max = checkRecordKeys(prefix, limit)
+    const namespace = this.#recordKey('')
+    const match = `${escapeGlob(namespace + prefix)}*`
+    // SCAN, a page per round trip (each bounded by the timeout), never KEYS: that would block
+    // Redis for every node of the fleet while it walks the whole key space. SCAN may repeat a key.
+    const found = new Set<string>()
+    let cursor = '0'
+    do {
+      const [next, keys] = await this.#run('recordKeys', (redis) => redis.scan(cursor, 'MATCH', match, 'COUNT', SCAN_COUNT))
+      for (const key of keys) found.add(key.slice(namespace.length))
+      cursor = next
+    } while (cursor !== '0' && found.size < max)
+    return [...found].sort().slice(0, max)
+  }
+
   async delete(...keys: string[]): Promise<void> {
     if (keys.length === 0) return
-    await this.#run('delete', (redis) => redis.del(...keys.flatMap((key) => [this.#counterKey(key), this.#leaseKey(key)])))
+    await this.#run('delete', (redis) => redis.del(...keys.flatMap((key) => [this.#counterKey(key), this.#leaseKey(key), this.#recordKey(key)])))
   }
 
   async now(): Promise<number> {
@@ -203,14 +242,19 @@ export class RedisStore implements SharedStore {
     }
   }
 
-  // Counters and lease sets have namespaces of their own: one key may name one of each, and a
-  // counter never meets a lease set's Redis type (WRONGTYPE).
+  // Counters, lease sets and records have namespaces of their own: one key may name one of each,
+  // and a counter never meets a lease set's Redis type (WRONGTYPE).
   #counterKey(key: string): string {
     return `${this.#prefix}counter:${key}`
   }
 
   #leaseKey(key: string): string {
     return `${this.#prefix}lease:${key}`
+  }
+
+  /** A plain Redis string: operators may read and write it with GET and SET (docs/plugins/auth.md). */
+  #recordKey(key: string): string {
+    return `${this.#prefix}record:${key}`
   }
 
   /** Runs `command` once the connection is ready; rejects with ERR_SOCKS_STORE within the timeout. */

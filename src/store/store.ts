@@ -19,10 +19,10 @@ export interface LeaseRef {
 }
 
 /**
- * Shared state for plugins: counters with expiry, leases with a time to live, and pub/sub.
- * Plugins reach it as `host.store`; which backend it is comes from the server's `store` option
- * (the config's `store:`). Counters and lease sets live in separate namespaces: the same key may
- * name one of each. Every operation rejects with `ERR_SOCKS_STORE` (never hangs) when the backend
+ * Shared state for plugins: counters with expiry, leases with a time to live, string records, and
+ * pub/sub. Plugins reach it as `host.store`; which backend it is comes from the server's `store`
+ * option (the config's `store:`). Counters, lease sets and records live in separate namespaces:
+ * the same key may name one of each. Every operation rejects with `ERR_SOCKS_STORE` (never hangs) when the backend
  * cannot answer within the store's timeout (default 1 s).
  *
  * @example
@@ -60,7 +60,23 @@ export interface SharedStore {
   release(key: string, holder: string): Promise<void>
   /** Live holders of `key`, in no particular order. */
   holders(key: string): Promise<string[]>
-  /** Deletes counters and lease sets of these keys (tests, admin). */
+  /**
+   * The string stored under `key` by setRecord(), or null. Records do not expire: they are data
+   * (the `auth` plugin's users), not state that ages.
+   */
+  getRecord(key: string): Promise<string | null>
+  /** Stores `value` (any string, empty included) under `key`, replacing what was there. */
+  setRecord(key: string, value: string): Promise<void>
+  /** Removes the record `key`: true if there was one. */
+  removeRecord(key: string): Promise<boolean>
+  /**
+   * The keys of records that start with `prefix` (`''`: all), sorted, at most `limit` of them
+   * (default 10 000): for listings such as `socksmith users list`. On Redis a SCAN of the keys of
+   * this store's prefix, never a blocking KEYS; with more than `limit` matches, which ones are
+   * returned is up to the backend.
+   */
+  recordKeys(prefix: string, limit?: number): Promise<string[]>
+  /** Deletes counters, lease sets and records of these keys (tests, admin). */
   delete(...keys: string[]): Promise<void>
   /**
    * The store's clock, ms since the epoch: the Redis server's `TIME` for 'redis' (the clock lease
@@ -119,6 +135,22 @@ export function checkCounterUpdate(update: CounterUpdate): void {
   checkKey(key)
   if (!Number.isSafeInteger(by)) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `store: add(${JSON.stringify(key)}): by must be a safe integer, found ${String(by)}`)
   if (expiresAt !== null && !Number.isSafeInteger(expiresAt)) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `store: add(${JSON.stringify(key)}): expiresAt must be ms since the epoch (an integer) or null, found ${String(expiresAt)}`)
+}
+
+/** What recordKeys() returns at most when its caller names no limit. */
+export const DEFAULT_RECORD_KEYS_LIMIT = 10_000
+
+export function checkRecord(key: string, value: unknown): asserts value is string {
+  checkKey(key)
+  if (typeof value !== 'string') throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `store: setRecord(${JSON.stringify(key)}): the value must be a string, found ${value === null ? 'null' : typeof value}`)
+}
+
+/** Checks recordKeys()'s arguments; returns the limit to use. */
+export function checkRecordKeys(prefix: unknown, limit: unknown): number {
+  if (typeof prefix !== 'string') throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `store: recordKeys(): the prefix must be a string, found ${prefix === null ? 'null' : typeof prefix}`)
+  if (limit === undefined) return DEFAULT_RECORD_KEYS_LIMIT
+  if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `store: recordKeys(): limit must be a positive integer, found ${String(limit)}`)
+  return limit
 }
 
 export function checkKey(key: unknown): asserts key is string {

@@ -79,6 +79,18 @@ export class RemoteStore implements SharedStore {
   holders(key: string): Promise<string[]> {
     return this.#call('holders', key)
   }
+  getRecord(key: string): Promise<string | null> {
+    return this.#call('getRecord', key)
+  }
+  setRecord(key: string, value: string): Promise<void> {
+    return this.#call('setRecord', key, value)
+  }
+  removeRecord(key: string): Promise<boolean> {
+    return this.#call('removeRecord', key)
+  }
+  recordKeys(prefix: string, limit?: number): Promise<string[]> {
+    return limit === undefined ? this.#call('recordKeys', prefix) : this.#call('recordKeys', prefix, limit)
+  }
   delete(...keys: string[]): Promise<void> {
     return this.#call('delete', ...keys)
   }

@@ -353,7 +353,12 @@ test('at most maxConcurrentHashes scrypt runs at once; a login whose client left
 test('option errors name the plugin and the field', () => {
   const cases: [unknown, RegExp][] = [
     [undefined, /^plugin auth: needs options/],
-    [{}, /^plugin auth: no users: give at least one user in users, a usersFile, or a verify function/],
+    [{}, /^plugin auth: no users: give at least one user in users, a usersFile, usersInStore: true, or a verify function/],
+    [{ usersInStore: 'redis' }, /^plugin auth: usersInStore: must be true, false or \{ lookupCacheMs, lookupCacheSize \}, found a string/],
+    [{ usersInStore: { lookupCacheMs: -1 } }, /^plugin auth: usersInStore\.lookupCacheMs: must be an integer from 0/],
+    [{ usersInStore: { cacheMs: 5 } }, /^plugin auth: usersInStore\.cacheMs: unknown key/],
+    [{ usersFrom: 'store' }, /^plugin auth: usersFrom: unknown key; did you mean "usersInStore"\?/],
+    [{ usersInStore: false }, /^plugin auth: no users/],
     [{ users: {} }, /^plugin auth: users: no users/],
     [{ user: { alice: 'x' } }, /^plugin auth: user: unknown key; did you mean "users"\?/],
     [{ users: { alice: 'x' }, passwordFile: '/etc/x' }, /^plugin auth: passwordFile: unknown key; did you mean "usersFile"\?/],

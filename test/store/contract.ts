@@ -38,6 +38,10 @@ export async function assertEveryOperationRejects(store: SharedStore, message: (
     ['renew', () => store.renew([{ key: 'k', holder: 'h' }], 1000)],
     ['release', () => store.release('k', 'h')],
     ['holders', () => store.holders('k')],
+    ['getRecord', () => store.getRecord('k')],
+    ['setRecord', () => store.setRecord('k', 'v')],
+    ['removeRecord', () => store.removeRecord('k')],
+    ['recordKeys', () => store.recordKeys('k')],
     ['delete', () => store.delete('k')],
     ['now', () => store.now()],
     ['publish', () => store.publish('c', 'm')],
@@ -189,6 +193,45 @@ export function storeContract(name: string, options: TestOptions, open: (scope: 
       assert.equal(await a.read(k), 0)
       assert.deepEqual(await a.holders(k), [])
       assert.equal(await a.acquire(k, 'other', 1, 10_000), true)
+    })
+
+    test('records: what one side sets the other gets, replaced by the next set; remove says whether there was one', async () => {
+      const k = key('record')
+      assert.equal(await a.getRecord(k), null)
+      await a.setRecord(k, '$scrypt$N=1024,r=8,p=1$salt$hash')
+      assert.equal(await b.getRecord(k), '$scrypt$N=1024,r=8,p=1$salt$hash')
+      await b.setRecord(k, '')
+      assert.equal(await a.getRecord(k), '', 'an empty string is a value, not an absence')
+      assert.equal(await a.removeRecord(k), true)
+      assert.equal(await b.removeRecord(k), false)
+      assert.equal(await b.getRecord(k), null)
+      await assert.rejects(a.setRecord(k, 7 as unknown as string), { code: 'ERR_SOCKS_INVALID_ARGUMENT' })
+      await assert.rejects(b.getRecord(''), { code: 'ERR_SOCKS_INVALID_ARGUMENT' })
+    })
+
+    test('records are apart from counters and lease sets of the same key; delete removes all three', async () => {
+      const k = key('record-ns')
+      await a.setRecord(k, 'text')
+      await a.add(k, 3, null)
+      assert.equal(await b.acquire(k, 'h', 1, 10_000), true)
+      assert.equal(await b.getRecord(k), 'text')
+      assert.equal(await b.read(k), 3)
+      await b.delete(k)
+      assert.equal(await a.getRecord(k), null)
+      assert.equal(await a.read(k), 0)
+    })
+
+    test('recordKeys: the keys under a prefix, sorted, bounded by limit; glob characters in the prefix are literal', async () => {
+      const base = key('list')
+      await Promise.all(['carol', 'alice', 'bob'].map((name, i) => (i % 2 === 0 ? a : b).setRecord(`${base}:user:${name}`, name)))
+      await a.setRecord(`${base}:other`, 'x')
+      await a.setRecord(`${base}*:user:mallory`, 'not under the prefix')
+      assert.deepEqual(await b.recordKeys(`${base}:user:`), ['alice', 'bob', 'carol'].map((name) => `${base}:user:${name}`))
+      assert.equal((await a.recordKeys(`${base}:user:`, 2)).length, 2)
+      assert.deepEqual(await a.recordKeys(`${base}:nothing`), [])
+      await b.removeRecord(`${base}:user:bob`)
+      assert.deepEqual(await a.recordKeys(`${base}:user:`), [`${base}:user:alice`, `${base}:user:carol`])
+      await assert.rejects(a.recordKeys(base, 0), { code: 'ERR_SOCKS_INVALID_ARGUMENT' })
     })
 
     test('publish reaches every subscriber, the other side and the publisher alike, in order; unsubscribe stops it', async () => {

@@ -1,0 +1,248 @@
+// The auth plugin's users in the shared store (usersInStore): lookups, the cache, and removals or
+// password changes closing live connections at once; on one in-process memory store, on two
+// servers sharing a real Redis (through the functions and the `socksmith users` commands), with
+// Redis stopped (fail closed) and back; and the CLI's refusal of a store it cannot reach.
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createServer, createStore, type ConnectionContext, type Logger, type SharedStore, type SocksServer } from 'socksmith'
+import { silentLogger } from 'socksmith/ops'
+import auth, { addStoredUser, listStoredUsers, removeStoredUser, storedUserKey, USERS_CHANNEL, type AuthOptions } from 'socksmith/plugins/auth'
+import { RawClient, hex, ipv4Request, startEcho, waitFor } from '../helpers/net.js'
+import { needs, peer } from '../helpers/peers.js'
+import { startRedis } from '../helpers/redis.js'
+import { CLI, listeningPort, runCli, start, tempDir } from '../helpers/spawn.js'
+
+const redis = peer('redis-server')
+// Cheap hashes keep the suite quick (the CLI's users add uses the default cost).
+const CHEAP = { N: 1024 }
+
+interface Node {
+  readonly server: SocksServer
+  readonly port: number
+  readonly ended: ConnectionContext[]
+}
+
+async function startNode(t: TestContext, store: SharedStore | { type: 'redis'; url: string; timeout: number } | undefined, options: AuthOptions = { usersInStore: true }, logger: Logger = silentLogger): Promise<Node> {
+  const server = createServer({ logger, ...(store === undefined ? {} : { store }) })
+  server.register(auth, options)
+  const ended: ConnectionContext[] = []
+  server.on('disconnect', (ctx) => ended.push(ctx))
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0 })
+  t.after(async () => {
+    await server.close({ drainTimeout: 0 })
+    assert.equal(server.connections, 0)
+  })
+  return { server, port, ended }
+}
+
+/** Logs in with RFC 1929: the status byte (0 = accepted), and the client to go on with. */
+async function login(t: TestContext, port: number, user: string, password: string): Promise<{ client: RawClient; status: number }> {
+  const client = await RawClient.connect(t, port)
+  const u = Buffer.from(user)
+  const p = Buffer.from(password)
+  client.send(Buffer.concat([hex('050102'), Buffer.from([1, u.length]), u, Buffer.from([p.length]), p]))
+  assert.deepEqual(await client.read(2), hex('0502'))
+  const status = (await client.read(2))[1]!
+  return { client, status }
+}
+
+/** A relayed connection of `user` through `port` to the echo server, checked to relay. */
+async function relayAs(t: TestContext, port: number, user: string, password: string, echoPort: number): Promise<RawClient> {
+  const { client, status } = await login(t, port, user, password)
+  assert.equal(status, 0, `${user} logs in`)
+  client.send(ipv4Request(1, '127.0.0.1', echoPort))
+  assert.equal((await client.read(10))[1], 0)
+  client.send(Buffer.from('ping'))
+  assert.equal((await client.read(4)).toString(), 'ping')
+  return client
+}
+
+/** The connection still relays (a removal of someone else left it alone); then it is ended. */
+async function stillRelays(client: RawClient): Promise<void> {
+  assert.equal(client.ended, false)
+  client.send(Buffer.from('pong'))
+  assert.equal((await client.read(4)).toString(), 'pong')
+  client.socket.end()
+  await client.readToEnd()
+}
+
+async function refused(t: TestContext, port: number, user: string, password: string): Promise<void> {
+  const { client, status } = await login(t, port, user, password)
+  assert.equal(status, 1, `${user} is refused`)
+  await client.expectClose()
+}
+
+/** Waits until every client is closed by the server, at most `within` ms after `since`. */
+async function closedWithin(clients: RawClient[], since: number, within: number): Promise<void> {
+  await Promise.all(clients.map((client) => client.expectClose(within + 500)))
+  const took = Date.now() - since
+  assert.ok(took < within, `closed after ${took} ms`)
+}
+
+test('usersInStore on the memory store: a stored user logs in; removal and a new password close its relayed connections at once', async (t) => {
+  const echo = await startEcho(t)
+  const node = await startNode(t, undefined, { usersInStore: true, throttle: false })
+  const store = node.server.store
+  assert.equal(await addStoredUser(store, 'alice', 'first', CHEAP), 'added')
+  assert.equal(await addStoredUser(store, 'bob', 'bobs', CHEAP), 'added')
+  assert.match((await store.getRecord(storedUserKey('alice'))) ?? '', /^\$scrypt\$N=1024,r=8,p=1\$/, 'only the hash is stored')
+  assert.deepEqual(await listStoredUsers(store), ['alice', 'bob'])
+  await refused(t, node.port, 'alice', 'wrong')
+  await refused(t, node.port, 'nobody', 'first')
+
+  const alice = await relayAs(t, node.port, 'alice', 'first', echo.port)
+  const bob = await relayAs(t, node.port, 'bob', 'bobs', echo.port)
+  // A new password: the old one's connection closes, the old password no longer logs in (the login cache is dropped too).
+  let since = Date.now()
+  assert.equal(await addStoredUser(store, 'alice', 'second', CHEAP), 'replaced')
+  await closedWithin([alice], since, 1000)
+  await refused(t, node.port, 'alice', 'first')
+  const again = await relayAs(t, node.port, 'alice', 'second', echo.port)
+
+  since = Date.now()
+  assert.equal(await removeStoredUser(store, 'alice'), true)
+  await closedWithin([again], since, 1000)
+  await waitFor(() => node.ended.filter((ctx) => ctx.user === 'alice').length === 2)
+  for (const ctx of node.ended.filter((c) => c.user === 'alice')) {
+    assert.equal((ctx.error as { code?: string }).code, 'ERR_SOCKS_AUTH_FAILED')
+    assert.equal(ctx.closeReason, 'auth:userChanged')
+  }
+  await refused(t, node.port, 'alice', 'second')
+  assert.equal(await removeStoredUser(store, 'alice'), false)
+  await stillRelays(bob)
+})
+
+test('usersInStore: inline users win over the store, and a change of that name in the store closes nothing', async (t) => {
+  const echo = await startEcho(t)
+  const node = await startNode(t, undefined, { users: { carol: 'inline' }, usersInStore: true })
+  await addStoredUser(node.server.store, 'carol', 'stored', CHEAP)
+  await refused(t, node.port, 'carol', 'stored')
+  const carol = await relayAs(t, node.port, 'carol', 'inline', echo.port)
+  await removeStoredUser(node.server.store, 'carol')
+  // The announcement goes to this process's subscribers on a later tick: let it arrive.
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  await stillRelays(carol)
+})
+
+test('after a reload the live setup closes the removed user\'s connections of both pipelines, and says so once', async (t) => {
+  const echo = await startEcho(t)
+  const lines: string[] = []
+  const logger: Logger = { ...silentLogger, info: (message) => void lines.push(message) }
+  const node = await startNode(t, undefined, { usersInStore: true }, logger)
+  await addStoredUser(node.server.store, 'alice', 'pw', CHEAP)
+  const before = await relayAs(t, node.port, 'alice', 'pw', echo.port)
+  const next = createServer({ logger })
+  next.register(auth, { usersInStore: true })
+  await node.server.reload(next)
+  const after = await relayAs(t, node.port, 'alice', 'pw', echo.port)
+  // The add was announced too (closing nothing): only the removal's line is of interest.
+  lines.length = 0
+  const since = Date.now()
+  await removeStoredUser(node.server.store, 'alice')
+  await closedWithin([before, after], since, 1000)
+  assert.deepEqual(lines.filter((line) => line.includes('changed in the store')), ['auth: user "alice" changed in the store; closed 2 of its connection(s)'])
+})
+
+test('two servers on one Redis share one user table: add on one, log in on both; removal (function, then the CLI) closes the user on both within 1 s', needs(redis), async (t) => {
+  const redisServer = await startRedis(t)
+  const echo = await startEcho(t)
+  const storeOptions = { type: 'redis', url: redisServer.url, timeout: 300 } as const
+  const a = await startNode(t, storeOptions)
+  const b = await startNode(t, storeOptions)
+  // Through one node's store: the other has never seen the user.
+  await addStoredUser(a.server.store, 'alice', 'alice-pw', CHEAP)
+  await addStoredUser(a.server.store, 'bob', 'bob-pw', CHEAP)
+  const aliceOnA = await relayAs(t, a.port, 'alice', 'alice-pw', echo.port)
+  const aliceOnB = await relayAs(t, b.port, 'alice', 'alice-pw', echo.port)
+  const bobOnA = await relayAs(t, a.port, 'bob', 'bob-pw', echo.port)
+  const bobOnB = await relayAs(t, b.port, 'bob', 'bob-pw', echo.port)
+
+  // An admin program with a store of its own.
+  const admin = createStore(storeOptions)
+  t.after(() => admin.close())
+  let since = Date.now()
+  assert.equal(await removeStoredUser(admin, 'alice'), true)
+  await closedWithin([aliceOnA, aliceOnB], since, 1000)
+  await refused(t, a.port, 'alice', 'alice-pw')
+  await refused(t, b.port, 'alice', 'alice-pw')
+
+  // The same through the CLI, with the config file an operator of this fleet would have.
+  const dir = tempDir(t)
+  const config = join(dir, 'socksmith.yaml')
+  writeFileSync(config, `store: { type: redis, url: "${redisServer.url}" }\nplugins:\n  - [auth, { usersInStore: true }]\n`)
+  const added = await runCli(t, ['users', 'add', 'alice', '--config', config], { input: 'cli-pw\n' })
+  assert.equal(added.code, 0, added.stderr)
+  assert.equal(added.stdout, 'added user "alice"\n')
+  const listed = await runCli(t, ['users', 'list', '--config', config])
+  assert.equal(listed.stdout, 'alice\nbob\n')
+  const cliOnA = await relayAs(t, a.port, 'alice', 'cli-pw', echo.port)
+  const cliOnB = await relayAs(t, b.port, 'alice', 'cli-pw', echo.port)
+  const removed = await runCli(t, ['users', 'remove', 'alice', '--config', config])
+  assert.equal(removed.code, 0, removed.stderr)
+  assert.equal(removed.stdout, 'removed user "alice"; its live connections are closed on every node\n')
+  // The CLI's start-up (a second or so of Node and the config) is not the plugin's: the clock starts once it exited.
+  await closedWithin([cliOnA, cliOnB], Date.now(), 1000)
+  await refused(t, b.port, 'alice', 'cli-pw')
+  const again = await runCli(t, ['users', 'remove', 'alice', '--config', config])
+  assert.equal(again.code, 1)
+  assert.match(again.stderr, /there is no user "alice" in the store/)
+
+  // Bob's connections lived through all of it.
+  await stillRelays(bobOnA)
+  await stillRelays(bobOnB)
+})
+
+test('Redis stopped: logins of store users are refused (fail closed); after a restart they work again, removals included', needs(redis), async (t) => {
+  const redisServer = await startRedis(t)
+  const echo = await startEcho(t)
+  const storeOptions = { type: 'redis', url: redisServer.url, timeout: 300 } as const
+  const warnings: string[] = []
+  const logger: Logger = { ...silentLogger, warn: (message) => void warnings.push(message) }
+  const node = await startNode(t, storeOptions, { usersInStore: true, throttle: false }, logger)
+  await addStoredUser(node.server.store, 'carol', 'carol-pw', CHEAP)
+  await redisServer.stop()
+  await refused(t, node.port, 'carol', 'carol-pw')
+  await refused(t, node.port, 'carol', 'carol-pw')
+  assert.equal(warnings.length, 1, warnings.join('\n'))
+  assert.match(warnings[0]!, /^auth: the redis store did not answer \(redis store: getRecord failed: .*\); logins of users in the store are refused until it answers \(further failures this minute are not logged\)$/)
+  await redisServer.start()
+  // A new Redis without persistence: the user table is empty until the user is added again.
+  const admin = createStore(storeOptions)
+  t.after(() => admin.close())
+  await addStoredUser(admin, 'carol', 'carol-pw', CHEAP)
+  let carol: RawClient | null = null
+  for (let i = 0; i < 40 && carol === null; i++) {
+    const attempt = await login(t, node.port, 'carol', 'carol-pw')
+    if (attempt.status === 0) carol = attempt.client
+    else await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  assert.ok(carol !== null, 'logins work again once Redis answers')
+  carol.send(ipv4Request(1, '127.0.0.1', echo.port))
+  assert.equal((await carol.read(10))[1], 0)
+  // The subscription came back with the connection (ioredis subscribes again): an announcement still closes.
+  const since = Date.now()
+  for (let i = 0; i < 40 && !carol.ended; i++) {
+    await admin.publish(USERS_CHANNEL, 'carol')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  await closedWithin([carol], since, 3000)
+})
+
+test('socksmith users against a memory store (here: a running socksmith --workers 2) says it needs a shared store', async (t) => {
+  const dir = tempDir(t)
+  const config = join(dir, 'socksmith.yaml')
+  writeFileSync(config, ['listen: { port: 0 }', 'plugins:', '  - [auth, { usersInStore: true }]', ''].join('\n'))
+  const running = start(t, process.execPath, [CLI, '--config', config, '--workers', '2', '--pid-file', join(dir, 'pid')])
+  await listeningPort(running, 30_000)
+  const result = await runCli(t, ['users', 'add', 'alice', '--config', config], { input: 'pw\n' })
+  assert.equal(result.code, 1)
+  assert.equal(result.stdout, '')
+  assert.match(result.stderr, /^socksmith: users add: \S*socksmith\.yaml: the store is memory, which lives inside a running socksmith \(under --workers, in its primary\) where this command cannot reach it\. Users for `socksmith users` need a shared store: set store: \{ type: redis, url: redis:\/\/HOST:PORT \}/)
+  const usage = await runCli(t, ['users', 'frobnicate'])
+  assert.equal(usage.code, 2)
+  assert.match(usage.stderr, /usage: socksmith users add NAME/)
+  running.child.kill('SIGTERM')
+  assert.equal((await running.exited).code, 0)
+})
