@@ -1,7 +1,8 @@
 // docs/fleet.md, run: two socksmith processes behind haproxy (PROXY protocol v2, round robin), one
 // Redis for their limits, Prometheus metrics on each. A per-user cap holds across both nodes; a
 // quota spent through one blocks the other; a node killed with SIGKILL frees its slots once its
-// leases expire; with Redis stopped the fail mode applies, and with it back, connections pass.
+// leases expire; a user removed from the users kept in Redis is cut on both nodes within a second;
+// with Redis stopped the fail mode applies, and with it back, connections pass.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -11,6 +12,8 @@ import { get } from 'node:http'
 import { join } from 'node:path'
 import { RawClient, canConnect, freePort, hex, ipv4Request, startTcpServer } from '../helpers/net.js'
 import { needs, peer } from '../helpers/peers.js'
+import { createStore } from 'socksmith'
+import { addStoredUser, removeStoredUser } from 'socksmith/plugins/auth'
 import { startRedis } from '../helpers/redis.js'
 import { CLI, listeningPort, start, tempDir, type Running } from '../helpers/spawn.js'
 
@@ -23,7 +26,7 @@ metrics: { port: 0 }
 store: { type: redis, url: "${redisUrl}", timeout: 1s }
 log: { level: info }
 plugins:
-  - [auth, { users: { alice: pw, bob: pw, carol: pw } }]
+  - [auth, { users: { alice: pw, bob: pw, carol: pw }, usersInStore: true }]
   - - limits
     - failMode: closed
       leaseTtl: 1s
@@ -87,7 +90,8 @@ async function startBalancer(t: TestContext, dir: string, nodes: readonly Node[]
 async function connectAs(t: TestContext, port: number, user: string, targetPort: number): Promise<{ client: RawClient; rep: number }> {
   const client = await RawClient.connect(t, port)
   const u = Buffer.from(user)
-  client.send(Buffer.concat([hex('050102'), Buffer.from([1, u.length]), u, Buffer.from([2]), Buffer.from('pw')]))
+  const p = Buffer.from(user === 'dave' ? 'dave-pw' : 'pw')
+  client.send(Buffer.concat([hex('050102'), Buffer.from([1, u.length]), u, Buffer.from([p.length]), p]))
   assert.deepEqual(await client.read(4), hex('05020100'))
   client.send(ipv4Request(1, '127.0.0.1', targetPort))
   const reply = await client.read(10)
@@ -142,6 +146,19 @@ test('a fleet: two nodes behind haproxy, one Redis, metrics on each', needs(hapr
     assert.equal(refused.rep, 2, `bob refused on node ${port === toA ? 'A' : 'B'}`)
     refused.client.socket.destroy()
   }
+
+  // A user kept in Redis logs in on both nodes; removed there, both connections end within a second.
+  const admin = createStore({ type: 'redis', url: redis.url })
+  t.after(() => admin.close())
+  await addStoredUser(admin, 'dave', 'dave-pw', { N: 1024 })
+  const daveA = await connectAs(t, toA, 'dave', quiet.port)
+  const daveB = await connectAs(t, toB, 'dave', quiet.port)
+  assert.deepEqual([daveA.rep, daveB.rep], [0, 0])
+  const removedAt = performance.now()
+  assert.equal(await removeStoredUser(admin, 'dave'), true)
+  await Promise.all([daveA.client.expectClose(2000), daveB.client.expectClose(2000)])
+  const cutMs = performance.now() - removedAt
+  assert.ok(cutMs < 1000, `cut on both nodes ${cutMs.toFixed(0)} ms after the removal`)
 
   // Kill node A with alice's connection on it: its lease stays in Redis until it expires (1 s).
   a!.running.child.kill('SIGKILL')
