@@ -10,7 +10,7 @@
  * @module socksmith
  */
 export { SocksServer, createServer, DEFAULT_TIMEOUTS } from './core/server.js'
-export type { ServerOptions, ListenOptions, Timeouts, SocksServerEvents, RegisterWhere } from './core/server.js'
+export type { ServerOptions, ListenOptions, ListenerProtocol, Timeouts, SocksServerEvents, RegisterWhere } from './core/server.js'
 export type { ProxyProtocolOptions } from './core/proxy-trust.js'
 export { SocksError, isSocksError, toSocksError, replyForError, ERROR_CATALOGUE } from './core/errors.js'
 export type { SocksErrorCode, SocksErrorOptions } from './core/errors.js'
@@ -20,6 +20,7 @@ export type { Plugin, PluginHost, PluginReload, PluginMetric, PluginMetricSample
 export type { Middleware, Next } from './core/compose.js'
 export type {
   SocksState,
+  ClientProtocol,
   Endpoint,
   Credentials,
   BaseContext,

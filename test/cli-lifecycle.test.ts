@@ -78,12 +78,12 @@ test('--workers 2 with metrics: the primary serves the sum over the workers, plu
   for (let i = 0; i < 6; i++) assert.equal(await echoThrough(port, echo.port, { payload: `m${i}`, host: 'localhost' }), `m${i}`)
   let body = ''
   // Connections are counted when they end; the last may still be closing in its worker.
-  for (let i = 0; i < 50 && !/socksmith_connections_total\{outcome="success",reply="0"\} 6\n/.test(body); i++) {
+  for (let i = 0; i < 50 && !/socksmith_connections_total\{outcome="success",reply="0",protocol="socks5"\} 6\n/.test(body); i++) {
     const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
     body = await res.text()
-    if (!/reply="0"\} 6\n/.test(body)) await new Promise((r) => setTimeout(r, 100))
+    if (!/reply="0",protocol="socks5"\} 6\n/.test(body)) await new Promise((r) => setTimeout(r, 100))
   }
-  assert.match(body, /socksmith_connections_total\{outcome="success",reply="0"\} 6\n/)
+  assert.match(body, /socksmith_connections_total\{outcome="success",reply="0",protocol="socks5"\} 6\n/)
   const hits = Number(/^socksmith_dns_cache_hits_total (\d+)$/m.exec(body)?.[1])
   const misses = Number(/^socksmith_dns_cache_misses_total (\d+)$/m.exec(body)?.[1])
   assert.equal(hits + misses, 6, `one lookup per connection, summed over the workers:\n${body}`)

@@ -75,6 +75,10 @@ const auth = definePlugin<ParsedAuthOptions, AuthOptions>({
     }
     if (!options.allowNoAuth) host.requireAuth()
     host.use('negotiate', selectUsernamePassword)
+    if (options.socks4UserId) {
+      host.use('negotiate', acceptSocks4)
+      host.use('auth', createSocks4UserIdCheck(hashes))
+    }
     const revoked = handleUserRemovals(host, new Set(hashes.keys()), options.verify !== null, () => changes?.retire())
     host.use('auth', createAuthenticator(checker, lookup, options.verify, throttle, options.throttle?.lockoutMs ?? 0, revoked))
     const sources = [`${hashes.size} user(s)`, ...(inStore === null ? [] : [`users in the ${host.store.kind} store`]), ...(options.verify === null ? [] : ['a verify function'])]
@@ -125,6 +129,24 @@ async function hashPlain(password: PlainPassword): Promise<ScryptHash> {
 async function selectUsernamePassword(ctx: NegotiateContext, next: Next): Promise<void> {
   if (ctx.method === null && ctx.offeredMethods.includes(Method.USERNAME_PASSWORD)) ctx.method = Method.USERNAME_PASSWORD
   await next()
+}
+
+/** `socks4UserId`: a SOCKS4 client goes on to the auth phase, where its USERID is checked. */
+async function acceptSocks4(ctx: NegotiateContext, next: Next): Promise<void> {
+  if (ctx.method === null && ctx.protocol === 'socks4') ctx.method = Method.NO_AUTH
+  await next()
+}
+
+/** `socks4UserId`: a SOCKS4 USERID naming a user of the tables logs in as that user; any other is refused. */
+function createSocks4UserIdCheck(hashes: ReadonlyMap<string, unknown>): Middleware<AuthContext> {
+  return async function checkSocks4UserId(ctx, next) {
+    if (ctx.protocol === 'socks4') {
+      const userId = ctx.userId ?? ''
+      if (!hashes.has(userId)) throw new SocksError('ERR_SOCKS_AUTH_FAILED', `SOCKS4 USERID ${JSON.stringify(userId)} is not a user`)
+      ctx.user = userId
+    }
+    await next()
+  }
 }
 
 function refuseLockedOut(ctx: AuthContext, client: string, user: string): never {

@@ -32,6 +32,13 @@ export interface AuthOptions {
   verify?: VerifyFunction
   /** Also accept clients that offer only NO AUTH (0x00). Default false. */
   allowNoAuth?: boolean
+  /**
+   * SOCKS4 clients (on a listener with `protocols: [socks5, socks4]`) send no password, only a
+   * USERID: they are refused, unless this is true, when a USERID naming a user of `users` or
+   * `usersFile` logs in as that user, unchecked. Only for networks where the claim is trusted.
+   * Default false.
+   */
+  socks4UserId?: boolean
   /** Lock out a client address after repeated failures; `false` turns it off. On by default. */
   throttle?: ThrottleOptions | boolean
   /** Milliseconds a successful login is remembered so the next one skips scrypt; 0 turns it off. Default 60000. */
@@ -74,12 +81,13 @@ export interface ParsedAuthOptions {
   readonly usersInStore: Readonly<Required<UsersInStoreOptions>> | null
   readonly verify: VerifyFunction | null
   readonly allowNoAuth: boolean
+  readonly socks4UserId: boolean
   readonly throttle: Readonly<Required<ThrottleOptions>> | null
   readonly cacheTtlMs: number
   readonly maxConcurrentHashes: number
 }
 
-const KEYS = ['users', 'usersFile', 'usersInStore', 'verify', 'allowNoAuth', 'throttle', 'cacheTtlMs', 'maxConcurrentHashes'] as const
+const KEYS = ['users', 'usersFile', 'usersInStore', 'verify', 'allowNoAuth', 'socks4UserId', 'throttle', 'cacheTtlMs', 'maxConcurrentHashes'] as const
 const THROTTLE_KEYS = ['maxFailures', 'windowMs', 'lockoutMs', 'maxClients'] as const
 const STORE_KEYS = ['lookupCacheMs', 'lookupCacheSize'] as const
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/
@@ -152,6 +160,7 @@ export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOption
     if (typeof raw.allowNoAuth !== 'boolean') at.fail('allowNoAuth', `must be true or false, found ${describeKind(raw.allowNoAuth)}`)
     allowNoAuth = raw.allowNoAuth
   }
+  if (raw.socks4UserId !== undefined && typeof raw.socks4UserId !== 'boolean') at.fail('socks4UserId', `must be true or false, found ${describeKind(raw.socks4UserId)}`)
 
   return {
     users,
@@ -159,6 +168,7 @@ export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOption
     usersInStore,
     verify,
     allowNoAuth,
+    socks4UserId: raw.socks4UserId === true,
     throttle: parseThrottle(raw.throttle, at),
     cacheTtlMs: raw.cacheTtlMs === undefined ? 60_000 : integer(raw.cacheTtlMs, 'cacheTtlMs', 0, 86_400_000, at),
     maxConcurrentHashes: raw.maxConcurrentHashes === undefined ? 2 : integer(raw.maxConcurrentHashes, 'maxConcurrentHashes', 1, 64, at),

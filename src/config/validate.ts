@@ -4,7 +4,7 @@ import { DEFAULT_TIMEOUTS, type Timeouts } from '../core/server.js'
 import type { EffectiveConfig, EffectiveListen, EffectiveMetrics, LoadedPlugin } from './types.js'
 import { failuresOf } from '../core/plugin.js'
 import { checkClientPrefix, DEFAULT_CLIENT_PREFIX, type ClientPrefix } from '../core/client-group.js'
-import { checkKeys, describe, isPlainObject } from '../plugin-kit/index.js'
+import { checkKeys, describe, didYouMean, isPlainObject } from '../plugin-kit/index.js'
 import { checkProxyProtocol } from '../core/proxy-trust.js'
 import { checkPerUser } from '../ops/metrics.js'
 import { checkStoreOptions } from '../store/open.js'
@@ -77,7 +77,8 @@ export function parseDuration(value: unknown): number | null {
 }
 
 const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'metrics', 'allowOpenProxy', 'udp', 'store', 'plugins'] as const
-const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog', 'proxyProtocol'] as const
+const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog', 'proxyProtocol', 'protocols'] as const
+const LISTENER_PROTOCOLS = ['socks5', 'socks4'] as const
 const PROXY_PROTOCOL_KEYS = ['trusted'] as const
 const LIMIT_KEYS = ['maxConnections', 'perClient', 'clientPrefix'] as const
 const LOG_KEYS = ['level', 'access'] as const
@@ -223,6 +224,18 @@ function validateListen(entry: unknown, path: string, issues: IssueList): Effect
     // Written out in full (true becomes the loopback list) so --print-config shows who is trusted.
     const proxyProtocol = checkProxyProtocol(entry.proxyProtocol, (below, message) => issues.add(below === '' ? at : `${at}.${below}`, message))
     listen.proxyProtocol = proxyProtocol === null ? false : { trusted: [...proxyProtocol.trusted] }
+  }
+  if (entry.protocols !== undefined) {
+    const at = `${path}.protocols`
+    const list: unknown[] = Array.isArray(entry.protocols) ? entry.protocols : [entry.protocols]
+    if (list.length === 0) issues.add(at, `expected a list of ${LISTENER_PROTOCOLS.join(', ')}, found an empty list`)
+    const protocols: ('socks5' | 'socks4')[] = []
+    list.forEach((protocol, i) => {
+      const where = Array.isArray(entry.protocols) ? `${at}[${i}]` : at
+      if ((LISTENER_PROTOCOLS as readonly unknown[]).includes(protocol)) protocols.push(protocol as 'socks5' | 'socks4')
+      else issues.add(where, `expected one of ${LISTENER_PROTOCOLS.join(', ')}, found ${describe(protocol)}${typeof protocol === 'string' && didYouMean(protocol, LISTENER_PROTOCOLS) !== null ? `; did you mean "${didYouMean(protocol, LISTENER_PROTOCOLS)}"?` : ''}`)
+    })
+    if (protocols.length > 0) listen.protocols = [...new Set(protocols)]
   }
   return listen
 }

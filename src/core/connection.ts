@@ -6,7 +6,8 @@ import { parseGreeting, encodeMethodSelection } from '../protocol/greeting.js'
 import { parseProxyHeader } from '../protocol/proxy-header.js'
 import { parsePasswordRequest, encodePasswordStatus, type PasswordRequest } from '../protocol/password.js'
 import { parseRequest, encodeReply } from '../protocol/request.js'
-import { Command, Method, Reply } from '../protocol/constants.js'
+import { encodeSocks4Reply, parseSocks4Request, Socks4Status, SOCKS4_VERSION } from '../protocol/socks4.js'
+import { Command, Method, Reply, SOCKS_VERSION } from '../protocol/constants.js'
 import { toAddress, unmapIPv4, type Address } from '../protocol/address.js'
 import { isSocksError, SocksError, toSocksError } from './errors.js'
 import { ChainError, type CompiledChain } from './compose.js'
@@ -63,6 +64,14 @@ const LINGER_MS = 2000
 
 // Errors after which nothing is worth saying to the client: it is gone or not speaking SOCKS5.
 const SILENT_CLOSE = new Set(['ERR_SOCKS_PROXY_HEADER', 'ERR_SOCKS_TOO_MANY_CONNECTIONS', 'ERR_SOCKS_BAD_VERSION', 'ERR_SOCKS_NO_METHODS', 'ERR_SOCKS_HANDSHAKE_TIMEOUT', 'ERR_SOCKS_HANDSHAKE_TOO_LARGE', 'ERR_SOCKS_CLIENT_CLOSED', 'ERR_SOCKS_MALFORMED'])
+
+/** The protocols a listener takes, a bit each (ListenOptions.protocols). SOCKS5 alone, the default, reads no byte ahead. */
+export const PROTOCOL_SOCKS5 = 1
+export const PROTOCOL_SOCKS4 = 2
+
+/** The first byte, left in place: which protocol the client speaks. */
+const peekVersion: MessageParser<number> = (buf) => (buf.length === 0 ? null : { value: buf[0]!, length: 0 })
+const SOCKS4_METHODS: readonly number[] = Object.freeze([Method.NO_AUTH])
 
 const kConnection = Symbol('socksmith.connection')
 type DrivenSocket = Socket & { [kConnection]: Connection }
@@ -142,9 +151,12 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
   /** The client group counted against the per-client limit (see claimClient), released when the connection ends. */
   countedClient: string | null = null
   #proxyProtocol = false
+  #protocols = PROTOCOL_SOCKS5
 
-  start(handshakeTimeout: number, proxyProtocol = false): void {
+  /** `protocols`: PROTOCOL_* bits, what the listener takes. */
+  start(handshakeTimeout: number, proxyProtocol = false, protocols = PROTOCOL_SOCKS5): void {
     this.#proxyProtocol = proxyProtocol
+    this.#protocols = protocols
     const socket = this.socket
     ;(socket as DrivenSocket)[kConnection] = this
     socket.on('data', Connection.#onData)
@@ -196,71 +208,110 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
   }
 
   async #run(): Promise<void> {
-    const ctx = this.ctx
-    const chains = this.#chains
     try {
       if (this.#proxyProtocol) await this.#readProxyHeader()
-      const greeting = await this.readMessage(parseGreeting)
-      ctx.offeredMethods = greeting.methods
-      ctx.method = null
-      await chains.negotiate(ctx as NegotiateContext)
-      if (this.#stopped()) return
-      const method = ctx.method as number | null
-      if (method === null || method === Method.NO_ACCEPTABLE) throw new SocksError('ERR_SOCKS_NO_ACCEPTABLE_METHOD')
-      this.socket.write(encodeMethodSelection(method))
-
-      this.#phase = 'auth'
-      if (method === Method.USERNAME_PASSWORD) ctx.credentials = toCredentials(await this.readMessage(parsePasswordRequest))
-      await chains.auth(ctx as AuthContext)
-      if (this.#stopped()) return
-      if (method === Method.USERNAME_PASSWORD) this.socket.write(encodePasswordStatus(true))
-
-      this.#phase = 'request'
-      const request = await this.readMessage(parseRequest)
-      ctx.command = request.command
-      ctx.handshakeMs = performance.now() - this.#acceptedAt
-      // What the client asked for, as the system would dial it: no name that resolves to something
-      // other than what the rules see, no unspecified address standing for loopback (destination.ts).
-      // BIND's DST 0.0.0.0 means "any peer" and UDP's is the client's own endpoint: only names are vetted there.
-      ctx.destination = request.command === Command.CONNECT || request.destination.type === 'domain' ? vetDestination(request.destination) : request.destination
-      await chains.request(ctx as RequestContext)
-      if (this.#stopped()) return
-
-      this.#phase = 'connect'
-      this.#connectStartedAt = performance.now()
-      this.#arm(this.#connectPhaseTimeout())
-      await chains.connect(ctx as ConnectContext)
-      ctx.connectMs = performance.now() - this.#connectStartedAt
-      if (this.#stopped()) {
-        if (!this.#hijacked) this.#cleanUpTarget()
-        return
-      }
-      // The success reply reports something that exists, or it is not sent: a middleware that
-      // called next() without awaiting it lets the chain end before the terminal has connected.
-      const missing = this.#missingTarget()
-      if (missing !== null) throw new ChainError(`the connect phase ended without ${missing}: did a middleware call next() without awaiting it?`)
-      this.#disarm()
-      const bound = ctx.bound ?? localAddressOf(ctx.outbound)
-      ctx.bound = bound
-      this.#sendReply(Reply.SUCCEEDED, bound)
-      ctx.replied = true
-
-      this.#phase = 'relay'
-      this.socket.pause()
-      this.socket.removeListener('data', Connection.#onData)
-      ctx.handshakeBytesRead = this.socket.bytesRead - this.#reader.length
-      ctx.handshakeBytesWritten = this.socket.bytesWritten
-      ctx.earlyData = this.#reader.rest()
-      this.#relaying = true
-      try {
-        await chains.relay(ctx as RelayContext)
-      } finally {
-        this.#relaying = false
-      }
+      // Only a listener that takes more than SOCKS5 looks at the first byte before parsing.
+      const protocols = this.#protocols
+      const version = protocols === PROTOCOL_SOCKS5 ? SOCKS_VERSION : await this.readMessage(peekVersion)
+      if (version === SOCKS4_VERSION && (protocols & PROTOCOL_SOCKS4) !== 0) await this.#socks4()
+      else if (version === SOCKS_VERSION && (protocols & PROTOCOL_SOCKS5) !== 0) await this.#socks5()
+      else throw new SocksError('ERR_SOCKS_BAD_VERSION', `unsupported SOCKS version ${version}`)
     } catch (err) {
       this.#fail(err)
     }
     if (this.#endPending) this.#reportEnd()
+  }
+
+  /** SOCKS5: greeting, method selection, sub-negotiation, request (RFC 1928, RFC 1929). */
+  async #socks5(): Promise<void> {
+    const ctx = this.ctx
+    const chains = this.#chains
+    const greeting = await this.readMessage(parseGreeting)
+    ctx.offeredMethods = greeting.methods
+    ctx.method = null
+    await chains.negotiate(ctx as NegotiateContext)
+    if (this.#stopped()) return
+    const method = ctx.method as number | null
+    if (method === null || method === Method.NO_ACCEPTABLE) throw new SocksError('ERR_SOCKS_NO_ACCEPTABLE_METHOD')
+    this.socket.write(encodeMethodSelection(method))
+
+    this.#phase = 'auth'
+    if (method === Method.USERNAME_PASSWORD) ctx.credentials = toCredentials(await this.readMessage(parsePasswordRequest))
+    await chains.auth(ctx as AuthContext)
+    if (this.#stopped()) return
+    if (method === Method.USERNAME_PASSWORD) this.socket.write(encodePasswordStatus(true))
+
+    this.#phase = 'request'
+    const request = await this.readMessage(parseRequest)
+    await this.#serve(request.command, request.destination)
+  }
+
+  /**
+   * SOCKS4 and SOCKS4a (CONNECT, BIND): the request comes first; the negotiate and auth chains run
+   * as for a client offering NO AUTH only (SOCKS4 has no password), with the USERID on ctx.userId.
+   */
+  async #socks4(): Promise<void> {
+    const ctx = this.ctx
+    const chains = this.#chains
+    ctx.protocol = 'socks4'
+    const request = await this.readMessage(parseSocks4Request)
+    ctx.userId = request.userId
+    ctx.offeredMethods = SOCKS4_METHODS
+    ctx.method = null
+    await chains.negotiate(ctx as NegotiateContext)
+    if (this.#stopped()) return
+    if ((ctx.method as number | null) !== Method.NO_AUTH) throw new SocksError('ERR_SOCKS_NO_ACCEPTABLE_METHOD', 'SOCKS4 carries no password, and this server requires authentication')
+    this.#phase = 'auth'
+    await chains.auth(ctx as AuthContext)
+    if (this.#stopped()) return
+    this.#phase = 'request'
+    await this.#serve(request.command, request.destination)
+  }
+
+  /** From the request on, the same for every protocol: request, connect, the success reply, relay. */
+  async #serve(command: Command, destination: Address): Promise<void> {
+    const ctx = this.ctx
+    const chains = this.#chains
+    ctx.command = command
+    ctx.handshakeMs = performance.now() - this.#acceptedAt
+    // What the client asked for, as the system would dial it: no name that resolves to something
+    // other than what the rules see, no unspecified address standing for loopback (destination.ts).
+    // BIND's DST 0.0.0.0 means "any peer" and UDP's is the client's own endpoint: only names are vetted there.
+    ctx.destination = command === Command.CONNECT || destination.type === 'domain' ? vetDestination(destination) : destination
+    await chains.request(ctx as RequestContext)
+    if (this.#stopped()) return
+
+    this.#phase = 'connect'
+    this.#connectStartedAt = performance.now()
+    this.#arm(this.#connectPhaseTimeout())
+    await chains.connect(ctx as ConnectContext)
+    ctx.connectMs = performance.now() - this.#connectStartedAt
+    if (this.#stopped()) {
+      if (!this.#hijacked) this.#cleanUpTarget()
+      return
+    }
+    // The success reply reports something that exists, or it is not sent: a middleware that
+    // called next() without awaiting it lets the chain end before the terminal has connected.
+    const missing = this.#missingTarget()
+    if (missing !== null) throw new ChainError(`the connect phase ended without ${missing}: did a middleware call next() without awaiting it?`)
+    this.#disarm()
+    const bound = ctx.bound ?? localAddressOf(ctx.outbound)
+    ctx.bound = bound
+    this.#sendReply(Reply.SUCCEEDED, bound)
+    ctx.replied = true
+
+    this.#phase = 'relay'
+    this.socket.pause()
+    this.socket.removeListener('data', Connection.#onData)
+    ctx.handshakeBytesRead = this.socket.bytesRead - this.#reader.length
+    ctx.handshakeBytesWritten = this.socket.bytesWritten
+    ctx.earlyData = this.#reader.rest()
+    this.#relaying = true
+    try {
+      await chains.relay(ctx as RelayContext)
+    } finally {
+      this.#relaying = false
+    }
   }
 
   /** Takes the real client from a load balancer's PROXY header (the LOCAL command keeps the socket's). */
@@ -340,7 +391,7 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
   #sendReply(reply: number, bound: Address | null): void {
     const ctx = this.ctx
     ctx.reply = reply
-    this.socket.write(encodeReply(reply, bound))
+    this.socket.write(ctx.protocol === 'socks4' ? encodeSocks4Reply(reply === Reply.SUCCEEDED ? Socks4Status.GRANTED : Socks4Status.REJECTED, bound) : encodeReply(reply, bound))
     if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
   }
 
@@ -381,7 +432,16 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
       this.#closeWith(null, phase === 'relay' || ctx.replied)
       return
     }
-    if (phase === 'negotiate') {
+    if (ctx.protocol === 'socks4') {
+      // SOCKS4 has one answer for every refusal and failure, in every phase: 91. Logs and metrics
+      // keep the REP a SOCKS5 client would have got, where it would have got one.
+      const reply = phase === 'negotiate' || phase === 'auth' ? null : isSocksError(err) ? (err.reply ?? Reply.GENERAL_FAILURE) : Reply.GENERAL_FAILURE
+      if (reply !== null && this.socket.writable) {
+        ctx.reply = reply
+        if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
+      }
+      this.#closeWith(encodeSocks4Reply(Socks4Status.REJECTED), false)
+    } else if (phase === 'negotiate') {
       this.#closeWith(encodeMethodSelection(Method.NO_ACCEPTABLE), false)
     } else if (phase === 'auth') {
       this.#closeWith(ctx.method === Method.USERNAME_PASSWORD ? encodePasswordStatus(false) : null, false)

@@ -205,10 +205,18 @@ export interface ConnectionDriver {
   destroy(reason: unknown): void
 }
 
+/**
+ * The protocol a client speaks: `socks5`, or `socks4` (SOCKS4 and SOCKS4a) on a listener whose
+ * `protocols` allow it.
+ */
+export type ClientProtocol = 'socks5' | 'socks4'
+
 /** What every phase sees. */
 export interface BaseContext {
   /** Unique per server, increasing. */
   readonly id: number
+  /** The protocol the client speaks (set before the first phase runs). */
+  readonly protocol: ClientProtocol
   readonly server: ServerHandle
   /** The settings of the pipeline this connection was accepted with (a reload does not change them). */
   readonly settings: PipelineSettings
@@ -255,6 +263,8 @@ export interface AuthContext extends BaseContext {
   readonly method: number
   /** Set for method 0x02 before the chain runs. */
   readonly credentials: Credentials | null
+  /** SOCKS4's USERID field: who the client says it is, with no password (null for SOCKS5). */
+  readonly userId: string | null
   user: string | null
 }
 
@@ -384,9 +394,11 @@ export class ConnectionContext {
   readonly log: Logger
   readonly state: SocksState
   readonly startedAt: number
+  protocol: ClientProtocol = 'socks5'
   offeredMethods: readonly number[] = EMPTY
   method: number | null = Method.NO_ACCEPTABLE
   credentials: Credentials | null = null
+  userId: string | null = null
   user: string | null = null
   command: Command = Command.CONNECT
   destination: Address = UNSET_ADDRESS

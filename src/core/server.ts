@@ -1,7 +1,7 @@
 import { createServer as createNetServer, isIP, type AddressInfo, type BlockList, type Server as NetServer, type Socket } from 'node:net'
 import { EventEmitter, once } from 'node:events'
 import { getSystemErrorMap } from 'node:util'
-import { Connection } from './connection.js'
+import { Connection, PROTOCOL_SOCKS4, PROTOCOL_SOCKS5 } from './connection.js'
 import type { Middleware } from './compose.js'
 import type { BaseContext, ConnectionContext, Dialer, Endpoint, PipelineSettings, Timeouts } from './context.js'
 import { SocksError } from './errors.js'
@@ -97,6 +97,31 @@ export interface ListenOptions {
    * closed at accept, unread. Default false.
    */
   proxyProtocol?: boolean | ProxyProtocolOptions
+  /**
+   * The protocols clients may speak on this listener: `socks5` (the default) and `socks4` (SOCKS4
+   * and SOCKS4a: CONNECT and BIND; no password, so refused when the pipeline requires
+   * authentication unless the auth plugin's `socks4UserId` says otherwise). With more than one,
+   * the first byte tells them apart. Default `['socks5']`.
+   */
+  protocols?: readonly ListenerProtocol[]
+}
+
+/** A protocol a listener can take (`ListenOptions.protocols`). */
+export type ListenerProtocol = 'socks5' | 'socks4'
+
+const PROTOCOL_BITS: Readonly<Record<ListenerProtocol, number>> = { socks5: PROTOCOL_SOCKS5, socks4: PROTOCOL_SOCKS4 }
+
+/** The PROTOCOL_* bits of a listener's `protocols`, checked (a bad list fails its listen()). */
+function protocolBits(protocols: readonly ListenerProtocol[] | undefined): number {
+  if (protocols === undefined) return PROTOCOL_SOCKS5
+  if (!Array.isArray(protocols) || protocols.length === 0) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `listen: protocols must be a non-empty list of ${Object.keys(PROTOCOL_BITS).join(', ')}`)
+  let bits = 0
+  for (const protocol of protocols) {
+    const bit = PROTOCOL_BITS[protocol as ListenerProtocol]
+    if (bit === undefined) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `listen: protocols: ${JSON.stringify(protocol)} is not one of ${Object.keys(PROTOCOL_BITS).join(', ')}`)
+    bits |= bit
+  }
+  return bits
 }
 
 /** Where register() was called from, for option errors: `at` prefixes messages, `dir` resolves relative paths. */
@@ -328,6 +353,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     if (this.#closing !== null) throw new SocksError('ERR_SOCKS_SERVER_CLOSING', 'server is closed')
     // Parsed here, once: a bad list fails this listen(), and a connection only looks its peer up.
     const trusted = compileProxyProtocol(opts.proxyProtocol)
+    const protocols = protocolBits(opts.protocols)
     const { settings } = await this.#start()
     if (!settings.authRequired && !settings.allowOpenProxy && !isLoopback(listenHost)) {
       throw new SocksError('ERR_SOCKS_OPEN_PROXY', `refusing to listen on ${listenHost} without authentication: register the auth plugin, or set allowOpenProxy: true (CLI: --allow-open-proxy) if an open proxy is really what you want`)
@@ -336,7 +362,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     // that are already open. A listener bound to one address knows every connection's local
     // endpoint: no getsockname per connection. Only wildcard listeners ask the socket.
     let local: Endpoint | null = null
-    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => this.#accept(socket, local, trusted))
+    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => this.#accept(socket, local, trusted, protocols))
     await new Promise<void>((resolve, reject) => {
       const onListenFailed = (err: unknown): void => reject(listenError(listenHost, port, err))
       listener.once('error', onListenFailed)
@@ -527,7 +553,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   }
 
   /** `trusted`: on a PROXY-protocol listener, the sources that may send the header; else null. */
-  #accept(socket: Socket, fixedLocal: Endpoint | null, trusted: BlockList | null): void {
+  #accept(socket: Socket, fixedLocal: Endpoint | null, trusted: BlockList | null, protocols: number): void {
     const remote = socket.remoteAddress
     const pipeline = this.#pipeline
     if (remote === undefined || this.#closing !== null || pipeline === null) {
@@ -553,7 +579,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     const connection = new Connection(this, pipeline, socket, this.#nextId++, client, local, this.#onConnectionClosed)
     connection.countedClient = counted
     this.#connections.add(connection)
-    connection.start(settings.timeouts.handshake, proxyProtocol)
+    connection.start(settings.timeouts.handshake, proxyProtocol, protocols)
     if (this.listenerCount('connection') > 0) this.emit('connection', connection.ctx)
   }
 

@@ -26,6 +26,7 @@ export function accessFields(ctx: ConnectionContext): Record<string, unknown> {
     id: ctx.id,
     client: formatAddress({ host: ctx.client.address, port: ctx.client.port }),
     user: ctx.user,
+    protocol: ctx.protocol,
     command: requested ? ctx.commandName : null,
     destination: requested ? formatAddress(ctx.destination) : null,
     dialed: ctx.dialed === null ? null : formatAddress(ctx.dialed),

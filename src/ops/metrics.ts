@@ -83,7 +83,7 @@ const UPSTREAM_FAILURE = 'socksmith:upstream:failure'
  * association ends, or read when the registry is scraped: nothing per byte or per datagram.
  * prom-client is loaded on first use.
  *
- * Metrics: `socksmith_connections_active`, `socksmith_connections_total{outcome,reply}`,
+ * Metrics: `socksmith_connections_active`, `socksmith_connections_total{outcome,reply,protocol}`,
  * `socksmith_bytes_total{direction}`, `socksmith_handshake_duration_seconds`,
  * `socksmith_connect_duration_seconds{result}`, `socksmith_udp_associations_active`,
  * `socksmith_udp_associations_total`, `socksmith_udp_datagrams_total{direction}`,
@@ -124,8 +124,8 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
   })
   const connections = new prom.Counter({
     name: 'socksmith_connections_total',
-    help: 'Connections that ended, by outcome (success, failed: a failure reply was sent, auth_failed, closed: ended before any reply) and reply code (none when no reply was sent).',
-    labelNames: ['outcome', 'reply'] as const,
+    help: 'Connections that ended, by outcome (success, failed: a failure reply was sent, auth_failed, closed: ended before any reply), reply code (none when no reply was sent) and protocol (socks5, socks4).',
+    labelNames: ['outcome', 'reply', 'protocol'] as const,
     registers,
   })
   const reasons = new prom.Counter({
@@ -203,10 +203,10 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
   const onDisconnect = (ctx: ConnectionContext): void => {
     const outcome = outcomeOf(ctx)
     const reply = ctx.reply === null ? 'none' : String(ctx.reply)
-    const key = `${outcome}|${reply}`
+    const key = `${outcome}|${reply}|${ctx.protocol}`
     let child = byOutcome.get(key)
     if (child === undefined) {
-      child = connections.labels(outcome, reply)
+      child = connections.labels(outcome, reply, ctx.protocol)
       byOutcome.set(key, child)
     }
     child.inc()

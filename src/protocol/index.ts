@@ -1,5 +1,5 @@
 /**
- * The pure SOCKS5 codec: no sockets, no timers, no policy. Exported as `socksmith/protocol`.
+ * The pure SOCKS5 (and SOCKS4/4a) codec: no sockets, no timers, no policy. Exported as `socksmith/protocol`.
  *
  * @packageDocumentation
  * @module socksmith/protocol
@@ -13,3 +13,4 @@ export * from './password.js'
 export * from './request.js'
 export * from './datagram.js'
 export * from './proxy-header.js'
+export * from './socks4.js'

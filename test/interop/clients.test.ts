@@ -9,6 +9,8 @@ import { connect } from 'node:net'
 import { once } from 'node:events'
 import { createSocket } from 'node:dgram'
 import { SocksClient } from 'socks'
+import { createServer } from 'socksmith'
+import { silentLogger } from 'socksmith/ops'
 import { startEcho, startSocks, startUdpEcho, mapResolver, trackClient } from '../helpers/net.js'
 import { run, startHttp } from '../helpers/processes.js'
 import { needs, peer } from '../helpers/peers.js'
@@ -83,10 +85,11 @@ test('proxychains4 runs curl through the proxy', needs(proxychains, curl), async
   assert.equal(web.requests(), 1)
 })
 
+/** argv: proxy port, echo port, and optionally the protocol (SOCKS5 by default, or SOCKS4). */
 const PYSOCKS_TCP = `
 import socks, sys
 s = socks.socksocket()
-s.set_proxy(socks.SOCKS5, "127.0.0.1", int(sys.argv[1]))
+s.set_proxy(getattr(socks, sys.argv[3] if len(sys.argv) > 3 else "SOCKS5"), "127.0.0.1", int(sys.argv[1]))
 s.connect(("127.0.0.1", int(sys.argv[2])))
 s.sendall(b"pysocks tcp")
 print(s.recv(100).decode())
@@ -108,6 +111,15 @@ test('PySocks: TCP CONNECT', needs(pysocks), async (t) => {
   const echo = await startEcho(t)
   const { port } = await startSocks(t)
   const r = await run(pysocks.path, ['-c', PYSOCKS_TCP, String(port), String(echo.port)])
+  assert.equal(r.stdout.trim(), 'pysocks tcp', r.stderr)
+})
+
+test('PySocks: SOCKS4 CONNECT on a listener that takes SOCKS5 and SOCKS4', needs(pysocks), async (t) => {
+  const echo = await startEcho(t)
+  const server = createServer({ logger: silentLogger })
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0, protocols: ['socks5', 'socks4'] })
+  t.after(() => server.close({ drainTimeout: 0 }))
+  const r = await run(pysocks.path, ['-c', PYSOCKS_TCP, String(port), String(echo.port), 'SOCKS4'])
   assert.equal(r.stdout.trim(), 'pysocks tcp', r.stderr)
 })
 

@@ -74,11 +74,12 @@ test('stderr gets pino JSON lines, one access line per connection (no password);
     bytesToClient: 11,
     error: null,
     reason: null,
+    protocol: 'socks5',
   })
   assert.ok(!cli.stderr().includes(PASSWORD))
 
   const metrics = await fetchText(metricsUrl)
-  assert.match(metrics, /^socksmith_connections_total\{outcome="success",reply="0"\} 1$/m)
+  assert.match(metrics, /^socksmith_connections_total\{outcome="success",reply="0",protocol="socks5"\} 1$/m)
   assert.match(metrics, /^socksmith_user_connections_total\{user="alice"\} 1$/m)
   await stop(cli)
 })

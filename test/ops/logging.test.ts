@@ -88,6 +88,7 @@ test('a successful CONNECT: one info line with every field, never the password',
     bytesToClient: 17,
     error: null,
     reason: null,
+    protocol: 'socks5',
   })
   assert.equal(typeof durationMs, 'number')
   assert.ok((durationMs as number) >= 0 && (durationMs as number) < 5000)
@@ -127,6 +128,7 @@ test('refused connections: a rule refusal (REP 02) and a wrong password, each wi
     durationMs: null,
     error: 'ERR_SOCKS_NOT_ALLOWED',
     reason: null,
+    protocol: 'socks5',
   })
   // Authentication failed: no request was read, so there is no command or destination.
   assert.deepEqual({ ...badLogin, client: null, durationMs: null }, {
@@ -143,6 +145,7 @@ test('refused connections: a rule refusal (REP 02) and a wrong password, each wi
     durationMs: null,
     error: 'ERR_SOCKS_AUTH_FAILED',
     reason: null,
+    protocol: 'socks5',
   })
   const everything = JSON.stringify(log.lines)
   assert.ok(!everything.includes(PASSWORD), 'neither the right password nor the wrong one is logged')

@@ -129,10 +129,10 @@ test('scraped over HTTP: connections by outcome and reply, bytes, latencies, UDP
   const m = await scrape(url)
   const expected: Record<string, number> = {
     'socksmith_connections_active': 0,
-    'socksmith_connections_total{outcome="success",reply="0"}': 4,
-    'socksmith_connections_total{outcome="failed",reply="2"}': 1,
-    'socksmith_connections_total{outcome="failed",reply="1"}': 1,
-    'socksmith_connections_total{outcome="auth_failed",reply="none"}': 1,
+    'socksmith_connections_total{outcome="success",protocol="socks5",reply="0"}': 4,
+    'socksmith_connections_total{outcome="failed",protocol="socks5",reply="2"}': 1,
+    'socksmith_connections_total{outcome="failed",protocol="socks5",reply="1"}': 1,
+    'socksmith_connections_total{outcome="auth_failed",protocol="socks5",reply="none"}': 1,
     'socksmith_bytes_total{direction="from_client"}': 15,
     'socksmith_bytes_total{direction="to_client"}': 15,
     'socksmith_handshake_duration_seconds_count': 6,
@@ -196,9 +196,9 @@ test('a registry per server; no per-user metrics unless asked; /metrics only; cl
 
   const fromA = await scrape(`${urlA}/metrics`)
   const fromB = await scrape(`${urlB}/metrics`)
-  assert.equal(fromA.get('socksmith_connections_total{outcome="success",reply="0"}'), 1)
+  assert.equal(fromA.get('socksmith_connections_total{outcome="success",protocol="socks5",reply="0"}'), 1)
   assert.equal(fromA.get('socksmith_bytes_total{direction="from_client"}'), 3)
-  assert.equal(fromB.get('socksmith_connections_total{outcome="success",reply="0"}'), undefined, "b saw none of a's connections")
+  assert.equal(fromB.get('socksmith_connections_total{outcome="success",protocol="socks5",reply="0"}'), undefined, "b saw none of a's connections")
   assert.equal(fromB.get('socksmith_dns_cache_hits_total'), undefined, 'no dns-cache plugin, no dns-cache series: the plugin brings its own')
   assert.ok(![...fromA.keys()].some((k) => k.startsWith('socksmith_user_')))
 
@@ -229,7 +229,7 @@ test('a pool failing over: the dead member is counted once, the connection is lo
   const m = await scrape(`http://127.0.0.1:${metrics.address()!.port}/metrics`)
   assert.equal(m.get(`socksmith_upstream_failures_total{upstream="socks5://127.0.0.1:${dead}"}`), 1)
   assert.equal(m.get(`socksmith_upstream_failures_total{upstream="socks5://127.0.0.1:${live.port}"}`), undefined)
-  assert.equal(m.get('socksmith_connections_total{outcome="success",reply="0"}'), 1)
+  assert.equal(m.get('socksmith_connections_total{outcome="success",protocol="socks5",reply="0"}'), 1)
   assert.equal(lines.length, 1)
   assert.equal(lines[0]!.via, `socks5://127.0.0.1:${live.port}`)
 })
@@ -261,7 +261,7 @@ test('perUser: { maxUsers: 5 } with 20 distinct users: 5 user series and other, 
   // 1 + 2 + ... + 20 bytes each way: users and other together are every byte and every connection.
   const sum = (entries: [string, number][]): number => entries.reduce((total, [, value]) => total + value, 0)
   assert.equal(sum(series('socksmith_user_connections_total')), 20)
-  assert.equal(m.get('socksmith_connections_total{outcome="success",reply="0"}'), 20)
+  assert.equal(m.get('socksmith_connections_total{outcome="success",protocol="socks5",reply="0"}'), 20)
   for (const direction of ['from_client', 'to_client']) {
     const perUser = series('socksmith_user_bytes_total').filter(([key]) => key.includes(`direction="${direction}"`))
     assert.equal(sum(perUser), 210, direction)
