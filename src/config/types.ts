@@ -22,8 +22,8 @@ export interface ListenConfig {
    * balancers may connect: `{ trusted: [CIDRs] }` lists them; `true` is loopback only.
    */
   proxyProtocol?: boolean | { trusted: string[] }
-  /** The protocols clients may speak here: `socks5` (default), `socks4` (SOCKS4/4a), or both. */
-  protocols?: ('socks5' | 'socks4') | ('socks5' | 'socks4')[]
+  /** The protocols clients may speak here: `socks5` (default), `socks4` (SOCKS4/4a), `http` (CONNECT), or `mixed` (all three). */
+  protocols?: ('socks5' | 'socks4' | 'http' | 'mixed') | ('socks5' | 'socks4' | 'http' | 'mixed')[]
 }
 
 /**
@@ -144,7 +144,7 @@ export interface EffectiveListen {
   backlog?: number
   /** false, or the sources trusted to send the header (`true` in the config is the loopback list). */
   proxyProtocol?: false | { trusted: string[] }
-  protocols?: ('socks5' | 'socks4')[]
+  protocols?: ('socks5' | 'socks4' | 'http' | 'mixed')[]
 }
 
 /** The configuration with every default filled in, as `socksmith --print-config` shows it. */

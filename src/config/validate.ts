@@ -78,7 +78,7 @@ export function parseDuration(value: unknown): number | null {
 
 const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'metrics', 'allowOpenProxy', 'udp', 'store', 'plugins'] as const
 const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog', 'proxyProtocol', 'protocols'] as const
-const LISTENER_PROTOCOLS = ['socks5', 'socks4'] as const
+const LISTENER_PROTOCOLS = ['socks5', 'socks4', 'http', 'mixed'] as const
 const PROXY_PROTOCOL_KEYS = ['trusted'] as const
 const LIMIT_KEYS = ['maxConnections', 'perClient', 'clientPrefix'] as const
 const LOG_KEYS = ['level', 'access'] as const
@@ -229,10 +229,10 @@ function validateListen(entry: unknown, path: string, issues: IssueList): Effect
     const at = `${path}.protocols`
     const list: unknown[] = Array.isArray(entry.protocols) ? entry.protocols : [entry.protocols]
     if (list.length === 0) issues.add(at, `expected a list of ${LISTENER_PROTOCOLS.join(', ')}, found an empty list`)
-    const protocols: ('socks5' | 'socks4')[] = []
+    const protocols: (typeof LISTENER_PROTOCOLS)[number][] = []
     list.forEach((protocol, i) => {
       const where = Array.isArray(entry.protocols) ? `${at}[${i}]` : at
-      if ((LISTENER_PROTOCOLS as readonly unknown[]).includes(protocol)) protocols.push(protocol as 'socks5' | 'socks4')
+      if ((LISTENER_PROTOCOLS as readonly unknown[]).includes(protocol)) protocols.push(protocol as (typeof LISTENER_PROTOCOLS)[number])
       else issues.add(where, `expected one of ${LISTENER_PROTOCOLS.join(', ')}, found ${describe(protocol)}${typeof protocol === 'string' && didYouMean(protocol, LISTENER_PROTOCOLS) !== null ? `; did you mean "${didYouMean(protocol, LISTENER_PROTOCOLS)}"?` : ''}`)
     })
     if (protocols.length > 0) listen.protocols = [...new Set(protocols)]

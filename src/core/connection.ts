@@ -17,6 +17,7 @@ import { vetDestination } from '../net/destination.js'
 import type { ClientPrefix } from './client-group.js'
 import type { LookupBudget } from '../commands/udp.js'
 import { armDeadline, DeadlineEntry, disarmDeadline } from './deadlines.js'
+import { abandonHttpRequest, CONNECT_ESTABLISHED, httpRefusal, parseBasicCredentials, parseConnectTarget, readHttpRequest, statusResponse } from './http-front.js'
 
 /** A pipeline's compiled phases (core/pipeline.ts builds them). */
 export interface CompiledChains {
@@ -68,10 +69,13 @@ const SILENT_CLOSE = new Set(['ERR_SOCKS_PROXY_HEADER', 'ERR_SOCKS_TOO_MANY_CONN
 /** The protocols a listener takes, a bit each (ListenOptions.protocols). SOCKS5 alone, the default, reads no byte ahead. */
 export const PROTOCOL_SOCKS5 = 1
 export const PROTOCOL_SOCKS4 = 2
+export const PROTOCOL_HTTP = 4
 
 /** The first byte, left in place: which protocol the client speaks. */
 const peekVersion: MessageParser<number> = (buf) => (buf.length === 0 ? null : { value: buf[0]!, length: 0 })
 const SOCKS4_METHODS: readonly number[] = Object.freeze([Method.NO_AUTH])
+// An HTTP client offers what its request carries: Basic credentials (as method 02) or nothing.
+const HTTP_WITH_CREDENTIALS: readonly number[] = Object.freeze([Method.USERNAME_PASSWORD])
 
 const kConnection = Symbol('socksmith.connection')
 type DrivenSocket = Socket & { [kConnection]: Connection }
@@ -106,6 +110,10 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
   #failed = false
   /** The first BIND reply is on the wire (it may be sent once, and only while a BIND is being set up). */
   #bindReplySent = false
+  /** node's HTTP parser has the socket (an HTTP client, before its first request is read). */
+  #httpParsing = false
+  /** What an HTTP client sent after its CONNECT head: the tunnel's first bytes. */
+  #httpHead: Buffer | null = null
   /**
    * The relay chain is running: the connection's end (the close channel, `disconnect`) is reported
    * once it has settled, so every middleware's code after next() has run by then.
@@ -215,6 +223,7 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
       const version = protocols === PROTOCOL_SOCKS5 ? SOCKS_VERSION : await this.readMessage(peekVersion)
       if (version === SOCKS4_VERSION && (protocols & PROTOCOL_SOCKS4) !== 0) await this.#socks4()
       else if (version === SOCKS_VERSION && (protocols & PROTOCOL_SOCKS5) !== 0) await this.#socks5()
+      else if (version !== SOCKS4_VERSION && version !== SOCKS_VERSION && (protocols & PROTOCOL_HTTP) !== 0) await this.#http()
       else throw new SocksError('ERR_SOCKS_BAD_VERSION', `unsupported SOCKS version ${version}`)
     } catch (err) {
       this.#fail(err)
@@ -268,6 +277,46 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
     await this.#serve(request.command, request.destination)
   }
 
+  /**
+   * An HTTP proxy client: node's parser reads the first request. A CONNECT goes through the phases
+   * like a SOCKS5 CONNECT (Basic credentials offered as method 02), and its tunnel is relayed.
+   */
+  async #http(): Promise<void> {
+    const ctx = this.ctx
+    const chains = this.#chains
+    ctx.protocol = 'http'
+    const socket = this.socket
+    socket.removeListener('data', Connection.#onData)
+    this.#httpParsing = true
+    const first = await readHttpRequest(socket, this.#reader.rest())
+    this.#httpParsing = false
+    if (first.kind !== 'connect') {
+      // Absolute-URI requests (GET http://host/...) are not forwarded: a client that tunnels
+      // (curl -p, browsers for https, undici, https-proxy-agent) uses CONNECT.
+      first.response.shouldKeepAlive = false
+      first.response.writeHead(501, { 'Content-Type': 'text/plain; charset=utf-8' }).end('only CONNECT is supported: use a tunnelling client\n')
+      ctx.error = new SocksError('ERR_SOCKS_COMMAND_NOT_SUPPORTED', `HTTP ${first.request.method ?? ''} ${first.request.url ?? ''}: only CONNECT is served`)
+      this.#phase = 'closing'
+      this.#arm(LINGER_MS)
+      return
+    }
+    this.#httpHead = first.head
+    const destination = parseConnectTarget(first.request.url)
+    const credentials = parseBasicCredentials(first.request.headers['proxy-authorization'])
+    ctx.offeredMethods = credentials === null ? SOCKS4_METHODS : HTTP_WITH_CREDENTIALS
+    ctx.method = null
+    await chains.negotiate(ctx as NegotiateContext)
+    if (this.#stopped()) return
+    const method = ctx.method as number | null
+    if (method === null || method === Method.NO_ACCEPTABLE) throw new SocksError('ERR_SOCKS_NO_ACCEPTABLE_METHOD', credentials === null ? 'no Proxy-Authorization, and this server requires authentication' : undefined)
+    this.#phase = 'auth'
+    if (method === Method.USERNAME_PASSWORD && credentials !== null) ctx.credentials = toCredentials(credentials)
+    await chains.auth(ctx as AuthContext)
+    if (this.#stopped()) return
+    this.#phase = 'request'
+    await this.#serve(Command.CONNECT, destination)
+  }
+
   /** From the request on, the same for every protocol: request, connect, the success reply, relay. */
   async #serve(command: Command, destination: Address): Promise<void> {
     const ctx = this.ctx
@@ -303,9 +352,11 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
     this.#phase = 'relay'
     this.socket.pause()
     this.socket.removeListener('data', Connection.#onData)
-    ctx.handshakeBytesRead = this.socket.bytesRead - this.#reader.length
+    const early = this.#httpHead ?? this.#reader.rest()
+    this.#httpHead = null
+    ctx.handshakeBytesRead = this.socket.bytesRead - (early?.length ?? 0)
     ctx.handshakeBytesWritten = this.socket.bytesWritten
-    ctx.earlyData = this.#reader.rest()
+    ctx.earlyData = early
     this.#relaying = true
     try {
       await chains.relay(ctx as RelayContext)
@@ -391,7 +442,10 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
   #sendReply(reply: number, bound: Address | null): void {
     const ctx = this.ctx
     ctx.reply = reply
-    this.socket.write(ctx.protocol === 'socks4' ? encodeSocks4Reply(reply === Reply.SUCCEEDED ? Socks4Status.GRANTED : Socks4Status.REJECTED, bound) : encodeReply(reply, bound))
+    const protocol = ctx.protocol
+    if (protocol === 'socks5') this.socket.write(encodeReply(reply, bound))
+    else if (protocol === 'socks4') this.socket.write(encodeSocks4Reply(reply === Reply.SUCCEEDED ? Socks4Status.GRANTED : Socks4Status.REJECTED, bound))
+    else this.socket.write(reply === Reply.SUCCEEDED ? CONNECT_ESTABLISHED : statusResponse(502, 'connect failed\n'))
     if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
   }
 
@@ -432,7 +486,19 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
       this.#closeWith(null, phase === 'relay' || ctx.replied)
       return
     }
-    if (ctx.protocol === 'socks4') {
+    if (ctx.protocol === 'http') {
+      // node's parser answered a request it could not read (400, 431) itself.
+      if (this.#httpParsing) {
+        this.#closeWith(null, true)
+        return
+      }
+      const reply = phase === 'negotiate' || phase === 'auth' ? null : isSocksError(err) ? (err.reply ?? Reply.GENERAL_FAILURE) : Reply.GENERAL_FAILURE
+      if (reply !== null && this.socket.writable) {
+        ctx.reply = reply
+        if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
+      }
+      this.#closeWith(httpRefusal(err), false)
+    } else if (ctx.protocol === 'socks4') {
       // SOCKS4 has one answer for every refusal and failure, in every phase: 91. Logs and metrics
       // keep the REP a SOCKS5 client would have got, where it would have got one.
       const reply = phase === 'negotiate' || phase === 'auth' ? null : isSocksError(err) ? (err.reply ?? Reply.GENERAL_FAILURE) : Reply.GENERAL_FAILURE
@@ -543,6 +609,7 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
       this.#waiter = null
       waiter.reject(new SocksError('ERR_SOCKS_CLIENT_CLOSED'))
     }
+    if (this.#httpParsing) abandonHttpRequest(this.socket)
     if (this.#phase !== 'relay') this.#cleanUpTarget()
     this.#phase = 'done'
     if (this.#relaying) this.#endPending = true

@@ -206,10 +206,10 @@ export interface ConnectionDriver {
 }
 
 /**
- * The protocol a client speaks: `socks5`, or `socks4` (SOCKS4 and SOCKS4a) on a listener whose
- * `protocols` allow it.
+ * The protocol a client speaks: `socks5`, or on a listener whose `protocols` allow it `socks4`
+ * (SOCKS4 and SOCKS4a) or `http` (an HTTP proxy client's CONNECT).
  */
-export type ClientProtocol = 'socks5' | 'socks4'
+export type ClientProtocol = 'socks5' | 'socks4' | 'http'
 
 /** What every phase sees. */
 export interface BaseContext {

@@ -1,7 +1,7 @@
 import { createServer as createNetServer, isIP, type AddressInfo, type BlockList, type Server as NetServer, type Socket } from 'node:net'
 import { EventEmitter, once } from 'node:events'
 import { getSystemErrorMap } from 'node:util'
-import { Connection, PROTOCOL_SOCKS4, PROTOCOL_SOCKS5 } from './connection.js'
+import { Connection, PROTOCOL_HTTP, PROTOCOL_SOCKS4, PROTOCOL_SOCKS5 } from './connection.js'
 import type { Middleware } from './compose.js'
 import type { BaseContext, ConnectionContext, Dialer, Endpoint, PipelineSettings, Timeouts } from './context.js'
 import { SocksError } from './errors.js'
@@ -98,18 +98,19 @@ export interface ListenOptions {
    */
   proxyProtocol?: boolean | ProxyProtocolOptions
   /**
-   * The protocols clients may speak on this listener: `socks5` (the default) and `socks4` (SOCKS4
+   * The protocols clients may speak on this listener: `socks5` (the default), `socks4` (SOCKS4
    * and SOCKS4a: CONNECT and BIND; no password, so refused when the pipeline requires
-   * authentication unless the auth plugin's `socks4UserId` says otherwise). With more than one,
-   * the first byte tells them apart. Default `['socks5']`.
+   * authentication unless the auth plugin's `socks4UserId` says otherwise), `http` (an HTTP
+   * proxy's CONNECT, with `Proxy-Authorization: Basic`), or `mixed` (all three). With more than
+   * one, the first byte tells them apart. Default `['socks5']`.
    */
   protocols?: readonly ListenerProtocol[]
 }
 
 /** A protocol a listener can take (`ListenOptions.protocols`). */
-export type ListenerProtocol = 'socks5' | 'socks4'
+export type ListenerProtocol = 'socks5' | 'socks4' | 'http' | 'mixed'
 
-const PROTOCOL_BITS: Readonly<Record<ListenerProtocol, number>> = { socks5: PROTOCOL_SOCKS5, socks4: PROTOCOL_SOCKS4 }
+const PROTOCOL_BITS: Readonly<Record<ListenerProtocol, number>> = { socks5: PROTOCOL_SOCKS5, socks4: PROTOCOL_SOCKS4, http: PROTOCOL_HTTP, mixed: PROTOCOL_SOCKS5 | PROTOCOL_SOCKS4 | PROTOCOL_HTTP }
 
 /** The PROTOCOL_* bits of a listener's `protocols`, checked (a bad list fails its listen()). */
 function protocolBits(protocols: readonly ListenerProtocol[] | undefined): number {

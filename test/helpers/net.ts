@@ -4,7 +4,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { once } from 'node:events'
 import assert from 'node:assert/strict'
 import type { TestContext } from 'node:test'
-import { createServer, type ServerOptions, type SocksServer, type Resolver } from 'socksmith'
+import { createServer, type ConnectionContext, type ListenOptions, type ServerOptions, type SocksServer, type Resolver } from 'socksmith'
 import { silentLogger } from 'socksmith/ops'
 
 const clientSockets = new WeakMap<TestContext, Set<Socket>>()
@@ -242,4 +242,25 @@ export function canConnect(port: number): Promise<boolean> {
     })
     socket.once('error', () => resolve(false))
   })
+}
+
+/**
+ * A server listening on 127.0.0.1 with `protocols` (ListenOptions.protocols), recording every ended
+ * connection; after the test, every connection must have been closed (as with startSocks).
+ */
+export async function startListening(t: TestContext, protocols: ListenOptions['protocols'], options: ServerOptions = {}, configure?: (server: SocksServer) => void): Promise<{ server: SocksServer; port: number; ended: ConnectionContext[] }> {
+  const server = createServer({ logger: silentLogger, ...options })
+  configure?.(server)
+  const ended: ConnectionContext[] = []
+  server.on('disconnect', (ctx) => ended.push(ctx))
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0, protocols })
+  t.after(async () => {
+    // Clients the test left open go first, as in startSocks.
+    for (const socket of clientSockets.get(t) ?? []) socket.destroy()
+    await waitFor(() => server.connections === 0, 3000).catch(() => {})
+    const live = server.connections
+    await server.close({ drainTimeout: 0 })
+    assert.equal(live, 0, 'every connection was closed after the test')
+  })
+  return { server, port, ended }
 }

@@ -12,21 +12,15 @@ import { encodeSocks4Reply, encodeSocks4Request, parseSocks4Reply, parseSocks4Re
 import { collectMetrics, silentLogger } from 'socksmith/ops'
 import auth from 'socksmith/plugins/auth'
 import rules from 'socksmith/plugins/rules'
-import { RawClient, hex, ipv4Request, mapResolver, startEcho, trackClient, waitFor } from '../helpers/net.js'
+import { RawClient, startListening, hex, ipv4Request, mapResolver, startEcho, trackClient, waitFor } from '../helpers/net.js'
 import { run, startHttp } from '../helpers/processes.js'
 import { needs, peer } from '../helpers/peers.js'
 
 const curl = peer('curl')
 
 /** A server listening for SOCKS5 and SOCKS4 on one port. */
-async function startMixed(t: TestContext, options: ServerOptions = {}, configure?: (server: SocksServer) => void): Promise<{ server: SocksServer; port: number; ended: ConnectionContext[] }> {
-  const server = createServer({ logger: silentLogger, ...options })
-  configure?.(server)
-  const ended: ConnectionContext[] = []
-  server.on('disconnect', (ctx) => ended.push(ctx))
-  const { port } = await server.listen({ host: '127.0.0.1', port: 0, protocols: ['socks5', 'socks4'] })
-  t.after(() => server.close({ drainTimeout: 0 }))
-  return { server, port, ended }
+function startMixed(t: TestContext, options: ServerOptions = {}, configure?: (server: SocksServer) => void) {
+  return startListening(t, ['socks5', 'socks4'], options, configure)
 }
 
 /** SOCKS4 CONNECT to 127.0.0.1:port with USERID. */
@@ -163,7 +157,7 @@ test('a socks5-only listener (the default) closes a SOCKS4 client without a word
   const client = await RawClient.connect(t, port)
   client.send(connect4(9))
   assert.deepEqual(await client.expectClose(), Buffer.alloc(0))
-  await assert.rejects(server.listen({ host: '127.0.0.1', port: 0, protocols: ['socks3' as 'socks5'] }), /protocols: "socks3" is not one of socks5, socks4/)
+  await assert.rejects(server.listen({ host: '127.0.0.1', port: 0, protocols: ['socks3' as 'socks5'] }), /protocols: "socks3" is not one of socks5, socks4, http, mixed/)
   await assert.rejects(server.listen({ host: '127.0.0.1', port: 0, protocols: [] }), /protocols must be a non-empty list/)
 })
 
@@ -196,6 +190,6 @@ test('config: listen.protocols is checked, with a hint for a typo', async (t) =>
   assert.deepEqual(loaded.config.listen[0]?.protocols, ['socks5', 'socks4'])
   write(dir, { 'socksmith.config.yaml': 'listen: { port: 0, protocols: [socks5, sock4] }\n' })
   await assert.rejects(loadConfig({ file: 'socksmith.config.yaml', cwd: dir }), {
-    message: 'socksmith.config.yaml: listen.protocols[1]: expected one of socks5, socks4, found "sock4"; did you mean "socks4"?',
+    message: 'socksmith.config.yaml: listen.protocols[1]: expected one of socks5, socks4, http, mixed, found "sock4"; did you mean "socks4"?',
   })
 })
