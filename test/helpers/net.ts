@@ -33,15 +33,20 @@ export async function startSocks(t: TestContext, options: ServerOptions & { host
   const server = createServer({ logger: silentLogger, ...serverOptions })
   configure?.(server)
   const address = await server.listen({ host, port: 0 })
+  closeAfter(t, server)
+  return { server, port: address.port, host }
+}
+
+/** After the test: the clients it left open go first, then every connection must be gone, then the server closes. */
+function closeAfter(t: TestContext, server: SocksServer): void {
   t.after(async () => {
-    // Clients the test left open go first: what matters is that the server frees everything once they leave.
+    // What matters is that the server frees everything once the clients leave.
     for (const socket of clientSockets.get(t) ?? []) socket.destroy()
     await waitFor(() => server.connections === 0, 3000).catch(() => {})
     const live = server.connections
     await server.close({ drainTimeout: 0 })
     assert.equal(live, 0, 'every connection was closed after the test')
   })
-  return { server, port: address.port, host }
 }
 
 /** A loopback port nobody listens on now (the kernel's pick, released at once): for a peer started on it, or a dead address. */
@@ -254,13 +259,6 @@ export async function startListening(t: TestContext, protocols: ListenOptions['p
   const ended: ConnectionContext[] = []
   server.on('disconnect', (ctx) => ended.push(ctx))
   const { port } = await server.listen({ host: '127.0.0.1', port: 0, protocols })
-  t.after(async () => {
-    // Clients the test left open go first, as in startSocks.
-    for (const socket of clientSockets.get(t) ?? []) socket.destroy()
-    await waitFor(() => server.connections === 0, 3000).catch(() => {})
-    const live = server.connections
-    await server.close({ drainTimeout: 0 })
-    assert.equal(live, 0, 'every connection was closed after the test')
-  })
+  closeAfter(t, server)
   return { server, port, ended }
 }
