@@ -177,6 +177,8 @@ export class ProxyChain implements Dialer {
    */
   async #startTls(socket: Socket, hop: ProxyEndpoint, deadline: Deadline): Promise<Socket> {
     if (hop.tls === null) return socket
+    // Nothing can be waiting unread on `socket` here: a TLS server says nothing before our
+    // ClientHello, so the previous hop's answer was the last thing it carried in the clear.
     this.handshakeStep(deadline)
     try {
       return await hop.tls.connect(socket, hop.host, deadline.signal)

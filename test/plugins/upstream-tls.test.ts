@@ -11,14 +11,17 @@ import { connect, type Socket } from 'node:net'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { TlsOptions } from 'node:tls'
-import { SocksError, type Logger } from 'socksmith'
+import { loadConfig, SocksError, type Logger } from 'socksmith'
+import { createServerFromConfig, reloadFromConfig } from 'socksmith/config'
 import { socksAssociate, socksBind, socksConnect, type Address } from 'socksmith/client'
-import { silentLogger } from 'socksmith/ops'
+import { silentLogger, startMetrics } from 'socksmith/ops'
 import upstream, { parseProxyUrl } from 'socksmith/plugins/upstream'
 import { mapResolver, startEcho, startSocks, startTcpServer, startUdpEcho, trackClient, waitFor } from '../helpers/net.js'
 import { startHttpProxy } from '../helpers/http-proxy.js'
 import { makeTestPki, type TestPki } from '../helpers/pki.js'
 import { needs, peer } from '../helpers/peers.js'
+import { project, write } from '../config/helpers.js'
+import { printableConfig } from '../../src/config/print.js'
 import { startTlsTerminator } from '../helpers/tls-terminator.js'
 
 const openssl = peer('openssl')
@@ -142,6 +145,19 @@ test('TLS upstreams: verified by CA, servername and pin; insecure only when writ
     })
   }
 
+  await t.test('a pool fails over from a member whose certificate does not verify, and counts it once', async (t) => {
+    const bad = await startTlsUpstream(t, 'socks5s', serverTls(other))
+    const good = await startTlsUpstream(t, 'https', serverTls(pki))
+    const tls = { ca: pki.ca.cert }
+    const failures: string[] = []
+    const onFailure = (message: unknown): void => void failures.push((message as { upstream: string }).upstream)
+    subscribe('socksmith:upstream:failure', onFailure)
+    t.after(() => unsubscribe('socksmith:upstream:failure', onFailure))
+    const front = await startFront(t, { pool: [{ url: bad.url, tls }, { url: good.url, tls }] })
+    await echoThrough(t, front.port)
+    assert.deepEqual(failures, [bad.url])
+  })
+
   await t.test('a chain of an HTTPS proxy and socks5hs:// inside it (TLS in TLS): the name goes to the last hop', async (t) => {
     const echo = await startEcho(t)
     const inner = await startSocks(t, { resolver: mapResolver({ 'echo.test': ['127.0.0.1'] }) })
@@ -207,6 +223,34 @@ test('TLS upstreams: verified by CA, servername and pin; insecure only when writ
     })
     await assert.rejects(startFront(t, { proxy: { url: 'https://127.0.0.1:1', tls: { ca: join(pki.dir, 'missing.pem') } } }), /proxy\.tls\.ca: cannot read .*missing\.pem: ENOENT/)
   })
+})
+
+test('from a config file: ca relative to its folder, read again on reload; a TLS failure counts in socksmith_upstream_failures_total', needs(openssl), async (t) => {
+  const [pki, other] = await Promise.all([makeTestPki(t), makeTestPki(t, { name: 'some other CA' })])
+  const inner = await startSocks(t)
+  const terminator = await startTlsTerminator(t, inner.port, serverTls(pki))
+  const url = `socks5s://127.0.0.1:${terminator.port}`
+  // The CA file says "other" first: every connection fails verification until a reload reads the right one.
+  const dir = project(t, {
+    'certs/ca.pem': other.ca.cert,
+    'socksmith.config.yaml': `listen: { port: 0 }\nplugins:\n  - [upstream, { proxy: { url: "${url}", tls: { ca: ./certs/ca.pem, cert: ${JSON.stringify(pki.client.cert)}, key: ${JSON.stringify(pki.client.key)} } } }]\n`,
+  })
+  const loaded = await loadConfig({ cwd: dir })
+  const printed = printableConfig(loaded).plugins as { options: { proxy: { tls: Record<string, string> } } }[]
+  assert.equal(printed[0]!.options.proxy.tls.key, '********', '--print-config masks the key')
+  const server = createServerFromConfig(loaded, { logger: silentLogger })
+  t.after(() => server.close({ drainTimeout: 0 }))
+  const { port } = await server.listen(loaded.config.listen[0])
+  const metrics = await startMetrics(server, { port: 0 })
+  t.after(() => metrics.close())
+  await expectGeneralFailure(t, port)
+  const text = await (await fetch(`http://127.0.0.1:${metrics.address()!.port}/metrics`)).text()
+  assert.match(text, new RegExp(`^socksmith_upstream_failures_total\\{upstream="${url.replace(/[/.]/g, '\\$&')}"\\} 1$`, 'm'))
+
+  write(dir, { 'certs/ca.pem': pki.ca.cert })
+  await reloadFromConfig(server, loaded, { logger: silentLogger })
+  await echoThrough(t, port)
+  await waitFor(() => server.connections === 0)
 })
 
 test('TLS options are validated with field paths', () => {
