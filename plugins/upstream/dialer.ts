@@ -152,6 +152,7 @@ export class ProxyChain implements Dialer {
     } catch (err) {
       throw unavailable(`cannot reach upstream ${first.label}`, err, deadline)
     }
+    socket = await this.#startTls(socket, first, deadline)
     for (let i = 1; i < this.hops.length; i++) {
       const via = this.hops[i - 1]!
       const next = this.hops[i]!
@@ -163,8 +164,27 @@ export class ProxyChain implements Dialer {
         socket.destroy()
         throw unavailable(`cannot reach upstream ${next.label} through ${via.label}`, err, deadline)
       }
+      socket = await this.#startTls(socket, next, deadline)
     }
     return socket
+  }
+
+  /**
+   * For a TLS hop, the handshake with it over `socket` (straight to it, or the tunnel to it), as a
+   * step of its own: a proxy that takes the TCP connection but never finishes the handshake has
+   * failed like one that never greets, and a certificate that does not verify is the upstream's
+   * failure (REP 01, failover), never the destination's.
+   */
+  async #startTls(socket: Socket, hop: ProxyEndpoint, deadline: Deadline): Promise<Socket> {
+    if (hop.tls === null) return socket
+    // Nothing can be waiting unread on `socket` here: a TLS server says nothing before our
+    // ClientHello, so the previous hop's answer was the last thing it carried in the clear.
+    this.handshakeStep(deadline)
+    try {
+      return await hop.tls.connect(socket, hop.host, deadline.signal)
+    } catch (err) {
+      throw unavailable(`TLS with upstream ${hop.label} failed`, err, deadline)
+    }
   }
 
   /** Classifies an error of the last hop's request (see the class comment). */
@@ -210,7 +230,9 @@ export async function openHop(socket: Socket, hop: ProxyEndpoint, destination: A
   const name = `upstream ${hop.label}`
   switch (hop.protocol) {
     case 'socks5':
-    case 'socks5h': {
+    case 'socks5h':
+    case 'socks5s':
+    case 'socks5hs': {
       const result = await socksConnect(clientProxyOptions(hop), { host: destination.host, port: destination.port }, { socket, signal, onGreeted })
       return result.bound
     }
@@ -218,6 +240,7 @@ export async function openHop(socket: Socket, hop: ProxyEndpoint, destination: A
     case 'socks4a':
       return socks4Connect(socket, destination, hop.username ?? '', { name, signal })
     case 'http':
+    case 'https':
       await httpConnect(socket, destination, hop.username, hop.password, { name, signal })
       return null
   }
@@ -225,13 +248,13 @@ export async function openHop(socket: Socket, hop: ProxyEndpoint, destination: A
 
 /** True when the protocol sends names to the upstream as they are; the others need an IP from us. */
 export function sendsNames(protocol: ProxyProtocol): boolean {
-  return protocol === 'socks5h' || protocol === 'socks4a' || protocol === 'http'
+  return protocol === 'socks5h' || protocol === 'socks5hs' || protocol === 'socks4a' || protocol === 'http' || protocol === 'https'
 }
 
 /**
  * What the last hop is asked for, following design §7: a name some middleware resolved and vetted
  * (`ctx.resolved`) goes as its first vetted address; an unresolved name goes unchanged to
- * upstreams that resolve names themselves (socks5h, socks4a, http) and is resolved here first for
+ * upstreams that resolve names themselves (socks5h, socks5hs, socks4a, http, https) and is resolved here first for
  * the others (socks5 sends the first address, socks4 the first IPv4 one).
  */
 export async function destinationFor(ctx: ConnectContext, protocol: ProxyProtocol): Promise<Address> {

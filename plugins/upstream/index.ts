@@ -1,5 +1,5 @@
 /**
- * The bundled `upstream` plugin: connections through other proxies (SOCKS5, SOCKS4, HTTP CONNECT),
+ * The bundled `upstream` plugin: connections through other proxies (SOCKS5, SOCKS4, HTTP CONNECT, and SOCKS5 or HTTP CONNECT over TLS),
  * one, a chain or a pool, routed per connection. Exported as `socksmith/plugins/upstream`, with
  * its dialers and binder for programs; written against the public API only.
  *
@@ -11,24 +11,30 @@ import { isLogLevelEnabled } from 'socksmith/ops'
 import { parseFacts, parseIp } from 'socksmith/plugins/rules'
 import { canBind, UpstreamBinder } from './bind.js'
 import { DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, ProxyChain } from './dialer.js'
-import { parseUpstreamOptions, type RouteSpec, type TargetSpec, type UpstreamConfig, type UpstreamOptions } from './options.js'
+import { parseUpstreamOptions, type HopSpec, type RouteSpec, type TargetSpec, type UpstreamConfig, type UpstreamOptions } from './options.js'
+import { loadTls } from './tls-options.js'
+import { withTls, type ProxyEndpoint } from './url.js'
 import { assertCarries, carries, ProxyPool, type Upstream } from './pool.js'
 import { associateThrough, canAssociate, upstreamDatagram } from './udp.js'
 
-export { parseProxyUrl, ProxyUrlError, isSocks5 } from './url.js'
+export { parseProxyUrl, ProxyUrlError, isSocks5, isTlsProtocol } from './url.js'
 export type { ProxyEndpoint, ProxyProtocol } from './url.js'
+export { UpstreamTls, isPin } from './tls.js'
+export type { UpstreamTlsSettings } from './tls.js'
+export type { UpstreamTlsOptions } from './tls-options.js'
 export { ProxyChain, destinationFor, DEFAULT_HANDSHAKE_TIMEOUT_SECONDS } from './dialer.js'
 export type { ProxyChainOptions } from './dialer.js'
 export { ProxyPool } from './pool.js'
 export type { PoolStrategy, Upstream } from './pool.js'
 export { parseUpstreamOptions, DEFAULT_COOLDOWN_SECONDS } from './options.js'
-export type { UpstreamOptions, UpstreamRouteOptions, UpstreamTargetOptions, RouteMatch, RouteFunction, UpstreamConfig } from './options.js'
+export type { UpstreamOptions, UpstreamRouteOptions, UpstreamTargetOptions, UpstreamEntry, RouteMatch, RouteFunction, UpstreamConfig } from './options.js'
 export { UpstreamUdpRelay } from './udp.js'
 export { UpstreamBinder } from './bind.js'
 
 /**
  * Chains connections through other proxies: SOCKS5 (`socks5://`, or `socks5h://` to let the
- * upstream resolve names), SOCKS4/4a and HTTP CONNECT, one proxy, a chain of several, or a pool with
+ * upstream resolve names), SOCKS4/4a and HTTP CONNECT, the SOCKS5 and HTTP ones also over TLS to the
+ * proxy (`socks5s://`, `socks5hs://`, `https://`; verified by default), one proxy, a chain of several, or a pool with
  * failover or round-robin; chosen per connection by routes. BIND and UDP ASSOCIATE are relayed
  * through a SOCKS5 upstream too.
  *
@@ -51,14 +57,16 @@ export { UpstreamBinder } from './bind.js'
 const upstream = definePlugin<UpstreamConfig, UpstreamOptions>({
   name: 'upstream',
   parseOptions: parseUpstreamOptions,
-  setup(host, config) {
+  async setup(host, config) {
     host.declareState('upstreamUdp', null)
     const timeouts = host.timeouts
     const chainOptions = { handshakeTimeout: handshakeTimeoutFor(config.handshakeTimeout, timeouts.connect, host.log) }
+    // TLS files are read here, once per start or reload, never per connection.
+    const endpoints = await loadEndpoints(config, host.log)
     const build = (spec: TargetSpec | null): Upstream | null => {
       if (spec === null) return null
-      if (spec.kind === 'chain') return new ProxyChain(spec.hops, chainOptions)
-      return new ProxyPool(spec.members.map((hop) => new ProxyChain([hop], chainOptions)), spec.strategy, config.cooldown)
+      if (spec.kind === 'chain') return new ProxyChain(spec.hops.map((hop) => endpoints.get(hop)!), chainOptions)
+      return new ProxyPool(spec.members.map((hop) => new ProxyChain([endpoints.get(hop)!], chainOptions)), spec.strategy, config.cooldown)
     }
     const fallback = build(config.target)
     const routes = config.routes.map((route) => ({ route, upstream: build(route.target) }))
@@ -93,6 +101,25 @@ const upstream = definePlugin<UpstreamConfig, UpstreamOptions>({
   },
 })
 export default upstream
+
+/**
+ * Every hop of the options with its TLS settings loaded. A TLS upstream with verification turned
+ * off is worth a warning on every start: it is meant for a test bench, not for production.
+ */
+async function loadEndpoints(config: UpstreamConfig, log: Logger): Promise<Map<HopSpec, ProxyEndpoint>> {
+  const hops: HopSpec[] = []
+  const collect = (spec: TargetSpec | null): void => {
+    if (spec !== null) hops.push(...(spec.kind === 'chain' ? spec.hops : spec.members))
+  }
+  collect(config.target)
+  for (const route of config.routes) collect(route.target)
+  const loaded = await Promise.all(hops.map(async (hop): Promise<[HopSpec, ProxyEndpoint]> => {
+    if (hop.tls === null) return [hop, hop.endpoint]
+    if (hop.tls.insecure) log.warn(`upstream: ${hop.tls.source}: insecure: true: the certificate of ${hop.endpoint.label} is not verified${hop.tls.pins.length > 0 ? ' (only its pin is checked)' : ''}; anyone on the path can pose as the proxy`)
+    return [hop, withTls(hop.endpoint, await loadTls(hop.tls))]
+  }))
+  return new Map(loaded)
+}
 
 /**
  * The handshake step of every hop: the option (or its default), but at most half of the connect

@@ -1,7 +1,8 @@
 import type { ConnectContext, OptionPath } from 'socksmith'
 import { checkKeys, describe, isPlainObject } from 'socksmith/plugin-kit'
 import { compileMatcher, MATCH_FIELDS, type Matcher, type MatchOptions } from 'socksmith/plugins/rules'
-import { parseProxyUrl, ProxyUrlError, type ProxyEndpoint } from './url.js'
+import { isTlsProtocol, parseProxyUrl, ProxyUrlError, type ProxyEndpoint } from './url.js'
+import { parseTlsOptions, type TlsSpec, type UpstreamTlsOptions } from './tls-options.js'
 import type { PoolStrategy } from './pool.js'
 
 /** A route's condition in a JS/TS config or program: any function of the connect context. */
@@ -10,14 +11,23 @@ export type RouteFunction = (ctx: ConnectContext) => boolean | Promise<boolean>
 /** The conditions of a route: the rules plugin's matchers (every one present must hold). */
 export type RouteMatch = MatchOptions
 
+/**
+ * One upstream: its URL, or an object with the URL and, for `https://`, `socks5s://` and
+ * `socks5hs://`, how to verify it (`tls`).
+ *
+ * @example
+ * { url: 'socks5s://proxy.example:1080', tls: { ca: './ca.pem', pin: 'sha256/…' } }
+ */
+export type UpstreamEntry = string | { url: string; tls?: UpstreamTlsOptions }
+
 /** Where traffic goes: exactly one of these (or `direct: true` in a route). */
 export interface UpstreamTargetOptions {
-  /** One upstream proxy URL. */
-  proxy?: string
+  /** One upstream proxy. */
+  proxy?: UpstreamEntry
   /** Proxies in a row: the first is reached directly, each next one through the previous. */
-  chain?: string[]
+  chain?: UpstreamEntry[]
   /** Interchangeable upstreams; see `strategy`. */
-  pool?: string[]
+  pool?: UpstreamEntry[]
   /** For `pool`: `failover` (default) tries them in order, `round-robin` starts one further each connection. */
   strategy?: PoolStrategy
 }
@@ -43,8 +53,15 @@ export interface UpstreamOptions extends UpstreamTargetOptions {
   handshakeTimeout?: number
 }
 
+/** A validated upstream entry: its parsed URL, and its TLS options for a TLS scheme (files not read yet). */
+export interface HopSpec {
+  readonly endpoint: ProxyEndpoint
+  /** null: a plain scheme, or a TLS one without options (default verification). */
+  readonly tls: TlsSpec | null
+}
+
 /** A validated target: hops of a chain, or members of a pool. `null` means direct. */
-export type TargetSpec = { readonly kind: 'chain'; readonly hops: readonly ProxyEndpoint[] } | { readonly kind: 'pool'; readonly members: readonly ProxyEndpoint[]; readonly strategy: PoolStrategy }
+export type TargetSpec = { readonly kind: 'chain'; readonly hops: readonly HopSpec[] } | { readonly kind: 'pool'; readonly members: readonly HopSpec[]; readonly strategy: PoolStrategy }
 
 export interface RouteSpec {
   readonly match: Matcher | RouteFunction
@@ -70,6 +87,7 @@ const TARGET_KEYS = ['proxy', 'chain', 'pool', 'strategy'] as const
 const TOP_KEYS = [...TARGET_KEYS, 'routes', 'cooldown', 'handshakeTimeout'] as const
 const ROUTE_KEYS = ['match', ...TARGET_KEYS, 'direct'] as const
 const STRATEGIES: readonly PoolStrategy[] = ['failover', 'round-robin']
+const ENTRY_KEYS = ['url', 'tls'] as const
 
 /**
  * Validates the options. Every failure names the field: `chain[1]: unsupported scheme "ftp:"`,
@@ -124,19 +142,31 @@ function parseTarget(raw: Record<string, unknown>, field: string, at: OptionPath
       at.fail(path('strategy'), `must be ${STRATEGIES.map((s) => `"${s}"`).join(' or ')}, found ${describe(raw.strategy)}`)
     }
   }
-  if (raw.proxy !== undefined) return { kind: 'chain', hops: [parseUrl(raw.proxy, path('proxy'), at)] }
+  if (raw.proxy !== undefined) return { kind: 'chain', hops: [parseEntry(raw.proxy, path('proxy'), at)] }
   if (raw.chain !== undefined) return { kind: 'chain', hops: parseUrlList(raw.chain, path('chain'), at) }
   if (raw.pool !== undefined) return { kind: 'pool', members: parseUrlList(raw.pool, path('pool'), at), strategy: (raw.strategy as PoolStrategy | undefined) ?? 'failover' }
   return null
 }
 
-function parseUrlList(raw: unknown, field: string, at: OptionPath): ProxyEndpoint[] {
+function parseUrlList(raw: unknown, field: string, at: OptionPath): HopSpec[] {
   if (!Array.isArray(raw) || raw.length === 0) at.fail(field, `must be a non-empty list of proxy URLs, found ${describe(raw)}`)
-  return raw.map((url, i) => parseUrl(url, `${field}[${i}]`, at))
+  return raw.map((entry, i) => parseEntry(entry, `${field}[${i}]`, at))
 }
 
-function parseUrl(raw: unknown, field: string, at: OptionPath): ProxyEndpoint {
-  if (typeof raw !== 'string') at.fail(field, `must be a proxy URL such as "socks5://127.0.0.1:1080", found ${describe(raw)}`)
+/** A URL string, or `{ url, tls }`; `tls` only for the TLS schemes. */
+function parseEntry(raw: unknown, field: string, at: OptionPath): HopSpec {
+  if (!isPlainObject(raw)) return { endpoint: parseUrl(raw, field, at), tls: null }
+  checkKeys(raw, ENTRY_KEYS, at, { path: field })
+  if (raw.url === undefined) at.fail(`${field}.url`, 'is required: the proxy URL, such as "socks5s://proxy.example:1080"')
+  const endpoint = parseUrl(raw.url, `${field}.url`, at, false)
+  if (raw.tls === undefined) return { endpoint, tls: null }
+  if (!isTlsProtocol(endpoint.protocol)) at.fail(`${field}.tls`, `applies to https://, socks5s:// and socks5hs:// upstreams only, not ${endpoint.protocol}://`)
+  return { endpoint, tls: parseTlsOptions(raw.tls, `${field}.tls`, at) }
+}
+
+/** `orObject`: the field may also be `{ url, tls }`, and the message says so. */
+function parseUrl(raw: unknown, field: string, at: OptionPath, orObject = true): ProxyEndpoint {
+  if (typeof raw !== 'string') at.fail(field, `must be a proxy URL such as "socks5://127.0.0.1:1080"${orObject ? ' (or { url, tls })' : ''}, found ${describe(raw)}`)
   try {
     return parseProxyUrl(raw)
   } catch (err) {

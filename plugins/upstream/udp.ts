@@ -1,6 +1,7 @@
 import { isSocksError, SocksError, type ConnectContext, type DatagramContext, type Next } from 'socksmith'
 import { isLogLevelEnabled } from 'socksmith/ops'
 import { socksAssociate, type ClientUdpAssociation as UpstreamAssociation } from 'socksmith/client'
+import { Deadline } from './deadline.js'
 import { clientProxyOptions, sendsNames, unavailable } from './dialer.js'
 import type { ProxyChain } from './dialer.js'
 import { runThrough, type Upstream } from './pool.js'
@@ -36,19 +37,30 @@ export class UpstreamUdpRelay {
 }
 
 /**
- * Opens a UDP ASSOCIATE with the chain's one SOCKS5 hop, within its `handshakeTimeout` and `budget`
- * ms. A refusal (REP) is passed back as it is; anything else means the upstream is unavailable (no
- * destination is involved, so even a timeout is the upstream's fault).
+ * Opens a UDP ASSOCIATE with the chain's one SOCKS5 hop, each step within its `handshakeTimeout`
+ * and all of them within `budget` ms. The control connection is opened like a CONNECT's (the
+ * server's resolver, TLS for `socks5s://` and `socks5hs://`); the datagrams themselves go in the
+ * clear to the relay the upstream names, as RFC 1928 §7 has them: TLS protects the control
+ * connection (login, the relay's address), not the UDP payload. A refusal (REP) is passed back as it
+ * is; anything else means the upstream is unavailable (no destination is involved, so even a
+ * timeout is the upstream's fault).
  */
 export async function associateUpstream(chain: ProxyChain, ctx: ConnectContext, budget: number): Promise<UpstreamUdpRelay> {
   const hop = chain.last
-  const timeout = budget > 0 ? Math.min(budget, chain.handshakeTimeout) : chain.handshakeTimeout
+  const deadline = new Deadline(ctx.signal, budget)
   try {
-    const association = await socksAssociate(clientProxyOptions(hop, timeout), { signal: ctx.signal })
-    return new UpstreamUdpRelay(association, sendsNames(hop.protocol), hop.label)
-  } catch (err) {
-    if (ctx.signal.aborted || (isSocksError(err) && err.code === 'ERR_SOCKS_REPLY')) throw err
-    throw unavailable(`upstream ${hop.label} failed to set up UDP ASSOCIATE`, err, null)
+    // Already ERR_SOCKS_PROXY_FAILED, naming the hop and the step (TCP, TLS).
+    const control = await chain.openTunnel(ctx.settings.resolver, deadline)
+    chain.handshakeStep(deadline)
+    try {
+      const association = await socksAssociate(clientProxyOptions(hop), { socket: control, signal: deadline.signal })
+      return new UpstreamUdpRelay(association, sendsNames(hop.protocol), hop.label)
+    } catch (err) {
+      if (deadline.abandoned || (isSocksError(err) && err.code === 'ERR_SOCKS_REPLY')) throw err
+      throw unavailable(`upstream ${hop.label} failed to set up UDP ASSOCIATE`, err, deadline)
+    }
+  } finally {
+    deadline.clear()
   }
 }
 

@@ -18,6 +18,12 @@ export interface AssociateOptions {
   localAddress?: string
   /** Aborting fails the handshake with `signal.reason`. It has no effect once the association is up. */
   signal?: AbortSignal
+  /**
+   * An already-connected socket to the proxy to use as the control connection instead of dialling
+   * `proxy`: a TLS socket for a proxy reached over TLS, say. It is destroyed if the handshake fails.
+   * Only the control connection goes through it; the datagrams go to the relay the proxy names.
+   */
+  socket?: Socket
 }
 
 /** The events of a `ClientUdpAssociation`. */
@@ -131,7 +137,7 @@ export class ClientUdpAssociation extends EventEmitter<UdpAssociationEvents> {
 export async function socksAssociate(proxy: ProxyOptions, options: AssociateOptions = {}): Promise<ClientUdpAssociation> {
   options.signal?.throwIfAborted()
   const credentials = prepareCredentials(proxy)
-  const handshake = new Handshake(connectToProxy(proxy), proxy, options.signal)
+  const handshake = new Handshake(options.socket ?? connectToProxy(proxy), proxy, options.signal)
   const bound: { udp: UdpSocket | null } = { udp: null }
   try {
     const relay = await handshake.negotiate(credentials, Command.UDP_ASSOCIATE, async () => {

@@ -1,5 +1,7 @@
 // A tiny HTTP CONNECT proxy for tests (loopback only): just enough of RFC 9110 §9.3.6 to be a real peer.
+// With `tls` it is an HTTPS proxy: TLS to the proxy, CONNECT inside (what `https://` upstreams are).
 import { createServer, type Socket } from 'node:net'
+import { createServer as createTlsServer, type TLSSocket, type TlsOptions } from 'node:tls'
 import { listenForTest, openTunnel } from './tunnel.js'
 import type { TestContext } from 'node:test'
 
@@ -9,6 +11,8 @@ export interface HttpProxyOptions {
   password?: string
   /** Maps names in the request target to IPs; unknown names get 502. IP literals are dialled as they are. */
   hosts?: Record<string, string>
+  /** Key, certificate and the rest for `tls.createServer`: the proxy is then reached over TLS. */
+  tls?: TlsOptions
 }
 
 export interface StartedHttpProxy {
@@ -18,6 +22,8 @@ export interface StartedHttpProxy {
   /** Decoded `user:pass` of every Proxy-Authorization header seen. */
   credentials: string[]
   accepted: () => number
+  /** With `tls`: the subject CN of each client certificate presented (null when none was). */
+  clientNames: (string | null)[]
 }
 
 /** Starts the proxy on 127.0.0.1:0; it and its sockets are closed after the test. */
@@ -25,9 +31,11 @@ export async function startHttpProxy(t: TestContext, options: HttpProxyOptions =
   const sockets = new Set<Socket>()
   const requests: string[] = []
   const credentials: string[] = []
+  const clientNames: (string | null)[] = []
   let accepted = 0
-  const server = createServer({ allowHalfOpen: true }, (client) => {
+  const onClient = (client: Socket): void => {
     accepted++
+    if (options.tls !== undefined) clientNames.push(clientName(client as TLSSocket))
     sockets.add(client)
     client.on('close', () => sockets.delete(client))
     client.on('error', () => {})
@@ -58,6 +66,15 @@ export async function startHttpProxy(t: TestContext, options: HttpProxyOptions =
       openTunnel(client, host, Number(split[2]), rest, sockets, 'HTTP/1.1 200 Connection Established\r\n\r\n', 'HTTP/1.1 502 Bad Gateway\r\n\r\n')
     }
     client.on('data', onData)
-  })
-  return { port: await listenForTest(t, server, sockets), requests, credentials, accepted: () => accepted }
+  }
+  // A TLS proxy counts only clients that finished the handshake; refused ones never get this far.
+  const server = options.tls === undefined ? createServer({ allowHalfOpen: true }, onClient) : createTlsServer({ allowHalfOpen: true, ...options.tls }, onClient)
+  if (options.tls !== undefined) server.on('tlsClientError', () => {})
+  return { port: await listenForTest(t, server, sockets), requests, credentials, accepted: () => accepted, clientNames }
+}
+
+/** The CN of a TLS client's certificate, or null without one. */
+export function clientName(socket: TLSSocket): string | null {
+  const cn = socket.getPeerCertificate().subject?.CN
+  return typeof cn === 'string' ? cn : null
 }

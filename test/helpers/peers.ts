@@ -40,8 +40,9 @@ export const PEERS = {
   // unshare --mount: a process with a resolv.conf of its own (test/interop/dns-starvation.test.ts).
   unshare: { debian: 'util-linux' },
   'redis-server': { debian: 'redis-server' },
-  // Used by the benchmarks (bench/), not by tests; installed by setup:peers all the same.
+  // Makes the throwaway CA and certificates of the TLS tests (test/helpers/pki.ts); the benchmarks use it too.
   openssl: { debian: 'openssl' },
+  // Used by the benchmarks (bench/), not by tests; installed by setup:peers all the same.
   hyperfine: { debian: 'hyperfine' },
 } satisfies Record<string, PeerSpec>
 

@@ -113,7 +113,7 @@ test('every bundled plugin words an unknown key and a wrong value the same way',
   assert.deepEqual(registerError(upstream, { proxi: 'socks5://127.0.0.1:1' }), ['plugin upstream: proxi: unknown key; did you mean "proxy"?'])
   assert.deepEqual(registerError(upstream, { routes: [{ match: { user: 'alice' }, direct: true }] }), ['plugin upstream: routes[0].match.user: unknown key; did you mean "users"?'])
   // A value that is not one: an object is "an object" everywhere (upstream used to say "a object").
-  assert.deepEqual(registerError(upstream, { proxy: {} }), ['plugin upstream: proxy: must be a proxy URL such as "socks5://127.0.0.1:1080", found an object'])
+  assert.deepEqual(registerError(upstream, { proxy: { url: {} } }), ['plugin upstream: proxy.url: must be a proxy URL such as "socks5://127.0.0.1:1080", found an object'])
   assert.deepEqual(registerError(dnsCache, { max: 0 }), ['plugin dns-cache: max: must be a positive whole number of entries, found number 0'])
   assert.deepEqual(registerError(rules, { rules: [{ action: 'deny', users: [7] }] }), ['plugin rules: rules[0].users[0]: expected a user name, found number 7'])
   // auth names only the kind of a value that may be a password.
