@@ -12,8 +12,10 @@ import { Command, definePlugin, SocksError, type ConnectContext, type DatagramCo
 import { clientGroup } from 'socksmith/net'
 import { parseFacts, type ParsedFacts } from 'socksmith/plugins/rules'
 import { parseLimitsOptions, type CompiledLimit, type LimitsOptions, type ParsedLimitsOptions } from './options.js'
+import type { Socket } from 'node:net'
 import { LimitsRuntime, type SharedBucket } from './runtime.js'
 import type { QuotaTally } from './quota-ledger.js'
+import type { HeldLease } from './leases.js'
 
 export { parseLimitsOptions } from './options.js'
 export type { LimitsOptions, LimitOptions, LimitScope, ByteSizeOption, ByteRateOption, ParsedLimitsOptions, CompiledLimit, CompiledQuota } from './options.js'
@@ -32,46 +34,63 @@ declare module 'socksmith' {
   }
 }
 
-/** What asking for a lease gave: held, refused at the cap, or admitted holding nothing (the store failed, failMode open). */
-type LeaseResult = 'held' | 'full' | 'unheld'
+/** What asking for a lease gave: the lease, refused at the cap, or admitted holding nothing (the store failed, failMode open). */
+type LeaseResult = HeldLease | 'full' | 'unheld'
 
 /** Why a connection was refused or cut: the `reason` label is `limits:<this>`. */
 type RefusalReason = 'maxConnections' | 'connectionRate' | 'quota' | 'maxClientIps' | 'store'
 
 /**
  * Everything one connection holds, released when its client socket closes: leases, bucket uses,
- * quota tallies. Also the relay's taps for the quotas.
+ * quota tallies. Lists are made only when something goes in: most connections hold one or two.
  */
 class Holding implements ConnectionLimits {
-  readonly applied: string[] = []
-  readonly leases: { key: string; holder: string }[] = []
-  readonly buckets: SharedBucket[] = []
-  readonly up: TokenBucket[] = []
-  readonly down: TokenBucket[] = []
-  readonly upTallies: QuotaTally[] = []
-  readonly downTallies: QuotaTally[] = []
+  leases: HeldLease[] | null = null
+  buckets: SharedBucket[] | null = null
+  up: TokenBucket[] | null = null
+  down: TokenBucket[] | null = null
+  upTallies: QuotaTally[] | null = null
+  downTallies: QuotaTally[] | null = null
   #released = false
+  #countUp: ((chunk: { length: number }) => void) | null = null
+  #countDown: ((chunk: { length: number }) => void) | null = null
 
   constructor(
     readonly runtime: LimitsRuntime,
     readonly ctx: { close(reason: string, message?: string): void },
+    readonly limits: readonly CompiledLimit[],
   ) {}
 
-  get counts(): boolean {
-    return this.upTallies.length > 0 || this.downTallies.length > 0
+  get applied(): readonly string[] {
+    return this.limits.map((limit) => limit.label)
+  }
+
+  addLease(lease: HeldLease): void {
+    ;(this.leases ??= []).push(lease)
+  }
+
+  addBucket(shared: SharedBucket, direction: 'up' | 'down' | null): void {
+    ;(this.buckets ??= []).push(shared)
+    if (direction === 'up') (this.up ??= []).push(shared.bucket)
+    else if (direction === 'down') (this.down ??= []).push(shared.bucket)
   }
 
   addTally(tally: QuotaTally): void {
     const direction = tally.quota!.direction
-    if (direction !== 'down') this.upTallies.push(tally)
-    if (direction !== 'up') this.downTallies.push(tally)
+    if (direction !== 'down') (this.upTallies ??= []).push(tally)
+    if (direction !== 'up') (this.downTallies ??= []).push(tally)
     tally.holders.add(this)
   }
 
-  /** Counts payload bytes sent by the client (a relay tap, or a datagram). */
-  readonly countUp = (chunk: { length: number }): void => this.#count(this.upTallies, chunk.length)
-  /** Counts payload bytes sent to the client. */
-  readonly countDown = (chunk: { length: number }): void => this.#count(this.downTallies, chunk.length)
+  /** The tap that counts payload bytes sent by the client (made on first use). */
+  get countUp(): (chunk: { length: number }) => void {
+    return (this.#countUp ??= (chunk) => this.#count(this.upTallies!, chunk.length))
+  }
+
+  /** The tap that counts payload bytes sent to the client. */
+  get countDown(): (chunk: { length: number }) => void {
+    return (this.#countDown ??= (chunk) => this.#count(this.downTallies!, chunk.length))
+  }
 
   #count(tallies: QuotaTally[], n: number): void {
     for (let i = 0; i < tallies.length; i++) {
@@ -90,11 +109,18 @@ class Holding implements ConnectionLimits {
   release(): void {
     if (this.#released) return
     this.#released = true
-    for (const lease of this.leases) this.runtime.leases.release(lease.key, lease.holder)
-    for (const shared of this.buckets) shared.refs--
-    for (const tally of this.upTallies) tally.holders.delete(this)
-    for (const tally of this.downTallies) tally.holders.delete(this)
+    if (this.leases !== null) for (const lease of this.leases) this.runtime.leases.release(lease)
+    if (this.buckets !== null) for (const shared of this.buckets) shared.refs--
+    if (this.upTallies !== null) for (const tally of this.upTallies) tally.holders.delete(this)
+    if (this.downTallies !== null) for (const tally of this.downTallies) tally.holders.delete(this)
   }
+}
+
+const kHolding = Symbol('socksmith.limitsHolding')
+
+/** The client socket closed: what its connection held goes back (one listener function for all). */
+function releaseOnClose(this: Socket & { [kHolding]?: Holding }): void {
+  this[kHolding]?.release()
 }
 
 /**
@@ -194,7 +220,7 @@ class LimitsSetup {
     const matched = await this.#matching(ctx)
     if (matched === null) return next()
     const runtime = this.#runtime()
-    const holding = new Holding(runtime, ctx)
+    const holding = new Holding(runtime, ctx, matched)
     try {
       for (const limit of matched) {
         // Every step is synchronous unless it has to ask the store: no wait on the usual path.
@@ -207,8 +233,12 @@ class LimitsSetup {
     }
     ctx.state.limits = holding
     // Whatever happens next (a failed dial, the relay's end), the client socket closes last.
-    if (ctx.socket.destroyed) holding.release()
-    else ctx.socket.once('close', () => holding.release())
+    const socket = ctx.socket as Socket & { [kHolding]?: Holding }
+    if (socket.destroyed) holding.release()
+    else {
+      socket[kHolding] = holding
+      socket.on('close', releaseOnClose)
+    }
     await next()
   }
 
@@ -216,10 +246,10 @@ class LimitsSetup {
   readonly shape = async (ctx: RelayContext, next: () => Promise<void>): Promise<void> => {
     const holding = ctx.state.limits as Holding | null
     if (holding === null || ctx.command === Command.UDP_ASSOCIATE) return next()
-    for (const bucket of holding.up) ctx.throttle('client', bucket)
-    for (const bucket of holding.down) ctx.throttle('outbound', bucket)
-    if (holding.upTallies.length > 0) ctx.tap('client', holding.countUp)
-    if (holding.downTallies.length > 0) ctx.tap('outbound', holding.countDown)
+    if (holding.up !== null) for (const bucket of holding.up) ctx.throttle('client', bucket)
+    if (holding.down !== null) for (const bucket of holding.down) ctx.throttle('outbound', bucket)
+    if (holding.upTallies !== null) ctx.tap('client', holding.countUp)
+    if (holding.downTallies !== null) ctx.tap('outbound', holding.countDown)
     await next()
   }
 
@@ -227,25 +257,30 @@ class LimitsSetup {
   readonly limitDatagram = async (ctx: DatagramContext, next: () => Promise<void>): Promise<void> => {
     const holding = ctx.association.state.limits as Holding | null
     if (holding === null) return next()
-    const buckets = ctx.direction === 'out' ? holding.up : holding.down
+    const out = ctx.direction === 'out'
+    const buckets = out ? holding.up : holding.down
     const length = ctx.data.length
-    for (let i = 0; i < buckets.length; i++) {
-      if (!buckets[i]!.tryConsume(length)) {
-        this.datagramsDropped++
-        ctx.drop()
-        return
+    if (buckets !== null) {
+      for (let i = 0; i < buckets.length; i++) {
+        if (!buckets[i]!.tryConsume(length)) {
+          this.datagramsDropped++
+          ctx.drop()
+          return
+        }
       }
     }
-    const tallies = ctx.direction === 'out' ? holding.upTallies : holding.downTallies
-    for (const tally of tallies) {
-      if (tally.exhausted) {
-        this.datagramsDropped++
-        ctx.drop()
-        if (tally.quota?.action === 'cut') holding.cut()
-        return
+    const tallies = out ? holding.upTallies : holding.downTallies
+    if (tallies !== null) {
+      for (const tally of tallies) {
+        if (tally.exhausted) {
+          this.datagramsDropped++
+          ctx.drop()
+          if (tally.quota?.action === 'cut') holding.cut()
+          return
+        }
       }
+      ;(out ? holding.countUp : holding.countDown)(ctx.data)
     }
-    ;(ctx.direction === 'out' ? holding.countUp : holding.countDown)(ctx.data)
     await next()
   }
 
@@ -281,18 +316,15 @@ class LimitsSetup {
   /** Admits the connection under one limit (or throws the refusal): null when done, a promise while the store is asked. */
   #admitOne(runtime: LimitsRuntime, holding: Holding, limit: CompiledLimit, ctx: ConnectContext): Promise<unknown> | null {
     const subject = subjectOf(limit, ctx, this.#host, runtime)
-    holding.applied.push(limit.label)
     if (limit.connectionRate !== null) {
       const shared = runtime.bucket(limit, subject, 'connections')!
-      holding.buckets.push(shared)
+      holding.addBucket(shared, null)
       if (!shared.bucket.tryConsume(1)) this.#refuse(limit, 'connectionRate', `more than ${limit.connectionRate.rate} new connections a second`)
     }
     if (limit.bandwidth !== null) {
       for (const direction of ['up', 'down'] as const) {
         const shared = runtime.bucket(limit, subject, direction)
-        if (shared === null) continue
-        holding.buckets.push(shared)
-        holding[direction].push(shared.bucket)
+        if (shared !== null) holding.addBucket(shared, direction)
       }
     }
     if (limit.quota !== null) {
@@ -303,11 +335,11 @@ class LimitsSetup {
     return this.#admitLeases(runtime, holding, limit, subject, ctx)
   }
 
-  #admitQuota(holding: Holding, limit: CompiledLimit, found: { tally: QuotaTally; stored: boolean } | null): void {
-    if (found === null) return
-    if (!found.stored && this.#options.failMode === 'closed') this.#refuse(limit, 'store', 'the store holding the quota does not answer')
-    if (found.tally.exhausted) this.#refuse(limit, 'quota', `quota of ${limit.quota!.bytes} bytes used up`)
-    holding.addTally(found.tally)
+  #admitQuota(holding: Holding, limit: CompiledLimit, tally: QuotaTally | null): void {
+    if (tally === null) return
+    if (!tally.stored && this.#options.failMode === 'closed') this.#refuse(limit, 'store', 'the store holding the quota does not answer')
+    if (tally.exhausted) this.#refuse(limit, 'quota', `quota of ${limit.quota!.bytes} bytes used up`)
+    holding.addTally(tally)
   }
 
   /** maxClientIps, then maxConnections: leases, taken at once where the store is this process's. */
@@ -317,7 +349,7 @@ class LimitsSetup {
       const holder = ctx.client.address
       const lease = this.#lease(runtime, limit, key, holder, limit.maxClientIps)
       const then = (result: LeaseResult): Promise<unknown> | null => {
-        this.#leased(holding, limit, result, key, holder, 'maxClientIps', `already connected from ${limit.maxClientIps} other address(es)`)
+        this.#leased(holding, limit, result, 'maxClientIps', `already connected from ${limit.maxClientIps} other address(es)`)
         return this.#admitConnections(runtime, holding, limit, subject, ctx)
       }
       return lease instanceof Promise ? lease.then(then) : then(lease)
@@ -331,14 +363,14 @@ class LimitsSetup {
     const holder = `${runtime.nodeId}:${ctx.id}`
     const lease = this.#lease(runtime, limit, key, holder, limit.maxConnections)
     const why = `${limit.maxConnections} connection(s) already open`
-    if (lease instanceof Promise) return lease.then((result) => this.#leased(holding, limit, result, key, holder, 'maxConnections', why))
-    this.#leased(holding, limit, lease, key, holder, 'maxConnections', why)
+    if (lease instanceof Promise) return lease.then((result) => this.#leased(holding, limit, result, 'maxConnections', why))
+    this.#leased(holding, limit, lease, 'maxConnections', why)
     return null
   }
 
-  #leased(holding: Holding, limit: CompiledLimit, result: LeaseResult, key: string, holder: string, reason: RefusalReason, why: string): void {
-    if (result === 'held') holding.leases.push({ key, holder })
-    else if (result === 'full') this.#refuse(limit, reason, why)
+  #leased(holding: Holding, limit: CompiledLimit, result: LeaseResult, reason: RefusalReason, why: string): void {
+    if (result === 'full') this.#refuse(limit, reason, why)
+    else if (result !== 'unheld') holding.addLease(result)
   }
 
   /**
@@ -347,9 +379,9 @@ class LimitsSetup {
    */
   #lease(runtime: LimitsRuntime, limit: CompiledLimit, key: string, holder: string, max: number): LeaseResult | Promise<LeaseResult> {
     const acquired = runtime.leases.acquire(key, holder, max)
-    if (typeof acquired === 'boolean') return acquired ? 'held' : 'full'
+    if (!(acquired instanceof Promise)) return acquired ?? 'full'
     return acquired.then(
-      (held) => (held ? 'held' : 'full'),
+      (held) => held ?? 'full',
       (err: unknown) => {
         runtime.storeFailed(err)
         if (this.#options.failMode === 'closed') this.#refuse(limit, 'store', 'the store holding the connection counts does not answer')

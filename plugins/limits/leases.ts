@@ -1,8 +1,11 @@
 import type { SharedStore } from 'socksmith'
 
-interface HeldLease {
+/** A lease this process holds: what a connection keeps, to give it back. */
+export interface HeldLease {
   readonly key: string
   readonly holder: string
+  /** `key` and `holder`: the lease's entry in the keeper. */
+  readonly id: string
   /** Connections of this process using it (a client address's lease is shared by its connections). */
   refs: number
 }
@@ -19,7 +22,7 @@ export class LeaseKeeper {
    * With a store nobody else shares (the default memory store, one process) the leases are counted
    * here, synchronously: the store would say the same, a promise later. Lease set -> holders.
    */
-  readonly #local: Map<string, Set<string>> | null
+  readonly #local: Map<string, number> | null
   readonly #store: SharedStore
   readonly #ttl: number
   readonly #onError: (err: unknown) => void
@@ -38,52 +41,50 @@ export class LeaseKeeper {
 
   /**
    * Takes `holder`'s lease in `key` unless `max` others hold one; a lease this process already holds
-   * is shared (counted) instead. Resolves true if held; rejects when the store does not answer.
+   * is shared (counted) instead. The lease, or null at the cap; rejects when the store does not answer.
    */
-  acquire(key: string, holder: string, max: number): boolean | Promise<boolean> {
+  acquire(key: string, holder: string, max: number): HeldLease | null | Promise<HeldLease | null> {
     const id = `${key}\n${holder}`
     const held = this.#held.get(id)
     if (held !== undefined) {
       held.refs++
-      return true
+      return held
     }
     const local = this.#local
     if (local !== null) {
-      let holders = local.get(key)
-      if (holders === undefined) local.set(key, (holders = new Set()))
-      if (holders.size >= max) return false
-      holders.add(holder)
-      this.#held.set(id, { key, holder, refs: 1 })
-      return true
+      const holders = local.get(key) ?? 0
+      if (holders >= max) return null
+      local.set(key, holders + 1)
+      const lease = { key, holder, id, refs: 1 }
+      this.#held.set(id, lease)
+      return lease
     }
     return this.#acquireShared(key, holder, max, id)
   }
 
-  async #acquireShared(key: string, holder: string, max: number, id: string): Promise<boolean> {
-    if (!(await this.#store.acquire(key, holder, max, this.#ttl))) return false
+  async #acquireShared(key: string, holder: string, max: number, id: string): Promise<HeldLease | null> {
+    if (!(await this.#store.acquire(key, holder, max, this.#ttl))) return null
     // Another connection of the same holder may have taken it while this one waited.
-    const now = this.#held.get(id)
-    if (now !== undefined) now.refs++
-    else this.#held.set(id, { key, holder, refs: 1 })
+    let lease = this.#held.get(id)
+    if (lease !== undefined) lease.refs++
+    else this.#held.set(id, (lease = { key, holder, id, refs: 1 }))
     this.#startHeartbeat()
-    return true
+    return lease
   }
 
   /** One use of the lease ends; the last one gives it back to the store. */
-  release(key: string, holder: string): void {
-    const id = `${key}\n${holder}`
-    const held = this.#held.get(id)
-    if (held === undefined || --held.refs > 0) return
-    this.#held.delete(id)
+  release(lease: HeldLease): void {
+    if (--lease.refs > 0 || this.#held.get(lease.id) !== lease) return
+    this.#held.delete(lease.id)
     const local = this.#local
     if (local !== null) {
-      const holders = local.get(key)
-      holders?.delete(holder)
-      if (holders?.size === 0) local.delete(key)
+      const holders = (local.get(lease.key) ?? 1) - 1
+      if (holders <= 0) local.delete(lease.key)
+      else local.set(lease.key, holders)
       return
     }
     // A release that fails leaves the lease to expire on its own, within one ttl.
-    this.#store.release(key, holder).catch(this.#onError)
+    this.#store.release(lease.key, lease.holder).catch(this.#onError)
     if (this.#held.size === 0) this.#stopHeartbeat()
   }
 

@@ -77,6 +77,9 @@ export interface CompiledLimit {
   readonly id: string
   /** How logs and the refusal metric name it: `name`, or `limits[i]`. */
   readonly label: string
+  /** `id` with the direction, for the runtime's bucket maps (made once here, not per connection). */
+  readonly upKey: string
+  readonly downKey: string
   readonly match: Matcher | null
   /** Listener conditions: ports, and `host:port` strings. */
   readonly listener: { readonly ports: ReadonlySet<number>; readonly endpoints: ReadonlySet<string> } | null
@@ -120,7 +123,9 @@ export function parseLimitsOptions(raw: unknown, at: OptionPath): ParsedLimitsOp
   const unique = limits.map((limit) => {
     const n = seen.get(limit.id) ?? 0
     seen.set(limit.id, n + 1)
-    return n === 0 ? limit : { ...limit, id: `${limit.id}#${n}` }
+    if (n === 0) return limit
+    const id = `${limit.id}#${n}`
+    return { ...limit, id, upKey: `${id}\nup`, downKey: `${id}\ndown` }
   })
   return { limits: unique, timeZone: zone, failMode: failMode ?? 'open', flushInterval: flushInterval ?? 1000, leaseTtl: leaseTtl ?? 15_000 }
 }
@@ -148,6 +153,8 @@ function parseLimit(entry: unknown, i: number, timeZone: string, at: OptionPath)
   return {
     id,
     label: name ?? field,
+    upKey: `${id}\nup`,
+    downKey: `${id}\ndown`,
     match,
     listener,
     per,

@@ -22,6 +22,8 @@ export class QuotaTally {
   idleFlushes = 0
   /** The first read from the store, which admission waits for: false if the store did not answer. */
   loaded: Promise<boolean> | null = null
+  /** The store answered the last read of it (if not, it counts from what it had, and failMode decides). */
+  stored = false
 
   constructor(
     readonly key: string,
@@ -85,11 +87,11 @@ export class QuotaLedger {
 
   /**
    * The tally of `limit` for `subject`, loaded from the store (the first time: so a restarted node
-   * or a new worker starts from the stored usage, not from 0), and whether the store answered that
-   * first read (if not, the tally counts from 0 and the next flush tries again). Null when the
+   * or a new worker starts from the stored usage, not from 0); `tally.stored` says whether the store
+   * answered (if not, the tally counts from 0 and the next flush tries again). Null when the
    * quota's window is not open now (an absolute window before its start or after its end).
    */
-  tally(limit: CompiledLimit, subject: string): { tally: QuotaTally; stored: boolean } | null | Promise<{ tally: QuotaTally; stored: boolean } | null> {
+  tally(limit: CompiledLimit, subject: string): QuotaTally | null | Promise<QuotaTally | null> {
     const quota = limit.quota!
     // Calendar and rolling windows are always open (and working out a calendar day is not free).
     if (quota.window.kind === 'absolute' && windowSlots(quota.window, this.#now()) === null) return null
@@ -102,15 +104,15 @@ export class QuotaLedger {
     }
     tally.idleFlushes = 0
     // Loaded and stored: no wait (the usual case, on the path of every connection).
-    if (tally.loaded === STORED) return { tally, stored: true }
+    if (tally.loaded === STORED) return tally
     return this.#loaded(tally)
   }
 
-  async #loaded(tally: QuotaTally): Promise<{ tally: QuotaTally; stored: boolean }> {
+  async #loaded(tally: QuotaTally): Promise<QuotaTally> {
     const stored = await tally.loaded!
-    if (!stored) tally.loaded = RETRY
-    else tally.loaded = STORED
-    return { tally, stored }
+    tally.stored = stored
+    tally.loaded = stored ? STORED : RETRY
+    return tally
   }
 
   /** A reload: every tally counts for the limit of the same id now (null if it has no quota any more). */
@@ -186,6 +188,7 @@ export class QuotaLedger {
       const tally = span.tally
       if (tally.quota?.action === 'cut' && tally.exhausted) for (const holder of [...tally.holders]) holder.cut()
       if (tally.loaded === RETRY) tally.loaded = STORED
+      tally.stored = true
     }
     return true
   }

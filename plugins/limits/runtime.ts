@@ -32,7 +32,8 @@ export class LimitsRuntime {
   readonly store: SharedStore
   readonly ledger: QuotaLedger
   readonly leases: LeaseKeeper
-  readonly #buckets = new Map<string, SharedBucket>()
+  /** Per limit id and direction, the buckets by subject (two levels: no key to build per connection). */
+  readonly #buckets = new Map<string, Map<string, SharedBucket>>()
   #options: ParsedLimitsOptions
   #owner: RuntimeOwner
   readonly #log: Logger
@@ -66,11 +67,13 @@ export class LimitsRuntime {
     this.#owner = owner
     this.ledger.reconfigure(options.limits)
     const byId = new Map(options.limits.map((limit) => [limit.id, limit]))
-    for (const shared of this.#buckets.values()) {
-      const limit = byId.get(shared.limitId)
-      const next = limit === undefined ? null : bucketRate(limit, shared.direction)
-      if (next === null) shared.bucket.setRate(UNLIMITED, UNLIMITED)
-      else shared.bucket.setRate(next.rate, next.burst)
+    for (const subjects of this.#buckets.values()) {
+      for (const shared of subjects.values()) {
+        const limit = byId.get(shared.limitId)
+        const next = limit === undefined ? null : bucketRate(limit, shared.direction)
+        if (next === null) shared.bucket.setRate(UNLIMITED, UNLIMITED)
+        else shared.bucket.setRate(next.rate, next.burst)
+      }
     }
     if (flushChanged) this.#restartTimer()
   }
@@ -82,11 +85,14 @@ export class LimitsRuntime {
   bucket(limit: CompiledLimit, subject: string, direction: SharedBucket['direction']): SharedBucket | null {
     const rate = bucketRate(limit, direction)
     if (rate === null) return null
-    const key = `${limit.id}\n${direction}\n${subject}`
-    let shared = this.#buckets.get(key)
+    const maps = this.#buckets
+    const mapKey = direction === 'connections' ? limit.id : direction === 'up' ? limit.upKey : limit.downKey
+    let subjects = maps.get(mapKey)
+    if (subjects === undefined) maps.set(mapKey, (subjects = new Map()))
+    let shared = subjects.get(subject)
     if (shared === undefined) {
       shared = { bucket: new TokenBucket(rate), limitId: limit.id, direction, refs: 0 }
-      this.#buckets.set(key, shared)
+      subjects.set(subject, shared)
     }
     shared.refs++
     return shared
@@ -122,8 +128,10 @@ export class LimitsRuntime {
   #tick(): void {
     void this.ledger.flush()
     // Buckets nobody uses that have refilled tell nothing a new one would not: forget them.
-    for (const [key, shared] of this.#buckets) {
-      if (shared.refs <= 0 && shared.bucket.tokens >= shared.bucket.burst) this.#buckets.delete(key)
+    for (const subjects of this.#buckets.values()) {
+      for (const [subject, shared] of subjects) {
+        if (shared.refs <= 0 && shared.bucket.tokens >= shared.bucket.burst) subjects.delete(subject)
+      }
     }
   }
 }
