@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createServer, type ConnectionContext, type ServerOptions, type SocksServer } from 'socksmith'
+import { isSocksError, type ServerOptions, type SocksServer } from 'socksmith'
 import { silentLogger } from 'socksmith/ops'
 import auth from 'socksmith/plugins/auth'
 import rules from 'socksmith/plugins/rules'
@@ -153,4 +153,32 @@ test('proxychains4 with an http entry tunnels through CONNECT', needs(proxychain
   writeFileSync(conf, `strict_chain\nquiet_mode\ntcp_read_time_out 5000\ntcp_connect_time_out 5000\n[ProxyList]\nhttp 127.0.0.1 ${port}\n`)
   const r = await run(proxychains.path, ['-q', '-f', conf, curl.path, '-sS', '--max-time', '10', `http://127.0.0.1:${web.port}/pc-http`])
   assert.equal(r.stdout, 'hello /pc-http', r.stderr)
+})
+
+test("undici's ProxyAgent (fetch through the proxy, Basic credentials in the proxy URL) and https-proxy-agent tunnel through CONNECT", async (t) => {
+  const web = await startHttp(t)
+  const { port, ended } = await startMixed(t, {}, withAuth)
+  const { ProxyAgent, fetch } = await import('undici')
+  const dispatcher = new ProxyAgent(`http://alice:wonderland@127.0.0.1:${port}`)
+  t.after(() => dispatcher.close())
+  const response = await fetch(`http://127.0.0.1:${web.port}/undici`, { dispatcher })
+  assert.equal(await response.text(), 'hello /undici')
+  const denied = new ProxyAgent(`http://alice:wrong@127.0.0.1:${port}`)
+  t.after(() => denied.close())
+  // undici reports the refused tunnel as a fetch failure; the server says why it refused.
+  await assert.rejects(fetch(`http://127.0.0.1:${web.port}/no`, { dispatcher: denied }))
+  await waitFor(() => ended.some((ctx) => isSocksError(ctx.error) && ctx.error.code === 'ERR_SOCKS_AUTH_FAILED'))
+  const { HttpsProxyAgent } = await import('https-proxy-agent')
+  const { get } = await import('node:http')
+  const agent = new HttpsProxyAgent(`http://alice:wonderland@127.0.0.1:${port}`)
+  t.after(() => agent.destroy())
+  const body = await new Promise<string>((resolve, reject) => {
+    get(`http://127.0.0.1:${web.port}/agent`, { agent }, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk))
+      res.on('end', () => resolve(text))
+    }).on('error', reject)
+  })
+  assert.equal(body, 'hello /agent')
+  await waitFor(() => ended.some((ctx) => ctx.user === 'alice' && ctx.replied))
 })
