@@ -113,12 +113,20 @@ test('Redis down: failMode open lets connections through, closed refuses them (r
   assert.equal(await admittedWithin(t, closed.port, 'alice', target.port, 3000), true)
 })
 
-test('socksmith --workers 2: one cap of 2 per user for both workers, not two', async (t) => {
+test('socksmith --workers 2: one cap of 2 per user and one quota for both workers, not two', async (t) => {
   const target = await quietTarget(t)
+  const download = await startTcpServer(t, (socket) => socket.end(randomBytes(100 * KiB)))
   const dir = tempDir(t)
   writeFileSync(
     join(dir, 'socksmith.yaml'),
-    ['listen: { port: 0 }', 'log: { level: info }', 'plugins:', '  - [auth, { users: { alice: pw } }]', '  - [limits, { limits: [{ per: user, maxConnections: 2 }] }]', ''].join('\n'),
+    [
+      'listen: { port: 0 }',
+      'log: { level: info }',
+      'plugins:',
+      '  - [auth, { users: { alice: pw, bob: pw } }]',
+      '  - [limits, { flushInterval: 50ms, limits: [{ per: user, match: { users: alice }, maxConnections: 2 }, { name: daily, per: user, match: { users: bob }, quota: { bytes: 64KiB, window: day } }] }]',
+      '',
+    ].join('\n'),
   )
   const running = start(t, process.execPath, [CLI, '--config', join(dir, 'socksmith.yaml'), '--workers', '2', '--pid-file', join(dir, 'pid')])
   const port = await listeningPort(running, 30_000)
@@ -133,8 +141,21 @@ test('socksmith --workers 2: one cap of 2 per user for both workers, not two', a
     running.stderr(),
   )
   for (const r of results) r.client.socket.destroy()
+  // bob spends his quota through one worker; every later connection is refused, whichever worker takes it.
+  const spend = await connectAs(t, port, 'bob', download.port)
+  assert.equal(spend.rep, 0)
+  assert.equal((await spend.client.readToEnd(5000)).length, 100 * KiB)
+  spend.client.socket.destroy()
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const after = []
+  for (let i = 0; i < 8; i++) {
+    const attempt = await connectAs(t, port, 'bob', download.port)
+    after.push(attempt.rep)
+    attempt.client.socket.destroy()
+  }
+  assert.deepEqual(after, Array(8).fill(2), running.stderr())
   // Each access line names the worker (pid) that served it: both did.
-  await waitFor(() => (running.stderr().match(/"msg":"access"/g) ?? []).length >= 10, 5000)
+  await waitFor(() => (running.stderr().match(/"msg":"access"/g) ?? []).length >= 19, 5000)
   const pids = new Set([...running.stderr().matchAll(/"pid":(\d+)[^\n]*"msg":"access"/g)].map((m) => m[1]))
   assert.equal(pids.size, 2, `both workers took connections (the kernel spreads them): ${[...pids].join(', ')}`)
   running.child.kill('SIGTERM')
