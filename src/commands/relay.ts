@@ -87,6 +87,8 @@ interface Shaping {
   timer: NodeJS.Timeout | null
   /** The socket reads small (read-buffers.ts, setShapedReads): its slowest bucket is below SMALL_READS_BELOW. */
   small: boolean
+  /** The timer was cut to MAX_SHAPING_WAIT: when it fires the debt is looked at again. */
+  capped: boolean
 }
 
 /**
@@ -95,6 +97,8 @@ interface Shaping {
  * large, uncopied reads: a limit set high enough never to bite costs next to nothing.
  */
 const SMALL_READS_BELOW = 16 * READ_SIZE_LARGE
+/** The longest a shaped side sleeps before its buckets are looked at again (ms). */
+const MAX_SHAPING_WAIT = 60_000
 
 type RelaySocket = Socket & {
   [kRelay]: RelayState | undefined
@@ -194,7 +198,7 @@ export function addThrottle(ctx: TapTarget, side: RelaySide, bucket: TokenBucket
     throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.throttle(${JSON.stringify(side)}, bucket): bucket must be a TokenBucket`)
   }
   const socket = relaySocketOf(ctx, side, 'throttle') as RelaySocket
-  const shaping = (socket[kShaping] ??= { buckets: [], timer: null, small: false })
+  const shaping = (socket[kShaping] ??= { buckets: [], timer: null, small: false, capped: false })
   shaping.buckets.push(bucket)
   if (!shaping.small && bucket.rate < SMALL_READS_BELOW) {
     shaping.small = true
@@ -300,8 +304,14 @@ function charged(source: RelaySocket, length: number): boolean {
     setShapedReads(source, small)
   }
   if (wait === 0) return true
-  if (shaping.timer === null) shaping.timer = setTimeout(onShaped, wait, source)
+  if (shaping.timer === null) sleep(shaping, source, wait)
   return false
+}
+
+/** Stops a side's reads for `wait` ms; a timer past 2^31 - 1 ms would fire at once, so long waits go by MAX_SHAPING_WAIT. */
+function sleep(shaping: Shaping, source: RelaySocket, wait: number): void {
+  shaping.capped = wait > MAX_SHAPING_WAIT
+  shaping.timer = setTimeout(onShaped, shaping.capped ? MAX_SHAPING_WAIT : wait, source)
 }
 
 /** The buckets of a side that stopped reading are out of debt. */
@@ -309,8 +319,19 @@ function onShaped(source: RelaySocket): void {
   const shaping = source[kShaping]
   if (shaping === undefined) return
   shaping.timer = null
+  if (source.destroyed || source.readableEnded) return
+  if (shaping.capped) {
+    // The wait was longer than one timer: sleep on while still in debt. (Only then: a side that
+    // woke when its own debt was paid reads its turn, even if others ran up more since.)
+    let wait = 0
+    for (const bucket of shaping.buckets) wait = Math.max(wait, bucket.consume(0))
+    if (wait > 0) {
+      sleep(shaping, source, wait)
+      return
+    }
+  }
   // Waiting for the peer to drain as well: its 'drain' resumes the source (onDrain).
-  if (source.destroyed || source.readableEnded || source[kPeer].writableNeedDrain) return
+  if (source[kPeer].writableNeedDrain) return
   source.resume()
 }
 

@@ -74,8 +74,9 @@ export const PROTOCOL_HTTP = 4
 /** The first byte, left in place: which protocol the client speaks. */
 const peekVersion: MessageParser<number> = (buf) => (buf.length === 0 ? null : { value: buf[0]!, length: 0 })
 const SOCKS4_METHODS: readonly number[] = Object.freeze([Method.NO_AUTH])
-// An HTTP client offers what its request carries: Basic credentials (as method 02) or nothing.
-const HTTP_WITH_CREDENTIALS: readonly number[] = Object.freeze([Method.USERNAME_PASSWORD])
+// An HTTP client offers what its request carries: Basic credentials (as method 02, and NO AUTH
+// beside it, so a server without authentication lets it in as a SOCKS5 client offering both) or nothing.
+const HTTP_WITH_CREDENTIALS: readonly number[] = Object.freeze([Method.USERNAME_PASSWORD, Method.NO_AUTH])
 
 const kConnection = Symbol('socksmith.connection')
 type DrivenSocket = Socket & { [kConnection]: Connection }
@@ -311,6 +312,7 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
     if (method === null || method === Method.NO_ACCEPTABLE) throw new SocksError('ERR_SOCKS_NO_ACCEPTABLE_METHOD', credentials === null ? 'no Proxy-Authorization, and this server requires authentication' : undefined)
     this.#phase = 'auth'
     if (method === Method.USERNAME_PASSWORD && credentials !== null) ctx.credentials = toCredentials(credentials)
+    else if (method !== Method.NO_AUTH) throw new SocksError('ERR_SOCKS_NO_ACCEPTABLE_METHOD', `method ${method} has no HTTP form`)
     await chains.auth(ctx as AuthContext)
     if (this.#stopped()) return
     this.#phase = 'request'
@@ -487,9 +489,10 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
       return
     }
     if (ctx.protocol === 'http') {
-      // node's parser answered a request it could not read (400, 431) itself.
+      // node's parser answered a request it could not read (400, 431) itself: let it arrive.
       if (this.#httpParsing) {
-        this.#closeWith(null, true)
+        this.#httpParsing = false
+        this.#closeWith(null, false)
         return
       }
       const reply = phase === 'negotiate' || phase === 'auth' ? null : isSocksError(err) ? (err.reply ?? Reply.GENERAL_FAILURE) : Reply.GENERAL_FAILURE
@@ -621,11 +624,32 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
     const ctx = this.ctx
     if (channels.close.hasSubscribers) channels.close.publish({ ctx, error: ctx.error })
     this.#onClosed(this)
+    this.#endReported = true
+    this.#resolveEnded?.()
+  }
+
+  #endReported = false
+
+  #resolveEnded: (() => void) | null = null
+  #endedPromise: Promise<void> | null = null
+
+  /**
+   * Settles once the connection's end is reported (`disconnect`): after its socket closed and its
+   * relay chain settled. What a forced close waits for (made on first use).
+   */
+  get ended(): Promise<void> {
+    return (this.#endedPromise ??= this.#endReported
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          this.#resolveEnded = resolve
+        }))
   }
 
   readonly #onUnexpected = (err: unknown): void => {
     this.host.reportBug(err, this.ctx)
     this.destroy(err)
+    // The chain that failed will not report the end it was keeping back.
+    if (this.#endPending) this.#reportEnd()
   }
 }
 

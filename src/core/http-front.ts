@@ -23,10 +23,20 @@ function httpFront(): HttpServer {
   if (front !== null) return front
   front = createHttpServer({ maxHeaderSize: MAX_HTTP_HEADER, requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: 0 })
   front.on('connect', (request: IncomingMessage, socket: Socket, head: Buffer) => settle(socket, (waiter) => waiter.resolve({ kind: 'connect', request, head })))
-  front.on('request', (request: IncomingMessage, response: ServerResponse) => settle(request.socket, (waiter) => waiter.resolve({ kind: 'other', request, response })))
+  const other = (request: IncomingMessage, response: ServerResponse): void => settle(request.socket, (waiter) => waiter.resolve({ kind: 'other', request, response }))
+  front.on('request', other)
+  // Without these node answers an unusual Expect (417) and takes an Upgrade request off its
+  // parser itself, and the waiter would never hear of the request.
+  front.on('checkExpectation', other)
+  front.on('upgrade', (request: IncomingMessage, socket: Socket) => {
+    settle(socket, (waiter) => waiter.reject(new SocksError('ERR_SOCKS_COMMAND_NOT_SUPPORTED', `HTTP ${request.method ?? ''} with Upgrade: only CONNECT is served`, { reply: null })))
+    if (socket.writable) socket.end(statusResponse(501, 'only CONNECT is supported: use a tunnelling client\n'))
+    else socket.destroy()
+  })
   front.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
-    settle(socket, (waiter) => waiter.reject(new SocksError('ERR_SOCKS_BAD_REQUEST', `malformed HTTP request (${err.code ?? err.message})`, { cause: err, reply: null })))
+    // No cause: node's parse error carries the raw request (rawPacket), credentials and all.
+    settle(socket, (waiter) => waiter.reject(new SocksError('ERR_SOCKS_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`, { reply: null })))
     if (socket.writable) socket.end(statusResponse(status, `${STATUS_CODES[status]}\n`))
     else socket.destroy()
   })

@@ -493,7 +493,9 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
       clearTimeout(timer)
       if (this.#connections.size > 0) {
         this.log.warn(`drain deadline passed: closing ${this.#connections.size} connection(s)`)
-        const closing = [...this.#connections].map((c) => once(c.socket, 'close'))
+        // Their end, not their sockets' close: a connection whose relay middleware is still at
+        // work after next() ends once that work settles, and its socket may be long closed.
+        const closing = [...this.#connections].map((c) => c.ended)
         for (const connection of this.#connections) connection.destroy(new SocksError('ERR_SOCKS_SERVER_CLOSING'))
         await Promise.all(closing)
       }

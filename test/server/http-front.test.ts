@@ -108,6 +108,22 @@ test("node's parser: a CONNECT written a byte at a time works; an oversized head
   }
 })
 
+test('credentials sent to a server that needs none are no obstacle; an Upgrade request is answered 501, not left hanging', async (t) => {
+  const echo = await startEcho(t)
+  const { port } = await startMixed(t)
+  const { client, head } = await connectRequest(t, port, `127.0.0.1:${echo.port}`, { 'Proxy-Authorization': basic('anyone', 'anything') })
+  assert.match(head, /^HTTP\/1\.1 200 /)
+  client.socket.end()
+  const upgrade = await RawClient.connect(t, port)
+  upgrade.send(Buffer.from('GET http://127.0.0.1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'))
+  assert.match((await upgrade.expectClose(2000)).toString(), /^HTTP\/1\.1 501 /)
+  upgrade.socket.destroy()
+  const expect = await RawClient.connect(t, port)
+  expect.send(Buffer.from('PUT http://127.0.0.1/x HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: something-else\r\nContent-Length: 0\r\n\r\n'))
+  assert.match((await expect.expectClose(2000)).toString(), /^HTTP\/1\.1 501 /)
+  expect.socket.destroy()
+})
+
 test('a plain request (absolute URI) is answered 501: only CONNECT is served', async (t) => {
   const web = await startHttp(t)
   const { port } = await startMixed(t)

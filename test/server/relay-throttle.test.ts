@@ -8,8 +8,8 @@ import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import fc from 'fast-check'
 import { connectThrough, hex, ipv4Request, startSocks, startTcpServer, trackClient, waitFor } from '../helpers/net.js'
-import { isSocksError, TokenBucket, type ConnectionContext, type RelayContext } from 'socksmith'
-import { accessFields, collectMetrics } from 'socksmith/ops'
+import { createServer, isSocksError, TokenBucket, type ConnectionContext, type RelayContext } from 'socksmith'
+import { accessFields, collectMetrics, silentLogger } from 'socksmith/ops'
 import type { TestContext } from 'node:test'
 import { readBufferStats } from '../../src/commands/read-buffers.js'
 
@@ -322,4 +322,22 @@ test('byte counters are payload only: 0 on a connection refused before the reply
   assert.equal(ended[0]!.replied, false)
   assert.equal(ended[0]!.bytesFromClient, 0)
   assert.equal(ended[0]!.bytesToClient, 0)
+})
+
+test("close() waits for a relay middleware still at work after next(), and does not hang on it", async (t) => {
+  const target = await startTcpServer(t, (socket) => socket.end('bye'))
+  let finished = false
+  const server = createServer({ logger: silentLogger })
+  server.use('relay', async function accountSlowly(_ctx: RelayContext, next) {
+    await next()
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    finished = true
+  })
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0 })
+  const { bytes } = await download(t, port, target.port)
+  assert.equal(bytes, 3)
+  const started = performance.now()
+  await server.close({ drainTimeout: 0 })
+  assert.equal(finished, true, "the middleware's code after next() ran before close() resolved")
+  assert.ok(performance.now() - started < 2000)
 })
