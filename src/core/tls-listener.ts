@@ -179,6 +179,8 @@ export class TlsFront {
       const raw = this.#rawOf(socket)
       if (raw === null) return void socket.destroy()
       this.#handshaking.delete(raw)
+      // Half-close for the relay, as on every relayed socket (see handshake()).
+      socket.allowHalfOpen = true
       events.secure(socket, raw)
     })
     this.#server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
@@ -205,6 +207,9 @@ export class TlsFront {
       if (!this.#handshaking.delete(raw)) return
       this.#events.failed(raw, null)
     })
+    // The TLSSocket takes allowHalfOpen from the TCP socket; half-open during the handshake, a
+    // client that sent its FIN would keep it waiting for the handshake timeout (and counted).
+    raw.allowHalfOpen = false
     this.#server.emit('connection', raw)
   }
 
