@@ -15,11 +15,14 @@ import { createServerFromConfig, reloadFromConfig } from 'socksmith/config'
 import { silentLogger } from 'socksmith/ops'
 import auth from 'socksmith/plugins/auth'
 import upstream from 'socksmith/plugins/upstream'
+import rules from 'socksmith/plugins/rules'
 import { closeAfter, RawClient, startEcho, startSocks, trackClient, waitFor } from '../helpers/net.js'
 import { makeTestPki, type TestPki } from '../helpers/pki.js'
 import { needs, peer } from '../helpers/peers.js'
 import { run, startHttp } from '../helpers/processes.js'
 import { tempDir } from '../helpers/spawn.js'
+import { parseAltNames } from '../../src/core/tls-listener.js'
+import { certificateUserOf } from '../../plugins/auth/certificate-user.js'
 
 const openssl = peer('openssl')
 const curl = peer('curl')
@@ -173,6 +176,49 @@ test('TLS listeners', needs(openssl), async (t) => {
     assert.equal(seen.length, 1, 'the client without a certificate never reached a phase')
   })
 
+  await t.test('auth certificateUser: a verified certificate with CN=alice gets alice\'s rules without a password (SOCKS5 NO AUTH, HTTP CONNECT without Proxy-Authorization); a password still wins; a CN that is no user is refused', async (t) => {
+    const echo = await startEcho(t)
+    const tls = serverTls(pki, { ca: pki.ca.certFile, requestCert: true })
+    const { server, port, ended } = await startTls(t, tls, ['mixed'], {}, (s) => {
+      s.register(auth, { users: { alice: 'wonderland', bob: 'builder' }, certificateUser: 'cn' })
+      s.register(rules, { default: 'deny', rules: [{ action: 'allow', users: 'alice', ports: [echo.port] }] })
+    })
+    const mine = { cert: pki.client.cert, key: pki.client.key, servername: 'localhost' }
+    const socks = await tlsClient(t, port, pki.ca.cert, mine)
+    assert.equal(await socksOver(socks, echo.port), 0, 'alice, by her certificate, may reach the echo port')
+    socks.write('ping')
+    const [pong] = (await once(socks, 'data')) as [Buffer]
+    assert.equal(pong.toString(), 'ping')
+    socks.destroy()
+
+    const http = await tlsClient(t, port, pki.ca.cert, mine)
+    http.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: 127.0.0.1:${echo.port}\r\n\r\n`)
+    const [head] = (await once(http, 'data')) as [Buffer]
+    assert.match(head.toString(), /^HTTP\/1\.1 200 /)
+    http.destroy()
+
+    // With a password for bob, the password decides: bob is not allowed there (REP 02).
+    const asBob = await tlsClient(t, port, pki.ca.cert, mine)
+    asBob.write(Buffer.from([5, 1, 2]))
+    await once(asBob, 'data')
+    asBob.write(Buffer.concat([Buffer.from([1, 3]), Buffer.from('bob'), Buffer.from([7]), Buffer.from('builder')]))
+    await once(asBob, 'data')
+    asBob.write(Buffer.from([5, 1, 0, 1, 127, 0, 0, 1, echo.port >> 8, echo.port & 255]))
+    const [refused] = (await once(asBob, 'data')) as [Buffer]
+    assert.equal(refused[1], 0x02)
+    asBob.destroy()
+    await waitFor(() => ended.length === 3 && server.connections === 0)
+    assert.deepEqual(ended.map((ctx) => ctx.user).sort(), ['alice', 'alice', 'bob'])
+
+    // A server whose users do not include the certificate's CN: NO AUTH alone is refused (05 FF).
+    const other = await startTls(t, tls, ['socks5'], {}, (s) => s.register(auth, { users: { bob: 'builder' }, certificateUser: 'cn' }))
+    const stranger = await tlsClient(t, other.port, pki.ca.cert, mine)
+    stranger.write(Buffer.from([5, 1, 0]))
+    const [noMethod] = (await once(stranger, 'data')) as [Buffer]
+    assert.deepEqual([...noMethod], [5, 0xff])
+    stranger.destroy()
+  })
+
   await t.test('config: listen[].tls with paths relative to the config file; a missing or bad file fails the load naming the field; reloadFromConfig swaps a changed certificate', async (t) => {
     const other = await makeTestPki(t, { name: 'the next CA' })
     const dir = tempDir(t)
@@ -222,3 +268,17 @@ test('TLS listeners', needs(openssl), async (t) => {
 function tlsFingerprint(pem: string): string {
   return new X509Certificate(pem).fingerprint256
 }
+
+test('subjectAltName parsing and the certificateUser name pick (cn, san), only for verified certificates; the option is checked', () => {
+  assert.deepEqual(parseAltNames('DNS:alice.example, email:"a, b@example.com", IP Address:127.0.0.1'), ['DNS:alice.example', 'email:a, b@example.com', 'IP Address:127.0.0.1'])
+  assert.deepEqual(parseAltNames(undefined), [])
+  const known = new Set(['alice', 'bob@example.com'])
+  const info = (authorized: boolean, commonName: string | null, altNames: string[]): TlsInfo => ({ protocol: 'TLSv1.3', servername: null, authorized, commonName, altNames })
+  assert.equal(certificateUserOf(info(true, 'alice', []), 'cn', known), 'alice')
+  assert.equal(certificateUserOf(info(false, 'alice', []), 'cn', known), null, 'an unverified certificate names nobody')
+  assert.equal(certificateUserOf(info(true, 'mallory', []), 'cn', known), null)
+  assert.equal(certificateUserOf(info(true, 'alice', ['IP Address:127.0.0.1', 'email:bob@example.com']), 'san', known), 'bob@example.com')
+  assert.equal(certificateUserOf(null, 'san', known), null)
+  const server = createServer({ logger: silentLogger })
+  assert.throws(() => server.register(auth, { users: { alice: 'x' }, certificateUser: 'subject' as 'cn' }), /certificateUser: must be "cn", "san" or false/)
+})
