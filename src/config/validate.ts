@@ -6,7 +6,7 @@ import { failuresOf } from '../core/plugin.js'
 import { checkClientPrefix, DEFAULT_CLIENT_PREFIX, type ClientPrefix } from '../core/client-group.js'
 import { checkKeys, describe, didYouMean, isPlainObject } from '../plugin-kit/index.js'
 import { checkProxyProtocol } from '../core/proxy-trust.js'
-import { checkListenTls, readTlsMaterial } from '../core/tls-listener.js'
+import { checkListenTls, LISTEN_TLS_KEYS, readTlsMaterial } from '../core/tls-listener.js'
 import { checkPerUser } from '../ops/metrics.js'
 import { checkStoreOptions } from '../store/open.js'
 
@@ -242,6 +242,7 @@ function validateListen(entry: unknown, path: string, issues: IssueList, dir: st
   if (entry.tls !== undefined) {
     const at = `${path}.tls`
     const field = (below: string): string => (below === '' ? at : `${at}.${below}`)
+    if (isPlainObject(entry.tls)) checkKeys(entry.tls, LISTEN_TLS_KEYS, issues.report, { path: at })
     const tls = checkListenTls(entry.tls, dir, (below, message) => issues.add(field(below), message))
     if (tls !== null) {
       if (listen.proxyProtocol !== undefined && listen.proxyProtocol !== false) issues.add(at, 'cannot be combined with proxyProtocol (the PROXY header would come before the ClientHello)')

@@ -252,7 +252,25 @@ test('TLS listeners', needs(openssl), async (t) => {
     assert.match(await broken(`{ cert: certs/proxy.pem, key: ${pki.client.keyFile} }`), /listen\[0\]\.tls\.key: does not match cert/)
     assert.match(await broken('{ cert: certs/proxy.pem, key: certs/proxy.key, requestCert: true }'), /listen\[0\]\.tls\.requestCert: needs ca/)
     assert.match(await broken('{ cert: certs/proxy.pem, key: certs/proxy.key, sni: { "a.example": { cert: certs/nope.pem, key: certs/proxy.key } } }'), /listen\[0\]\.tls\.sni\["a\.example"\]\.cert: cannot read/)
-    assert.match(await broken('{ cert: certs/proxy.pem, kye: certs/proxy.key }'), /listen\[0\]\.tls/)
+    assert.match(await broken('{ cert: certs/proxy.pem, key: certs/proxy.key, requestCrt: true }'), /listen\[0\]\.tls\.requestCrt: unknown key.*did you mean "requestCert"/)
+  })
+
+  await t.test('sni: a listed name (and a *. wildcard) gets its own certificate, any other name the default', async (t) => {
+    const other = await makeTestPki(t, { name: 'the SNI CA' })
+    const { port } = await startTls(t, serverTls(pki, { sni: { 'alt.example': { cert: other.server.certFile, key: other.server.keyFile }, '*.wild.example': { cert: other.server.certFile, key: other.server.keyFile } } }))
+    const seen = async (servername: string): Promise<string> => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false })
+      trackClient(t, socket)
+      await once(socket, 'secureConnect')
+      const fingerprint = socket.getPeerCertificate().fingerprint256
+      socket.destroy()
+      return fingerprint
+    }
+    assert.equal(await seen('alt.example'), tlsFingerprint(other.server.cert))
+    assert.equal(await seen('ALT.example'), tlsFingerprint(other.server.cert))
+    assert.equal(await seen('a.wild.example'), tlsFingerprint(other.server.cert))
+    assert.equal(await seen('a.b.wild.example'), tlsFingerprint(pki.server.cert), 'a wildcard stands for one label')
+    assert.equal(await seen('localhost'), tlsFingerprint(pki.server.cert))
   })
 
   await t.test('listen() names the field of a missing or bad file, and refuses tls with proxyProtocol', async () => {
