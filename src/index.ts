@@ -11,6 +11,7 @@
  */
 export { SocksServer, createServer, DEFAULT_TIMEOUTS } from './core/server.js'
 export type { ServerOptions, ListenOptions, ListenerProtocol, Timeouts, SocksServerEvents, RegisterWhere } from './core/server.js'
+export type { ListenTlsOptions, ListenTlsIdentity } from './core/tls-listener.js'
 export type { ProxyProtocolOptions } from './core/proxy-trust.js'
 export { SocksError, isSocksError, toSocksError, replyForError, ERROR_CATALOGUE } from './core/errors.js'
 export type { SocksErrorCode, SocksErrorOptions } from './core/errors.js'
@@ -32,7 +33,7 @@ export type {
   ConnectionContext,
 } from './core/context.js'
 export type { MessageParser } from './protocol/reader.js'
-export type { DatagramContext, DatagramDirection, UdpAssociation, PipelineSettings, UdpSettings, ServerHandle } from './core/context.js'
+export type { DatagramContext, DatagramDirection, UdpAssociation, PipelineSettings, UdpSettings, ServerHandle, TlsInfo } from './core/context.js'
 export type { RelaySide, RelayTap } from './commands/relay.js'
 export { TokenBucket } from './commands/token-bucket.js'
 export type { TokenBucketOptions } from './commands/token-bucket.js'

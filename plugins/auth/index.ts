@@ -15,6 +15,7 @@ import { FailureThrottle } from './throttle.js'
 import { readUsersFile, UsersFileError } from './users-file.js'
 import { PasswordChecker } from './verifier.js'
 import { handleUserRemovals } from './reload.js'
+import { createCertificateLogin, createCertificateNegotiation } from './certificate-user.js'
 import { StoreUserLookup } from './store-lookup.js'
 import { followStoreChanges, type StoreChanges } from './store-changes.js'
 
@@ -80,9 +81,13 @@ const auth = definePlugin<ParsedAuthOptions, AuthOptions>({
       host.use('auth', createSocks4UserIdCheck(hashes))
     }
     const revoked = handleUserRemovals(host, new Set(hashes.keys()), options.verify !== null, () => changes?.retire())
+    if (options.certificateUser !== null) {
+      host.use('negotiate', createCertificateNegotiation(options.certificateUser, hashes))
+      host.use('auth', createCertificateLogin(options.certificateUser, hashes, revoked))
+    }
     host.use('auth', createAuthenticator(checker, lookup, options.verify, throttle, options.throttle?.lockoutMs ?? 0, revoked))
     const sources = [`${hashes.size} user(s)`, ...(inStore === null ? [] : [`users in the ${host.store.kind} store`]), ...(options.verify === null ? [] : ['a verify function'])]
-    host.log.info(`auth: ${sources.join(', ')}${options.allowNoAuth ? ', NO AUTH still allowed' : ''}`)
+    host.log.info(`auth: ${sources.join(', ')}${options.allowNoAuth ? ', NO AUTH still allowed' : ''}${options.certificateUser === null ? '' : `, client certificates (${options.certificateUser}) as users`}`)
     // Only code in this server's processes can reach such a store: no `socksmith users add`.
     if (inStore !== null && host.store.kind !== 'redis') host.log.info(`auth: usersInStore with the ${host.store.kind} store: users can be added only by this server's own code (addStoredUser(server.store, ...)); for \`socksmith users\` configure store: { type: redis, url }`)
   },

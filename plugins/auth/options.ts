@@ -39,6 +39,13 @@ export interface AuthOptions {
    * Default false.
    */
   socks4UserId?: boolean
+  /**
+   * Mutual TLS as a login: on a TLS listener with `requestCert`, a client whose verified
+   * certificate names a user of `users` or `usersFile` (`'cn'`: its subject CN; `'san'`: a DNS or
+   * email subjectAltName) and that offers NO AUTH logs in as that user, without a password. A
+   * client that sends a password is checked by it. Default: off.
+   */
+  certificateUser?: 'cn' | 'san' | false
   /** Lock out a client address after repeated failures; `false` turns it off. On by default. */
   throttle?: ThrottleOptions | boolean
   /** Milliseconds a successful login is remembered so the next one skips scrypt; 0 turns it off. Default 60000. */
@@ -82,12 +89,13 @@ export interface ParsedAuthOptions {
   readonly verify: VerifyFunction | null
   readonly allowNoAuth: boolean
   readonly socks4UserId: boolean
+  readonly certificateUser: 'cn' | 'san' | null
   readonly throttle: Readonly<Required<ThrottleOptions>> | null
   readonly cacheTtlMs: number
   readonly maxConcurrentHashes: number
 }
 
-const KEYS = ['users', 'usersFile', 'usersInStore', 'verify', 'allowNoAuth', 'socks4UserId', 'throttle', 'cacheTtlMs', 'maxConcurrentHashes'] as const
+const KEYS = ['users', 'usersFile', 'usersInStore', 'verify', 'allowNoAuth', 'socks4UserId', 'certificateUser', 'throttle', 'cacheTtlMs', 'maxConcurrentHashes'] as const
 const THROTTLE_KEYS = ['maxFailures', 'windowMs', 'lockoutMs', 'maxClients'] as const
 const STORE_KEYS = ['lookupCacheMs', 'lookupCacheSize'] as const
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/
@@ -161,6 +169,8 @@ export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOption
     allowNoAuth = raw.allowNoAuth
   }
   if (raw.socks4UserId !== undefined && typeof raw.socks4UserId !== 'boolean') at.fail('socks4UserId', `must be true or false, found ${describeKind(raw.socks4UserId)}`)
+  const certificateUser = raw.certificateUser === undefined || raw.certificateUser === false ? null : raw.certificateUser
+  if (certificateUser !== null && certificateUser !== 'cn' && certificateUser !== 'san') at.fail('certificateUser', `must be "cn", "san" or false, found ${describeKind(raw.certificateUser)}`)
 
   return {
     users,
@@ -169,6 +179,7 @@ export function parseAuthOptions(raw: unknown, at: OptionPath): ParsedAuthOption
     verify,
     allowNoAuth,
     socks4UserId: raw.socks4UserId === true,
+    certificateUser,
     throttle: parseThrottle(raw.throttle, at),
     cacheTtlMs: raw.cacheTtlMs === undefined ? 60_000 : integer(raw.cacheTtlMs, 'cacheTtlMs', 0, 86_400_000, at),
     maxConcurrentHashes: raw.maxConcurrentHashes === undefined ? 2 : integer(raw.maxConcurrentHashes, 'maxConcurrentHashes', 1, 64, at),

@@ -126,7 +126,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Loade
   }
   const display = filepath === null ? 'config' : displayName(filepath, cwd)
   const issues = new IssueList(display)
-  const { config: base, plugins: entries } = validateBase(raw, issues)
+  const { config: base, plugins: entries } = validateBase(raw, issues, filepath === null ? cwd : dirname(filepath))
   const plugins = await loadPlugins(entries, { dir: filepath === null ? cwd : dirname(filepath), issues, cacheKey })
   checkPluginOrder(plugins, issues)
   // createServerFromConfig checks the plugins' options; when this load fails already, check them

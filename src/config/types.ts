@@ -4,6 +4,7 @@ import type { Phase, PhaseContexts, Plugin } from '../core/plugin.js'
 import type { Timeouts } from '../core/server.js'
 import type { ClientPrefix } from '../core/client-group.js'
 import type { StoreOptions } from '../store/store.js'
+import type { ListenTlsOptions } from '../core/tls-listener.js'
 
 /** Milliseconds, or a string with a unit: `"250ms"`, `"30s"`, `"5m"`, `"1h"`. */
 export type Duration = number | string
@@ -24,6 +25,12 @@ export interface ListenConfig {
   proxyProtocol?: boolean | { trusted: string[] }
   /** The protocols clients may speak here: `socks5` (default), `socks4` (SOCKS4/4a), `http` (CONNECT), or `mixed` (all three). */
   protocols?: ('socks5' | 'socks4' | 'http' | 'mixed') | ('socks5' | 'socks4' | 'http' | 'mixed')[]
+  /**
+   * Speak TLS (an HTTPS proxy on `http`/`mixed`, SOCKS over TLS on `socks5`): `{ cert, key, ca?,
+   * requestCert?, sni? }`, file paths relative to the config file, read at start and at every
+   * reload (SIGHUP), which gives new connections a changed certificate.
+   */
+  tls?: ListenTlsOptions
 }
 
 /**
@@ -145,6 +152,8 @@ export interface EffectiveListen {
   /** false, or the sources trusted to send the header (`true` in the config is the loopback list). */
   proxyProtocol?: false | { trusted: string[] }
   protocols?: ('socks5' | 'socks4' | 'http' | 'mixed')[]
+  /** The TLS files, their paths absolute. */
+  tls?: ListenTlsOptions
 }
 
 /** The configuration with every default filled in, as `socksmith --print-config` shows it. */

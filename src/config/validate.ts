@@ -6,6 +6,7 @@ import { failuresOf } from '../core/plugin.js'
 import { checkClientPrefix, DEFAULT_CLIENT_PREFIX, type ClientPrefix } from '../core/client-group.js'
 import { checkKeys, describe, didYouMean, isPlainObject } from '../plugin-kit/index.js'
 import { checkProxyProtocol } from '../core/proxy-trust.js'
+import { checkListenTls, LISTEN_TLS_KEYS, readTlsMaterial } from '../core/tls-listener.js'
 import { checkPerUser } from '../ops/metrics.js'
 import { checkStoreOptions } from '../store/open.js'
 
@@ -77,7 +78,7 @@ export function parseDuration(value: unknown): number | null {
 }
 
 const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'metrics', 'allowOpenProxy', 'udp', 'store', 'plugins'] as const
-const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog', 'proxyProtocol', 'protocols'] as const
+const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog', 'proxyProtocol', 'protocols', 'tls'] as const
 const LISTENER_PROTOCOLS = ['socks5', 'socks4', 'http', 'mixed'] as const
 const PROXY_PROTOCOL_KEYS = ['trusted'] as const
 const LIMIT_KEYS = ['maxConnections', 'perClient', 'clientPrefix'] as const
@@ -91,9 +92,10 @@ export const DEFAULT_LISTEN: Readonly<EffectiveListen> = Object.freeze({ host: '
 
 /**
  * Checks everything but the plugin list and fills in defaults. Problems are added to `issues`;
- * the result is only meaningful when none were found.
+ * the result is only meaningful when none were found. `dir` is the config file's folder: relative
+ * file paths (a listener's `tls`) are resolved against it.
  */
-export function validateBase(raw: unknown, issues: IssueList): { config: Omit<EffectiveConfig, 'plugins'>; plugins: unknown[] } {
+export function validateBase(raw: unknown, issues: IssueList, dir = process.cwd()): { config: Omit<EffectiveConfig, 'plugins'>; plugins: unknown[] } {
   const config: Omit<EffectiveConfig, 'plugins'> = {
     listen: [{ ...DEFAULT_LISTEN }],
     limits: { maxConnections: 10_000, perClient: 0, clientPrefix: { ...DEFAULT_CLIENT_PREFIX } },
@@ -114,7 +116,7 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
   if (raw.listen !== undefined) {
     const list = Array.isArray(raw.listen) ? raw.listen : [raw.listen]
     if (list.length === 0) issues.add('listen', 'needs at least one listener ({ host, port })')
-    config.listen = list.map((entry, i) => validateListen(entry, Array.isArray(raw.listen) ? `listen[${i}]` : 'listen', issues))
+    config.listen = list.map((entry, i) => validateListen(entry, Array.isArray(raw.listen) ? `listen[${i}]` : 'listen', issues, dir))
   }
 
   const limits = section(raw, 'limits', LIMIT_KEYS, issues)
@@ -200,7 +202,7 @@ export function validateBase(raw: unknown, issues: IssueList): { config: Omit<Ef
   return { config, plugins }
 }
 
-function validateListen(entry: unknown, path: string, issues: IssueList): EffectiveListen {
+function validateListen(entry: unknown, path: string, issues: IssueList, dir: string): EffectiveListen {
   const listen: EffectiveListen = { ...DEFAULT_LISTEN }
   if (!isPlainObject(entry)) {
     issues.add(path, `expected { host, port }, found ${describe(entry)}`)
@@ -237,7 +239,32 @@ function validateListen(entry: unknown, path: string, issues: IssueList): Effect
     })
     if (protocols.length > 0) listen.protocols = [...new Set(protocols)]
   }
+  if (entry.tls !== undefined) {
+    const at = `${path}.tls`
+    const field = (below: string): string => (below === '' ? at : `${at}.${below}`)
+    if (isPlainObject(entry.tls)) checkKeys(entry.tls, LISTEN_TLS_KEYS, issues.report, { path: at })
+    const tls = checkListenTls(entry.tls, dir, (below, message) => issues.add(field(below), message))
+    if (tls !== null) {
+      if (listen.proxyProtocol !== undefined && listen.proxyProtocol !== false) issues.add(at, 'cannot be combined with proxyProtocol (the PROXY header would come before the ClientHello)')
+      // Read now, so a missing or bad file fails the start (and a reload) naming its field.
+      const problem = tlsProblem(tls)
+      if (problem === null) listen.tls = tls
+      else issues.add(field(problem.field), problem.message)
+    }
+  }
   return listen
+}
+
+/** The first file of a `tls` entry that cannot be read or used, or null. */
+function tlsProblem(tls: NonNullable<EffectiveListen['tls']>): { field: string; message: string } | null {
+  try {
+    readTlsMaterial(tls, (field, message) => {
+      throw { field, message }
+    })
+    return null
+  } catch (problem) {
+    return problem as { field: string; message: string }
+  }
 }
 
 function section<K extends string>(raw: Record<string, unknown>, key: string, known: readonly K[], issues: IssueList): Partial<Record<K, unknown>> | null {

@@ -211,6 +211,20 @@ export interface ConnectionDriver {
  */
 export type ClientProtocol = 'socks5' | 'socks4' | 'http'
 
+/** `ctx.tls`: what the TLS handshake of a connection to a TLS listener settled. */
+export interface TlsInfo {
+  /** The protocol version, as `TLSv1.3`. */
+  readonly protocol: string
+  /** The name the client asked for (SNI), or null when it sent none. */
+  readonly servername: string | null
+  /** True when the client presented a certificate that verified against the listener's `ca` (only with `requestCert`). */
+  readonly authorized: boolean
+  /** The verified client certificate's subject CN, or null (no certificate, or none asked for). */
+  readonly commonName: string | null
+  /** Its subjectAltName entries, each as `TYPE:value` (`DNS:alice.example`, `email:alice@example.com`); empty without one. */
+  readonly altNames: readonly string[]
+}
+
 /** What every phase sees. */
 export interface BaseContext {
   /** Unique per server, increasing. */
@@ -225,6 +239,18 @@ export interface BaseContext {
   readonly client: Endpoint
   /** The proxy's own address of this connection (the address the client connected to). */
   readonly local: Endpoint
+  /**
+   * The TLS session of a connection to a TLS listener (`ListenOptions.tls`), set before the first
+   * phase runs; null on a plain listener. With `requestCert` it carries the client certificate's
+   * names, verified against the listener's `ca`.
+   *
+   * @example
+   * server.use('negotiate', async function onlyCertificates(ctx, next) {
+   *   if (ctx.tls?.commonName == null) throw new SocksError('ERR_SOCKS_NOT_ALLOWED', 'a client certificate is required')
+   *   await next()
+   * })
+   */
+  readonly tls: TlsInfo | null
   /** Aborts when the client leaves or the server force-closes the connection. */
   readonly signal: AbortSignal
   readonly log: Logger
@@ -395,6 +421,7 @@ export class ConnectionContext {
   readonly state: SocksState
   readonly startedAt: number
   protocol: ClientProtocol = 'socks5'
+  tls: TlsInfo | null = null
   offeredMethods: readonly number[] = EMPTY
   method: number | null = Method.NO_ACCEPTABLE
   credentials: Credentials | null = null

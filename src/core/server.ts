@@ -9,10 +9,12 @@ import { assertPlugin, isPhase, parsePluginOptions, PHASES, type Phase, type Pha
 import { Pipeline, type MiddlewareLists, type RegisteredPlugin } from './pipeline.js'
 import { clientGroup, toClientPrefix, type ClientPrefix } from './client-group.js'
 import { compileProxyProtocol, type ProxyProtocolOptions } from './proxy-trust.js'
+import { checkListenTls, describeTls, TlsFront, type ListenTlsOptions } from './tls-listener.js'
+import type { TLSSocket } from 'node:tls'
 import { unmapIPv4 } from '../protocol/address.js'
 import { directDialer } from '../net/dialer.js'
 import { systemResolver, type Resolver } from '../net/resolver.js'
-import { createLogger, type Logger, type LogLevel } from '../ops/logger.js'
+import { createLogger, isLogLevelEnabled, type Logger, type LogLevel } from '../ops/logger.js'
 import { fastReadsEnabled } from '../commands/read-buffers.js'
 import { logAccess } from '../ops/access-log.js'
 import { checkStoreOptions, createStore } from '../store/open.js'
@@ -105,6 +107,17 @@ export interface ListenOptions {
    * one, the first byte tells them apart. Default `['socks5']`.
    */
   protocols?: readonly ListenerProtocol[]
+  /**
+   * Speak TLS: an HTTPS proxy on an `http` or `mixed` listener, SOCKS over TLS on `socks5`. The
+   * certificate files are read now (a missing or bad one fails this listen(), naming the field)
+   * and again at every `reload()`, which gives new connections the new certificate. The TLS
+   * handshake is bounded by `timeouts.handshake` of the pipeline at listen(); limits count a
+   * connection from its TCP accept. Not with `proxyProtocol`.
+   *
+   * @example
+   * await server.listen({ port: 8443, protocols: ['mixed'], tls: { cert: 'proxy.pem', key: 'proxy.key' } })
+   */
+  tls?: ListenTlsOptions
 }
 
 /** A protocol a listener can take (`ListenOptions.protocols`). */
@@ -167,6 +180,11 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   /** Close hooks of every pipeline this server has run (old connections may still use old plugins). */
   readonly #closeHooks: (() => void | Promise<void>)[] = []
   readonly #listeners: NetServer[] = []
+  /** The TLS side of each TLS listener. */
+  readonly #tlsFronts: TlsFront[] = []
+  /** Connections of TLS listeners still in their TLS handshake (not yet in #connections). */
+  #tlsHandshakes = 0
+  #lastTlsFailureLog = 0
   readonly #connections = new Set<Connection>()
   // Counts that outlive a pipeline: they describe live connections, whichever pipeline they run on.
   readonly #perClient = new Map<string, number>()
@@ -282,9 +300,9 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     return this.#store
   }
 
-  /** Live connections (handshaking, relaying, or holding a UDP association). */
+  /** Live connections (in the TLS handshake, handshaking, relaying, or holding a UDP association). */
   get connections(): number {
-    return this.#connections.size
+    return this.#connections.size + this.#tlsHandshakes
   }
 
   /** Live UDP associations over all clients. */
@@ -355,6 +373,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     // Parsed here, once: a bad list fails this listen(), and a connection only looks its peer up.
     const trusted = compileProxyProtocol(opts.proxyProtocol)
     const protocols = protocolBits(opts.protocols)
+    const tlsOptions = opts.tls === undefined ? null : checkedTls(opts.tls)
+    if (tlsOptions !== null && trusted !== null) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'listen: tls and proxyProtocol together are not supported (the PROXY header would come before the ClientHello)')
     const { settings } = await this.#start()
     if (!settings.authRequired && !settings.allowOpenProxy && !isLoopback(listenHost)) {
       throw new SocksError('ERR_SOCKS_OPEN_PROXY', `refusing to listen on ${listenHost} without authentication: register the auth plugin, or set allowOpenProxy: true (CLI: --allow-open-proxy) if an open proxy is really what you want`)
@@ -363,7 +383,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     // that are already open. A listener bound to one address knows every connection's local
     // endpoint: no getsockname per connection. Only wildcard listeners ask the socket.
     let local: Endpoint | null = null
-    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, (socket) => this.#accept(socket, local, trusted, protocols))
+    const front = tlsOptions === null ? null : this.#tlsFront(tlsOptions, settings.timeouts.handshake, protocols, () => local)
+    const listener = createNetServer({ allowHalfOpen: true, pauseOnConnect: false, noDelay: true }, front === null ? (socket) => this.#accept(socket, local, trusted, protocols) : (socket) => this.#acceptTls(socket, front))
     await new Promise<void>((resolve, reject) => {
       const onListenFailed = (err: unknown): void => reject(listenError(listenHost, port, err))
       listener.once('error', onListenFailed)
@@ -375,10 +396,11 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
       })
     })
     this.#listeners.push(listener)
+    if (front !== null) this.#tlsFronts.push(front)
     const address = listener.address() as AddressInfo
     const bound = unmapIPv4(address.address)
     if (bound !== '0.0.0.0' && bound !== '::') local = Object.freeze({ address: bound, port: address.port, family: isIP(bound) === 6 ? 6 : 4 })
-    this.log.info(`listening on ${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`)
+    this.log.info(`listening on ${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}${front === null ? '' : ' (TLS)'}`)
     this.emit('listening', address)
     return address
   }
@@ -413,6 +435,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     if (next.#storeOptions !== null && next.#store === null) next.#storeFrom = this
     const pipeline = await next.#start()
     const settings = pipeline.settings
+    // Every TLS listener's files, read before anything changes: a bad one fails the reload.
+    const certificateSwaps = this.#tlsFronts.map((front) => front.prepareReload())
     if (!settings.authRequired && !settings.allowOpenProxy) {
       const open = this.#listeners.map((l) => (l.address() as AddressInfo).address).find((address) => !isLoopback(address))
       if (open !== undefined) {
@@ -422,6 +446,9 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     // The swap: from here on new connections run on the new pipeline; live ones keep theirs.
     const previous = this.#pipeline
     this.#pipeline = pipeline
+    for (const swap of certificateSwaps) swap?.()
+    const swapped = certificateSwaps.filter((swap) => swap !== null).length
+    if (swapped > 0) this.log.info(`reload: new TLS certificates on ${swapped} listener(s)`)
     this.#closeHooks.push(...pipeline.closeHooks)
     if (settings.accessLog !== (previous?.settings.accessLog ?? this.#base.accessLog)) {
       if (settings.accessLog) this.on('disconnect', logAccess)
@@ -480,6 +507,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   async #close(drainTimeout: number): Promise<void> {
     // net.Server#close calls back only once every connection is gone, so wait for it after the drain.
     const listenersClosed = Promise.all(this.#listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))))
+    // A TLS handshake in progress serves nobody yet: nothing to drain.
+    for (const front of this.#tlsFronts) front.destroyHandshakes()
     if (this.#connections.size > 0) {
       this.log.info(`draining ${this.#connections.size} connection(s) for up to ${drainTimeout} ms`)
       const drained = new Promise<void>((resolve) => {
@@ -557,11 +586,21 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
 
   /** `trusted`: on a PROXY-protocol listener, the sources that may send the header; else null. */
   #accept(socket: Socket, fixedLocal: Endpoint | null, trusted: BlockList | null, protocols: number): void {
-    const remote = socket.remoteAddress
     const pipeline = this.#pipeline
+    const counted = this.#admit(socket, pipeline, trusted)
+    if (counted === false || pipeline === null) return
+    this.#open(socket, pipeline, counted, fixedLocal, trusted !== null, protocols)
+  }
+
+  /**
+   * Checks a new TCP connection against the listener's trust and the limits. Returns what
+   * claimClient counted it under (null: nothing), or false when it was refused (and closed).
+   */
+  #admit(socket: Socket, pipeline: Pipeline | null, trusted: BlockList | null): string | null | false {
+    const remote = socket.remoteAddress
     if (remote === undefined || this.#closing !== null || pipeline === null) {
       socket.destroy()
-      return
+      return false
     }
     const clientAddress = unmapIPv4(remote)
     const family = isIP(clientAddress) === 6 ? 6 : 4
@@ -569,31 +608,83 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     // The header names the client that limits, rules and the auth throttle believe, so only a
     // balancer may send one; anyone else is closed before a byte is read (haproxy's accept-proxy).
     if (proxyProtocol && !trusted.check(clientAddress, family === 6 ? 'ipv6' : 'ipv4')) {
-      return this.#refuse(socket, `${clientAddress} is not a trusted PROXY protocol source (listener port ${socket.localPort}; see proxyProtocol.trusted)`)
+      this.#refuse(socket, `${clientAddress} is not a trusted PROXY protocol source (listener port ${socket.localPort}; see proxyProtocol.trusted)`)
+      return false
     }
     const settings = pipeline.settings
-    if (this.#connections.size >= settings.maxConnections) return this.#refuse(socket, `connection limit ${settings.maxConnections} reached`)
+    if (this.#connections.size + this.#tlsHandshakes >= settings.maxConnections) {
+      this.#refuse(socket, `connection limit ${settings.maxConnections} reached`)
+      return false
+    }
     // Behind a PROXY-protocol listener the socket's peer is the load balancer: the per-client
     // limit waits for the real address in the header.
     const counted = proxyProtocol ? null : this.claimClient(clientAddress, settings)
-    if (counted === false) return this.#refuse(socket, `per-client limit ${settings.maxConnectionsPerClient} reached for ${clientGroup(clientAddress, settings.clientPrefix)}`)
-    const client: Endpoint = { address: clientAddress, port: socket.remotePort ?? 0, family }
+    if (counted === false) this.#refuse(socket, `per-client limit ${settings.maxConnectionsPerClient} reached for ${clientGroup(clientAddress, settings.clientPrefix)}`)
+    return counted
+  }
+
+  /** Starts driving an admitted connection (for a TLS listener: the decrypted socket). */
+  #open(socket: Socket, pipeline: Pipeline, counted: string | null, fixedLocal: Endpoint | null, proxyProtocol: boolean, protocols: number, tls: TLSSocket | null = null): void {
+    const clientAddress = unmapIPv4(socket.remoteAddress ?? '')
+    const client: Endpoint = { address: clientAddress, port: socket.remotePort ?? 0, family: isIP(clientAddress) === 6 ? 6 : 4 }
     const local = fixedLocal ?? localEndpointOf(socket)
     const connection = new Connection(this, pipeline, socket, this.#nextId++, client, local, this.#onConnectionClosed)
     connection.countedClient = counted
+    if (tls !== null) connection.ctx.tls = describeTls(tls)
     this.#connections.add(connection)
-    connection.start(settings.timeouts.handshake, proxyProtocol, protocols)
+    connection.start(pipeline.settings.timeouts.handshake, proxyProtocol, protocols)
     if (this.listenerCount('connection') > 0) this.emit('connection', connection.ctx)
+  }
+
+  /** A TLS listener's TCP connection: admitted as any other, then its TLS handshake. */
+  #acceptTls(socket: Socket, front: TlsFront): void {
+    const counted = this.#admit(socket, this.#pipeline, null)
+    if (counted === false) return
+    ;(socket as AdmittedSocket)[kCounted] = counted
+    this.#tlsHandshakes++
+    front.handshake(socket)
+  }
+
+  /** The TLS side of a listener: a finished handshake opens the connection on the pipeline live then. */
+  #tlsFront(options: ListenTlsOptions, handshakeTimeout: number, protocols: number, local: () => Endpoint | null): TlsFront {
+    return new TlsFront(options, handshakeTimeout, {
+      secure: (tls, raw) => {
+        this.#tlsHandshakes--
+        const counted = (raw as AdmittedSocket)[kCounted] ?? null
+        const pipeline = this.#pipeline
+        if (this.#closing !== null || pipeline === null) {
+          this.#releaseClient(counted)
+          tls.destroy()
+          return
+        }
+        this.#open(tls, pipeline, counted, local(), false, protocols, tls)
+      },
+      failed: (raw, err) => {
+        this.#tlsHandshakes--
+        this.#releaseClient((raw as AdmittedSocket)[kCounted] ?? null)
+        // A scanner or a plain-text client on a TLS port: expected, so debug, and not per connection.
+        if (err !== null && isLogLevelEnabled(this.log, 'debug')) {
+          const now = Date.now()
+          if (now - this.#lastTlsFailureLog >= 1000) {
+            this.#lastTlsFailureLog = now
+            this.log.debug(`TLS handshake failed: ${(err as NodeJS.ErrnoException).code ?? err.message} from ${raw.remoteAddress ?? '?'} (further failures this second are not logged)`)
+          }
+        }
+        if (this.#connections.size + this.#tlsHandshakes === 0 && this.#onDrained !== null) this.#onDrained()
+      },
+    })
+  }
+
+  #releaseClient(key: string | null): void {
+    if (key === null) return
+    const count = (this.#perClient.get(key) ?? 1) - 1
+    if (count <= 0) this.#perClient.delete(key)
+    else this.#perClient.set(key, count)
   }
 
   readonly #onConnectionClosed = (connection: Connection): void => {
     this.#connections.delete(connection)
-    const address = connection.countedClient
-    if (address !== null) {
-      const count = (this.#perClient.get(address) ?? 1) - 1
-      if (count <= 0) this.#perClient.delete(address)
-      else this.#perClient.set(address, count)
-    }
+    this.#releaseClient(connection.countedClient)
     if (this.listenerCount('disconnect') > 0) this.emit('disconnect', connection.ctx)
     if (this.#connections.size === 0 && this.#onDrained !== null) this.#onDrained()
   }
@@ -643,6 +734,18 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
 /** Creates a SocksServer. */
 export function createServer(options?: ServerOptions): SocksServer {
   return new SocksServer(options)
+}
+
+const kCounted = Symbol('socksmith.countedClient')
+/** A TLS listener's TCP socket during its handshake, with what #admit counted it under. */
+type AdmittedSocket = Socket & { [kCounted]?: string | null }
+
+/** ListenOptions.tls checked (paths against the working directory); a bad entry fails listen(). */
+function checkedTls(tls: ListenTlsOptions): ListenTlsOptions {
+  const checked = checkListenTls(tls, process.cwd(), (field, message) => {
+    throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `listen: tls${field === '' ? '' : `.${field}`}: ${message}`)
+  })
+  return checked as ListenTlsOptions
 }
 
 function localEndpointOf(socket: Socket): Endpoint {

@@ -38,7 +38,7 @@ export async function startSocks(t: TestContext, options: ServerOptions & { host
 }
 
 /** After the test: the clients it left open go first, then every connection must be gone, then the server closes. */
-function closeAfter(t: TestContext, server: SocksServer): void {
+export function closeAfter(t: TestContext, server: SocksServer): void {
   t.after(async () => {
     // What matters is that the server frees everything once the clients leave.
     for (const socket of clientSockets.get(t) ?? []) socket.destroy()
