@@ -210,8 +210,10 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
     socket.removeListener('end', Connection.#onEnd)
     this.#disarm()
     socket.pause()
-    const rest = this.#reader.rest()
-    if (rest !== null) socket.unshift(rest)
+    // An HTTP CONNECT's tunnel bytes were already taken from the reader.
+    const rest = this.#httpHead ?? this.#reader.rest()
+    this.#httpHead = null
+    if (rest !== null && rest.length > 0) socket.unshift(rest)
     this.#phase = 'done'
     return socket
   }

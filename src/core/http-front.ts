@@ -22,7 +22,10 @@ let front: HttpServer | null = null
 function httpFront(): HttpServer {
   if (front !== null) return front
   front = createHttpServer({ maxHeaderSize: MAX_HTTP_HEADER, requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: 0 })
-  front.on('connect', (request: IncomingMessage, socket: Socket, head: Buffer) => settle(socket, (waiter) => waiter.resolve({ kind: 'connect', request, head })))
+  front.on('connect', (request: IncomingMessage, socket: Socket, head: Buffer) => {
+    releaseFromHttp(socket)
+    settle(socket, (waiter) => waiter.resolve({ kind: 'connect', request, head }))
+  })
   const other = (request: IncomingMessage, response: ServerResponse): void => settle(request.socket, (waiter) => waiter.resolve({ kind: 'other', request, response }))
   front.on('request', other)
   // Without these node answers an unusual Expect (417) and takes an Upgrade request off its
@@ -41,6 +44,19 @@ function httpFront(): HttpServer {
     else socket.destroy()
   })
   return front
+}
+
+/**
+ * node's HTTP server gives a CONNECT's socket back with its own `on`, `addListener`,
+ * `prependListener` and `setEncoding` left on it as own properties (lib/_http_server.js,
+ * connectionListenerInternal); the tunnel is a plain socket again, so the prototype's are restored
+ * (and the relayed socket keeps the shape of every other).
+ */
+function releaseFromHttp(socket: Socket): void {
+  const own = socket as unknown as Record<string, unknown>
+  for (const name of ['on', 'addListener', 'prependListener', 'setEncoding']) {
+    if (Object.hasOwn(own, name)) delete own[name]
+  }
 }
 
 function settle(socket: Socket, fn: (waiter: NonNullable<WaitingSocket[typeof kWaiter]>) => void): void {

@@ -198,3 +198,21 @@ test("undici's ProxyAgent (fetch through the proxy, Basic credentials in the pro
   assert.equal(body, 'hello /agent')
   await waitFor(() => ended.some((ctx) => ctx.user === 'alice' && ctx.replied))
 })
+
+test('a middleware that hijacks an HTTP CONNECT gets the bytes that came after the head', async (t) => {
+  const { port } = await startMixed(t, {}, (server) =>
+    server.use('connect', async function answerItself(ctx) {
+      const socket = ctx.hijack()
+      socket.write('HTTP/1.1 200 Connection established\r\n\r\n')
+      socket.on('data', (chunk: Buffer) => socket.write(chunk.toString().toUpperCase()))
+      socket.on('end', () => socket.end())
+      socket.resume()
+    }),
+  )
+  const client = await RawClient.connect(t, port)
+  client.send(Buffer.from('CONNECT 127.0.0.1:9 HTTP/1.1\r\n\r\nfirst bytes'))
+  assert.equal((await client.read(39)).toString(), 'HTTP/1.1 200 Connection established\r\n\r\n')
+  assert.equal((await client.read(11)).toString(), 'FIRST BYTES')
+  client.socket.end()
+  await client.expectClose()
+})
