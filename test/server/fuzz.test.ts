@@ -6,7 +6,7 @@ import { readdirSync, readlinkSync } from 'node:fs'
 import { connect } from 'node:net'
 import { createSocket } from 'node:dgram'
 import { once } from 'node:events'
-import { RawClient, startEcho, startSocks, startUdpEcho, ipv4Request, domainRequest, hex, waitFor, mapResolver } from '../helpers/net.js'
+import { RawClient, startEcho, startListening, startSocks, startUdpEcho, ipv4Request, domainRequest, hex, waitFor, mapResolver } from '../helpers/net.js'
 import { encodeDatagramHeader, toAddress } from 'socksmith/protocol'
 
 /** Small deterministic PRNG (mulberry32) so a failure can be replayed. */
@@ -58,7 +58,7 @@ function mutatedHandshake(random: () => number, targetPort: number): Buffer[] {
     domainRequest(1, 'fuzz.test', targetPort),
   ]
   let bytes: Buffer
-  switch (int(6)) {
+  switch (int(8)) {
     case 0: // random garbage
       bytes = Buffer.from(Array.from({ length: int(600) }, () => int(256)))
       break
@@ -75,9 +75,17 @@ function mutatedHandshake(random: () => number, targetPort: number): Buffer[] {
     case 4: // truncated valid handshake (left hanging: the handshake deadline must clean it up)
       bytes = Buffer.concat([valid[0]!, valid[4]!]).subarray(0, 1 + int(12))
       break
-    default: // username/password offered to a server without auth, with a corrupted sub-negotiation
+    case 5: // username/password offered to a server without auth, with a corrupted sub-negotiation
       bytes = Buffer.concat([valid[1]!, valid[2]!])
       bytes[3 + int(bytes.length - 3)] = int(256)
+      break
+    case 6: // SOCKS4/4a, mutated, or a USERID or name that never ends
+      bytes = Buffer.concat([hex('0401'), Buffer.from([targetPort >> 8, targetPort & 255]), int(2) === 0 ? hex('7f000001') : hex('00000001'), Buffer.alloc(int(400), 0x61), int(2) === 0 ? hex('00') : Buffer.alloc(0)])
+      for (let i = 0; i < int(3); i++) bytes[int(bytes.length)] = int(256)
+      break
+    default: // an HTTP CONNECT, mutated, or a head too large
+      bytes = Buffer.from(`CONNECT 127.0.0.1:${targetPort} HTTP/1.1\r\nHost: x\r\n${'X-Pad: '.repeat(int(2) === 0 ? 1 : 4000)}\r\n\r\n`)
+      for (let i = 0; i < int(4); i++) bytes[int(bytes.length)] = int(256)
   }
   // Split at random points.
   const pieces: Buffer[] = []
@@ -90,9 +98,10 @@ function mutatedHandshake(random: () => number, targetPort: number): Buffer[] {
   return pieces
 }
 
-test('thousands of random and mutated handshakes leave the server healthy and leak nothing', async (t) => {
+for (const protocols of [undefined, ['mixed'] as const]) test(`thousands of random and mutated handshakes leave the server healthy and leak nothing (${protocols === undefined ? 'a SOCKS5 listener' : 'a mixed listener: SOCKS5, SOCKS4 and HTTP'})`, async (t) => {
   const echo = await startEcho(t)
-  const { port, server } = await startSocks(t, { timeouts: { handshake: 300, connect: 500, bindAccept: 500 }, resolver: mapResolver({ 'fuzz.test': ['127.0.0.1'] }) })
+  const options = { timeouts: { handshake: 300, connect: 500, bindAccept: 500 }, resolver: mapResolver({ 'fuzz.test': ['127.0.0.1'] }) }
+  const { port, server } = protocols === undefined ? await startSocks(t, options) : await startListening(t, protocols, options)
   const fdsBefore = openFds()
   const random = prng(0x5eed)
   const total = 2000
