@@ -35,10 +35,6 @@ export class LeaseKeeper {
     this.#local = store.shared ? null : new Map()
   }
 
-  get size(): number {
-    return this.#held.size
-  }
-
   /**
    * Takes `holder`'s lease in `key` unless `max` others hold one; a lease this process already holds
    * is shared (counted) instead. The lease, or null at the cap; rejects when the store does not answer.

@@ -81,10 +81,6 @@ export class QuotaLedger {
     this.#now = now
   }
 
-  get size(): number {
-    return this.#tallies.size
-  }
-
   /**
    * The tally of `limit` for `subject`, loaded from the store (the first time: so a restarted node
    * or a new worker starts from the stored usage, not from 0); `tally.stored` says whether the store

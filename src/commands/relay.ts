@@ -245,11 +245,7 @@ const pump: ReadSink = {
     const peer = source[kPeer]
     // The peer is gone: drop the bytes and keep reading, so this side's end is seen.
     if (peer.destroyed) return true
-    // A chunk of highWaterMark or more makes write() return false even when the kernel took it
-    // all at once; stopping then would cost a stop/start per chunk for nothing.
-    const flowing = peer.write(chunk) || peer.writableLength === 0
-    if (source[kShaping] !== undefined) return charged(source, chunk.length) && flowing
-    return flowing
+    return forwarded(source, peer, chunk)
   },
   lend(socket, view) {
     const source = socket as RelaySocket
@@ -259,11 +255,7 @@ const pump: ReadSink = {
     // A write below the peer's highWaterMark (16 KiB on Node 20, 64 KiB from Node 22) returns true
     // even when it is only buffered, and then no 'drain' comes to release a lent buffer and resume
     // this socket: such a read goes out as a copy, with take()'s backpressure.
-    if (view.length < peer.writableHighWaterMark) {
-      const flowing = peer.write(Buffer.from(view)) || peer.writableLength === 0
-      if (source[kShaping] !== undefined) return charged(source, view.length) && flowing
-      return flowing
-    }
+    if (view.length < peer.writableHighWaterMark) return forwarded(source, peer, Buffer.from(view))
     peer.write(view)
     // A side shaped at a high rate reads large: in debt, it stops reading (net's pause() of a
     // managed socket stops the handle) without holding more than the write holds.
@@ -272,6 +264,16 @@ const pump: ReadSink = {
     // Otherwise write() returned false (the view is at least highWaterMark): 'drain' will come.
     return peer.writableLength === 0
   },
+}
+
+/**
+ * Writes a chunk that is the peer's to keep, and charges a shaped source for it: true while the
+ * source may read on. A chunk of highWaterMark or more makes write() return false even when the
+ * kernel took it all at once; stopping then would cost a stop/start per chunk for nothing.
+ */
+function forwarded(source: RelaySocket, peer: RelaySocket, chunk: Buffer): boolean {
+  const flowing = peer.write(chunk) || peer.writableLength === 0
+  return source[kShaping] === undefined ? flowing : charged(source, chunk.length) && flowing
 }
 
 function onData(this: RelaySocket, chunk: Buffer): void {

@@ -490,41 +490,26 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
       this.#closeWith(null, phase === 'relay' || ctx.replied)
       return
     }
-    if (ctx.protocol === 'http') {
-      // node's parser answered a request it could not read (400, 431) itself: let it arrive.
-      if (this.#httpParsing) {
-        this.#httpParsing = false
-        this.#closeWith(null, false)
-        return
-      }
-      const reply = phase === 'negotiate' || phase === 'auth' ? null : isSocksError(err) ? (err.reply ?? Reply.GENERAL_FAILURE) : Reply.GENERAL_FAILURE
-      if (reply !== null && this.socket.writable) {
-        ctx.reply = reply
-        if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
-      }
-      this.#closeWith(httpRefusal(err), false)
-    } else if (ctx.protocol === 'socks4') {
-      // SOCKS4 has one answer for every refusal and failure, in every phase: 91. Logs and metrics
-      // keep the REP a SOCKS5 client would have got, where it would have got one.
-      const reply = phase === 'negotiate' || phase === 'auth' ? null : isSocksError(err) ? (err.reply ?? Reply.GENERAL_FAILURE) : Reply.GENERAL_FAILURE
-      if (reply !== null && this.socket.writable) {
-        ctx.reply = reply
-        if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
-      }
-      this.#closeWith(encodeSocks4Reply(Socks4Status.REJECTED), false)
-    } else if (phase === 'negotiate') {
-      this.#closeWith(encodeMethodSelection(Method.NO_ACCEPTABLE), false)
-    } else if (phase === 'auth') {
-      this.#closeWith(ctx.method === Method.USERNAME_PASSWORD ? encodePasswordStatus(false) : null, false)
-    } else {
-      const reply = isSocksError(err) ? (err.reply ?? Reply.GENERAL_FAILURE) : Reply.GENERAL_FAILURE
-      // Logs and metrics report a reply only once it is written.
-      if (this.socket.writable) {
-        ctx.reply = reply
-        if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
-      }
-      this.#closeWith(encodeReply(reply), false)
+    // node's parser answered a request it could not read (400, 431) itself: let it arrive.
+    if (this.#httpParsing) {
+      this.#httpParsing = false
+      this.#closeWith(null, false)
+      return
     }
+    // The REP of the failure from the request on (what a SOCKS5 client gets, and what logs and
+    // metrics report for SOCKS4 and HTTP clients too, whose answers have their own form), reported
+    // only once it can be written.
+    const reply = phase === 'negotiate' || phase === 'auth' ? null : isSocksError(err) ? (err.reply ?? Reply.GENERAL_FAILURE) : Reply.GENERAL_FAILURE
+    if (reply !== null && this.socket.writable) {
+      ctx.reply = reply
+      if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
+    }
+    // SOCKS4 has one answer for every refusal and failure, in every phase: 91.
+    if (ctx.protocol === 'http') this.#closeWith(httpRefusal(err), false)
+    else if (ctx.protocol === 'socks4') this.#closeWith(encodeSocks4Reply(Socks4Status.REJECTED), false)
+    else if (reply !== null) this.#closeWith(encodeReply(reply), false)
+    else if (phase === 'negotiate') this.#closeWith(encodeMethodSelection(Method.NO_ACCEPTABLE), false)
+    else this.#closeWith(ctx.method === Method.USERNAME_PASSWORD ? encodePasswordStatus(false) : null, false)
   }
 
   #cleanUpTarget(): void {
