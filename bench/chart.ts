@@ -32,6 +32,9 @@ export const CHART_ROWS: readonly ChartRow[] = [
   { key: 'up1', title: 'upload MB/s, 1 stream', digits: 0, lowerIsBetter: false },
   { key: 'cpuPerGiB', title: 'server CPU-s per GiB relayed', digits: 2, lowerIsBetter: true },
   { key: 'rssPerConnKiB', title: 'RSS KiB per held connection', digits: 1, lowerIsBetter: true },
+  { key: 'httpConnIp', title: 'HTTP CONNECT connections/s (IP destination)', digits: 0, lowerIsBetter: false },
+  { key: 'httpDown1', title: 'download MB/s through HTTP CONNECT, 1 stream', digits: 0, lowerIsBetter: false },
+  { key: 'httpReqPerS', title: 'plain-HTTP requests/s (keep-alive GET through the proxy)', digits: 0, lowerIsBetter: false },
 ]
 
 /** Samples by server (run.ts's `results`, or the `results` object of its --json file), in drawing order. */

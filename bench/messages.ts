@@ -16,13 +16,23 @@ export interface TargetPorts {
   echoCloseV6: boolean
   /** UDP: echoes every datagram to its sender. */
   udpEcho: number
+  /**
+   * TCP: a minimal HTTP/1.1 origin: answers every request head (GET, no body) with 200 and a body of
+   * HTTP_BODY_BYTES, keep-alive (the plain-HTTP forwarding rows).
+   */
+  httpOrigin: number
 }
 
-/** How a load generator reaches a target: straight (direct baseline) or through a SOCKS5 proxy. */
+/** How a load generator reaches a target: straight (direct baseline) or through a proxy. */
 export interface Route {
   /** null: connect to the target itself. */
   proxy: { host: string; port: number } | null
-  /** RFC 1929 credentials, when the proxy requires them. */
+  /**
+   * How the proxy is asked for a tunnel: a SOCKS5 CONNECT, or an HTTP CONNECT (`http`). The plain
+   * HTTP requests of the forwarding rows are always HTTP.
+   */
+  protocol: 'socks5' | 'http'
+  /** Credentials, when the proxy requires them: RFC 1929 for SOCKS5, `Proxy-Authorization: Basic` for HTTP. */
   auth: { username: string; password: string } | null
   /** The name the proxy resolves to 127.0.0.1 (domain-destination handshakes). */
   domain: string
@@ -35,11 +45,25 @@ export type LoadCommand =
   | { id: number; type: 'latency'; route: Route; port: number; durationMs: number; destination: 'ip' | 'domain' }
   | { id: number; type: 'udp'; route: Route; port: number; durationMs: number; window: number; payload: number }
   | { id: number; type: 'hold'; route: Route; port: number; count: number; concurrency: number }
+  | { id: number; type: 'requests'; route: Route; port: number; concurrency: number; durationMs: number }
   | { id: number; type: 'release' }
   | { id: number; type: 'exit' }
 
 /** Bytes a handshake-test client sends after the success reply and waits to get back before closing. */
 export const ECHO_BYTES = 32
+
+/** Body bytes of every response of the HTTP origin (the plain-HTTP forwarding rows). */
+export const HTTP_BODY_BYTES = 64
+
+/** The answer to 'requests': keep-alive GETs through the proxy (or straight to the origin). */
+export interface RequestsResult extends LoadResult {
+  /** Responses in all, also those that came after the window. */
+  total: number
+  /** TCP connections the clients opened (keep-alive: about `concurrency` when the proxy keeps them). */
+  connections: number
+  /** The first status that was not 2xx, or null: a server that answers so does not forward (the loop stops). */
+  badStatus: number | null
+}
 
 /** The answer to 'latency': handshake + echo + close, one connection at a time. */
 export interface LatencyResult extends LoadResult {

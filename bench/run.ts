@@ -1,5 +1,5 @@
 /**
- * socksmith benchmark: socksmith as its users run it, against other SOCKS5 servers, side by side
+ * socksmith benchmark: socksmith as its users run it, against other SOCKS5 and HTTP proxies, side by side
  * in one run, on loopback. Every server under test runs as a process of its own; its CPU time and
  * RSS are read from /proc (summed over its process tree). Targets and load generators are separate
  * processes.
@@ -12,15 +12,16 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { connect, createServer } from 'node:net'
 import { lookup } from 'node:dns/promises'
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { cpus, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { cpuSeconds, cpuSplit, processTree, rssKiB } from './proc.js'
-import type { LatencyResult, LoadCommand, LoadResult, Route, TargetPorts } from './messages.js'
+import type { LatencyResult, LoadCommand, LoadResult, RequestsResult, Route, TargetPorts } from './messages.js'
+import { HTTP_BODY_BYTES } from './messages.js'
 import { renderChart } from './chart.js'
+import { measuresOpenConnections, parseTests, TESTS, variantsOf, type Variant } from './plan.js'
 
 const REPO = fileURLToPath(new URL('..', import.meta.url))
 const BENCH = join(REPO, 'bench')
@@ -38,7 +39,8 @@ const SHAPED_SECONDS = 10
 const FD_LIMIT = 65536
 const LIMIT_WRAPPER = `ulimit -n ${FD_LIMIT} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`
 // npm peers, pinned so that runs compare: installed into a scratch folder, never into the project.
-const NPM_PEERS = { socksv5: 'socksv5@0.0.6', '@pondwader/socks5-server': '@pondwader/socks5-server@1.0.10' } as const
+// proxy-chain 3 needs Node >= 20.11 (its engines field).
+const NPM_PEERS = { socksv5: 'socksv5@0.0.6', '@pondwader/socks5-server': '@pondwader/socks5-server@1.0.10', 'proxy-chain': 'proxy-chain@3.0.1' } as const
 type NpmPeer = keyof typeof NPM_PEERS
 
 // ---------------------------------------------------------------- options
@@ -65,12 +67,10 @@ const { values: args } = parseArgs({
   },
 })
 
-const TESTS = ['hold', 'down', 'up', 'multi', 'connect', 'latency', 'udp', 'auth', 'full', 'limits'] as const
-
 if (args.help) {
   console.log(`usage: npm run bench -- [--quick] [--reps N] [--only a,b] [--tests a,b] [--workers N] [--stream-mib N] [--hold N]
          [--load-procs N] [--peers-dir DIR] [--no-install] [--json file] [--chart file.svg] [--verbose] [--cpu-prof DIR] [--strace DIR] [--node-flags="--flag …"]
-servers: socksmith, socksmith-warn, socksv5, pondwader, dante, microsocks (default); socksmith-lib (only with --only);
+servers: socksmith, socksmith-warn, socksv5, pondwader, dante, microsocks, proxy-chain (default); socksmith-lib (only with --only);
          socksmith-wN (with --workers N); direct (always)
 tests:   ${TESTS.join(', ')} (default all)`)
   process.exit(0)
@@ -92,8 +92,7 @@ const settings = {
   workers: Number(args.workers),
   loadProcs: Math.max(1, Number(args['load-procs'])),
 }
-const tests = new Set<string>(args.tests === undefined ? TESTS : args.tests.split(',').map((s) => s.trim()))
-for (const test of tests) if (!(TESTS as readonly string[]).includes(test)) throw new Error(`--tests: unknown test "${test}"; tests are ${TESTS.join(', ')}`)
+const tests = parseTests(args.tests)
 const only = args.only === undefined ? null : new Set(args.only.split(',').map((s) => s.trim()))
 
 // ---------------------------------------------------------------- processes
@@ -230,6 +229,29 @@ async function waitForSocks(port: number, child: ChildProcess, log: string, time
   throw new Error(`not ready after ${timeoutMs} ms: ${tail(log)}`)
 }
 
+/** Ready when an HTTP request gets any HTTP answer (an HTTP-only proxy does not answer a SOCKS5 greeting). */
+async function waitForHttp(port: number, child: ChildProcess, log: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}): ${tail(log)}`)
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host: HOST, port })
+      socket.setTimeout(1000, () => socket.destroy())
+      // Origin-form: a proxy answers it itself (an error status), it goes nowhere.
+      socket.on('connect', () => socket.write(`GET / HTTP/1.1\r\nHost: ${HOST}:${port}\r\nConnection: close\r\n\r\n`))
+      socket.on('data', (chunk) => {
+        socket.destroy()
+        resolve(chunk.subarray(0, 5).toString('latin1') === 'HTTP/')
+      })
+      socket.on('error', () => resolve(false))
+      socket.on('close', () => resolve(false))
+    })
+    if (ok) return
+    await sleep(50)
+  }
+  throw new Error(`not ready after ${timeoutMs} ms: ${tail(log)}`)
+}
+
 /** The log's first error line (a stack trace's last lines say little) and its last lines. */
 function tail(path: string): string {
   try {
@@ -249,7 +271,8 @@ const PEERS_DIR = args['peers-dir'] ?? process.env.BENCH_PEERS_DIR ?? join(REPO,
 /** The installed version of an npm peer in PEERS_DIR, or null. */
 function peerVersion(name: NpmPeer): string | null {
   try {
-    const path = createRequire(join(PEERS_DIR, 'package.json')).resolve(`${name}/package.json`)
+    // Read from its folder, not resolved: an exports map (proxy-chain's) may not list package.json.
+    const path = join(PEERS_DIR, 'node_modules', name, 'package.json')
     return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version
   } catch {
     return null
@@ -261,13 +284,15 @@ const wantedVersion = (name: NpmPeer): string => NPM_PEERS[name].slice(NPM_PEERS
 /**
  * Installs the npm peers the run needs into PEERS_DIR, once (a folder that has them is reused):
  * `npm install --no-save --prefix DIR`, so neither package.json nor the lock of the project is
- * touched. A failed install is a note; the peers it should have brought are then skipped.
+ * touched. A failed install is a note; the peers it should have brought are then skipped. When one
+ * is missing, every pinned peer is installed in the same command: the folder has no package.json,
+ * so `npm install X` removes whatever else is in it as extraneous.
  */
 function installPeers(needed: NpmPeer[]): void {
   const missing = needed.filter((name) => peerVersion(name) !== wantedVersion(name))
   if (missing.length === 0) return
   if (args['no-install']) return
-  const specs = missing.map((name) => NPM_PEERS[name])
+  const specs = Object.values(NPM_PEERS)
   console.log(`installing ${specs.join(', ')} into ${PEERS_DIR} (npm install --no-save)`)
   try {
     mkdirSync(PEERS_DIR, { recursive: true })
@@ -292,13 +317,6 @@ function npmPeerUnavailable(name: NpmPeer): string | null {
 
 // ---------------------------------------------------------------- servers under test
 
-/**
- * open: no authentication. auth: RFC 1929, one user. full: auth + 20 rules + dns-cache (socksmith
- * only). limits: auth + the limits plugin with every kind of limit set too high to bite, and a
- * second user shaped to SHAPED_RATE (socksmith only).
- */
-type Variant = 'open' | 'auth' | 'full' | 'limits'
-
 interface Launch {
   command: string
   argv: string[]
@@ -312,7 +330,13 @@ interface ServerSpec {
   readonly title: string
   readonly description: string
   readonly udp: boolean
-  /** null when the server has RFC 1929 here; otherwise why its auth rows are empty. */
+  /** Serves SOCKS5 (the open, auth, full and limits variants). */
+  readonly socks: boolean
+  /** Serves HTTP proxy clients (the http and http-auth variants). */
+  readonly http: boolean
+  /** socksmith's CLI: its http variant is a `mixed` listener, also measured with SOCKS5 clients. */
+  readonly mixed: boolean
+  /** null when the server has authentication here (RFC 1929; for an HTTP proxy Basic); otherwise why its auth rows are empty. */
   readonly noAuth: string | null
   /** Has the auth + 20 rules + dns-cache variant. */
   readonly full: boolean
@@ -394,8 +418,10 @@ function cliConfig(variant: Variant): string {
   const path = join(dir, 'socksmith.config.yaml')
   if (existsSync(path)) return path
   mkdirSync(dir, { recursive: true })
-  const lines = ['# generated by bench/run.ts', 'listen: { host: 127.0.0.1, port: 1080 }']
-  if (variant !== 'open') {
+  // The http variants: one port for every client (SOCKS5, SOCKS4 and HTTP), as the README shows it.
+  const http = variant === 'http' || variant === 'http-auth'
+  const lines = ['# generated by bench/run.ts', `listen: { host: 127.0.0.1, port: 1080${http ? ', protocols: [mixed]' : ''} }`]
+  if (variant !== 'open' && variant !== 'http') {
     const hash = benchHash()
     if (hash === null) throw new Error('no password hash (see notes)')
     const users = variant === 'limits' ? `${AUTH.username}: ${JSON.stringify(hash)}, ${SHAPED.username}: ${JSON.stringify(hash)}` : `${AUTH.username}: ${JSON.stringify(hash)}`
@@ -429,6 +455,9 @@ function socksmithCli(name: string, title: string, description: string, flags: s
     title,
     description,
     udp: true,
+    socks: true,
+    http: true,
+    mixed: true,
     noAuth: null,
     full: true,
     unavailable: needBuild,
@@ -440,17 +469,21 @@ function socksmithCli(name: string, title: string, description: string, flags: s
   }
 }
 
-function nodePeer(name: string, npm: NpmPeer, title: string, description: string, script: string): ServerSpec {
+/** An npm peer run by its script in bench/servers/: a SOCKS5 server, or an HTTP proxy. */
+function nodePeer(name: string, npm: NpmPeer, title: string, description: string, script: string, serves: 'socks5' | 'http'): ServerSpec {
   return {
     name,
     title,
     description,
     udp: false,
+    socks: serves === 'socks5',
+    http: serves === 'http',
+    mixed: false,
     noAuth: null,
     full: false,
     unavailable: () => npmPeerUnavailable(npm),
     // Plain `node`, as the library's users run it: the socksmith command's own flags are not theirs.
-    launch: (port, variant) => ({ command: process.execPath, argv: [...EXTRA_NODE_FLAGS, join(BENCH, 'servers', script), '--port', String(port), '--modules', PEERS_DIR, ...(variant === 'open' ? [] : ['--auth'])] }),
+    launch: (port, variant) => ({ command: process.execPath, argv: [...EXTRA_NODE_FLAGS, join(BENCH, 'servers', script), '--port', String(port), '--modules', PEERS_DIR, ...(variant === 'open' || variant === 'http' ? [] : ['--auth'])] }),
     version: () => `${npm} ${peerVersion(npm) ?? '?'}`,
   }
 }
@@ -461,6 +494,9 @@ const SERVERS: ServerSpec[] = [
     title: 'no proxy (harness ceiling)',
     description: 'no proxy: the load generators talk to the targets',
     udp: true,
+    socks: true,
+    http: true,
+    mixed: false,
     noAuth: '',
     full: false,
     unavailable: () => null,
@@ -477,6 +513,9 @@ const SERVERS: ServerSpec[] = [
     title: 'socksmith embedded (createServer, log error)',
     description: 'bench/servers/socksmith.mjs: createServer() from dist/, log level error, names resolved by an injected resolver',
     udp: true,
+    socks: true,
+    http: false,
+    mixed: false,
     noAuth: null,
     full: true,
     optIn: true,
@@ -484,13 +523,17 @@ const SERVERS: ServerSpec[] = [
     launch: (port, variant) => ({ command: process.execPath, argv: [...SOCKSMITH_NODE_FLAGS, join(BENCH, 'servers/socksmith.mjs'), '--port', String(port), '--variant', variant === 'open' ? 'bare' : variant] }),
     version: socksmithVersion,
   },
-  nodePeer('socksv5', 'socksv5', 'socksv5', 'npm socksv5 (Node, 2015)', 'socksv5.mjs'),
-  nodePeer('pondwader', '@pondwader/socks5-server', '@pondwader/socks5-server', 'npm @pondwader/socks5-server (Node, TypeScript)', 'pondwader.mjs'),
+  nodePeer('socksv5', 'socksv5', 'socksv5', 'npm socksv5 (Node, 2015)', 'socksv5.mjs', 'socks5'),
+  nodePeer('pondwader', '@pondwader/socks5-server', '@pondwader/socks5-server', 'npm @pondwader/socks5-server (Node, TypeScript)', 'pondwader.mjs', 'socks5'),
+  nodePeer('proxy-chain', 'proxy-chain', 'proxy-chain', 'npm proxy-chain (Node, HTTP proxy: CONNECT and forwarding)', 'proxy-chain.mjs', 'http'),
   {
     name: 'dante',
     title: 'Dante',
     description: 'Dante danted (C, pre-forked processes)',
     udp: true,
+    socks: true,
+    http: false,
+    mixed: false,
     // Dante's username method checks the system's accounts (passwd/shadow or PAM): the bench does not create one.
     noAuth: 'RFC 1929 in Dante checks system accounts (passwd/shadow or PAM); the bench creates none',
     full: false,
@@ -507,6 +550,9 @@ const SERVERS: ServerSpec[] = [
     title: 'microsocks',
     description: 'microsocks (C, a thread per connection)',
     udp: false,
+    socks: true,
+    http: false,
+    mixed: false,
     noAuth: null,
     full: false,
     unavailable: () => (which('microsocks') === null ? 'not installed (apt-get install microsocks)' : null),
@@ -552,6 +598,20 @@ interface Sample {
   up1: number | null
   cpuPerGiB: number | null
   rssPerConnKiB: number | null
+  /** HTTP CONNECT to the IP of the echo-and-close target: connections/s and CPU-s per 10k, without and with Basic auth. */
+  httpConnIp: number | null
+  cpu10kHttpIp: number | null
+  httpConnAuthIp: number | null
+  cpu10kHttpAuthIp: number | null
+  /** One download stream through an HTTP CONNECT tunnel, and its CPU-s per GiB. */
+  httpDown1: number | null
+  cpuPerGiBHttp: number | null
+  /** Plain-HTTP forwarding: keep-alive GETs of the origin's page, requests/s and CPU-s per 10k requests. */
+  httpReqPerS: number | null
+  cpu10kHttpReq: number | null
+  /** SOCKS5 connections (IP) on socksmith's mixed listener (the http variant): the base is connIp / cpu10kIp. */
+  connMixedIp: number | null
+  cpu10kMixedIp: number | null
 }
 type Metric = keyof Sample
 
@@ -584,7 +644,24 @@ const emptySample = (): Sample => ({
   up1: null,
   cpuPerGiB: null,
   rssPerConnKiB: null,
+  httpConnIp: null,
+  cpu10kHttpIp: null,
+  httpConnAuthIp: null,
+  cpu10kHttpAuthIp: null,
+  httpDown1: null,
+  cpuPerGiBHttp: null,
+  httpReqPerS: null,
+  cpu10kHttpReq: null,
+  connMixedIp: null,
+  cpu10kMixedIp: null,
 })
+
+/**
+ * Rows a server answered with a status other than 2xx ("server/metric" → why): the table prints
+ * "– (not supported …)" there instead of a figure. socksmith answers plain-HTTP requests 501
+ * until it forwards them.
+ */
+const unsupported = new Map<string, string>()
 
 const notes: string[] = []
 
@@ -670,8 +747,23 @@ class Run {
     // Lazy code paths and the JIT, so the first measured test is not the one that pays.
     const first = this.gens[0]!
     await first.run({ type: 'handshakes', route: this.route, port: this.ports.echoClose, concurrency: 8, durationMs: 300, destination: 'ip' })
-    if (this.variant === 'open') await first.run({ type: 'download', route: this.route, port: this.ports.source, streams: 1, bytesPerStream: 32 * MiB })
+    if (this.variant === 'open' || (this.variant === 'http' && tests.has('http-stream'))) await first.run({ type: 'download', route: this.route, port: this.ports.source, streams: 1, bytesPerStream: 32 * MiB })
+    if (this.variant === 'http' && tests.has('http-forward')) await first.run({ type: 'requests', route: this.route, port: this.ports.httpOrigin, concurrency: 8, durationMs: 300 })
+    if (this.variant === 'http' && this.spec.mixed && tests.has('mixed')) await first.run({ type: 'handshakes', route: { ...this.route, protocol: 'socks5' }, port: this.ports.echoClose, concurrency: 8, durationMs: 300, destination: 'ip' })
     trace(this.label, 'warm-up')
+  }
+
+  /**
+   * One unmeasured window of SOCKS5 connections (at most 1 s). The SOCKS5-on-mixed row and its
+   * socks5-only base are measured at different points of their runs (the base may come right after
+   * the short warm-up, the mixed row after the HTTP rows); this gives both the same JIT-warm start,
+   * so the 5% they are compared at is not the JIT's.
+   */
+  async primeSocks(route = this.route): Promise<void> {
+    const concurrency = split(settings.handshakeConcurrency, this.gens.length)
+    const durationMs = Math.min(settings.handshakeMs, 1000)
+    await Promise.all(this.gens.map((gen, i) => gen.run({ type: 'handshakes', route, port: this.ports.echoClose, concurrency: concurrency[i]!, durationMs, destination: 'ip' })))
+    trace(this.label, 'socks5 priming')
   }
 
   /** Idle held connections, on a freshly started server, before the bulk tests grow its heap. */
@@ -743,9 +835,12 @@ class Run {
     if (pid !== null && bytesMoved > 0) this.sample.cpuPerGiB = cpuUsed / (bytesMoved / GiB)
   }
 
-  /** 32 concurrent clients: connect, greeting, (auth), CONNECT, 32 B echo, close, for a window. */
-  async connections(destination: 'ip' | 'domain', rateKey: Metric, cpuKey: Metric): Promise<void> {
-    const { gens, route, spec, pid } = this
+  /**
+   * 32 concurrent clients: connect, greeting, (auth), CONNECT, 32 B echo, close, for a window. An
+   * HTTP route sends an HTTP CONNECT (with Proxy-Authorization when it has credentials) instead.
+   */
+  async connections(destination: 'ip' | 'domain', rateKey: Metric, cpuKey: Metric, route = this.route): Promise<void> {
+    const { gens, spec, pid } = this
     const concurrency = split(settings.handshakeConcurrency, gens.length)
     await settle(pid)
     const c0 = this.readCpu()
@@ -755,12 +850,46 @@ class Run {
       `${destination} handshakes`,
     )
     const cpu = this.cpuSince(c0)
-    checkErrors(spec.name, `${this.variant} ${destination} connections`, results)
+    checkErrors(spec.name, `${this.variant} ${route.protocol === 'http' ? 'HTTP CONNECT' : 'SOCKS5'} ${destination} connections`, results)
     const inWindow = results.reduce((sum, r) => sum + r.count, 0)
     const total = results.reduce((sum, r) => sum + r.total, 0)
     if (inWindow > 0) this.sample[rateKey] = inWindow / (settings.handshakeMs / 1000)
     if (pid !== null && total > 0) this.sample[cpuKey] = (cpu.used / total) * 10_000
-    trace(this.label, `${destination} connections`, `${total} done, ${cpu.text}`)
+    trace(this.label, `${route.protocol} ${destination} connections`, `${total} done, ${cpu.text}`)
+  }
+
+  /**
+   * Plain-HTTP forwarding: 32 keep-alive clients, each GETting the origin's page through the proxy
+   * (absolute-form) again and again for a window. A server that answers other than 2xx does not
+   * forward: "not supported", no figure.
+   */
+  async requests(): Promise<void> {
+    const { gens, route, spec, pid } = this
+    const concurrency = split(settings.handshakeConcurrency, gens.length)
+    await settle(pid)
+    const c0 = this.readCpu()
+    const results = await withTimeout(
+      Promise.all(gens.map((gen, i) => gen.run<RequestsResult>({ type: 'requests', route, port: this.ports.httpOrigin, concurrency: concurrency[i]!, durationMs: settings.handshakeMs }))),
+      settings.handshakeMs + 30_000,
+      'HTTP requests',
+    )
+    const cpu = this.cpuSince(c0)
+    const badStatus = results.find((r) => r.badStatus !== null)?.badStatus ?? null
+    if (badStatus !== null) {
+      const why = `not supported (HTTP ${badStatus})`
+      if (!unsupported.has(`${spec.name}/httpReqPerS`)) note(`${spec.name}: plain-HTTP forwarding ${why}: GET http://… answered ${badStatus}; row left empty`)
+      unsupported.set(`${spec.name}/httpReqPerS`, why)
+      unsupported.set(`${spec.name}/cpu10kHttpReq`, why)
+      trace(this.label, 'http requests', `answered ${badStatus}`)
+      return
+    }
+    checkErrors(spec.name, 'HTTP requests', results)
+    const inWindow = results.reduce((sum, r) => sum + r.count, 0)
+    const total = results.reduce((sum, r) => sum + r.total, 0)
+    const connections = results.reduce((sum, r) => sum + r.connections, 0)
+    if (inWindow > 0) this.sample.httpReqPerS = inWindow / (settings.handshakeMs / 1000)
+    if (pid !== null && total > 0) this.sample.cpu10kHttpReq = (cpu.used / total) * 10_000
+    trace(this.label, 'http requests', `${total} responses over ${connections} connections, ${cpu.text}`)
   }
 
   /** One client at a time: p50 and p99 of connect → handshake → 32 B echo. */
@@ -794,12 +923,29 @@ class Run {
     if (this.variant === 'open') {
       if (tests.has('hold')) await this.hold()
       await this.streams()
-      if (tests.has('connect')) {
+      if (measuresOpenConnections(this.spec, tests)) {
+        if (this.spec.mixed && tests.has('mixed')) await this.primeSocks()
         await this.connections('ip', 'connIp', 'cpu10kIp')
-        await this.connections('domain', 'connName', 'cpu10kName')
       }
+      if (tests.has('connect')) await this.connections('domain', 'connName', 'cpu10kName')
       if (tests.has('latency')) await this.latency()
       if (this.spec.udp && tests.has('udp')) await this.udp()
+      return
+    }
+    if (this.variant === 'http') {
+      if (tests.has('http-connect')) await this.connections('ip', 'httpConnIp', 'cpu10kHttpIp')
+      if (tests.has('http-stream')) await this.download('httpDown1', 'cpuPerGiBHttp')
+      if (tests.has('http-forward')) await this.requests()
+      // The mixed listener with SOCKS5 clients: read against this server's socks5-only listener (open).
+      if (this.spec.mixed && tests.has('mixed')) {
+        const socks: Route = { ...this.route, protocol: 'socks5' }
+        await this.primeSocks(socks)
+        await this.connections('ip', 'connMixedIp', 'cpu10kMixedIp', socks)
+      }
+      return
+    }
+    if (this.variant === 'http-auth') {
+      await this.connections('ip', 'httpConnAuthIp', 'cpu10kHttpAuthIp')
       return
     }
     if (this.variant === 'limits') {
@@ -850,16 +996,6 @@ class Run {
     if (r.errors === 0 && elapsed > 0) this.sample.shapedRateRatio = r.count / (elapsed / 1000) / SHAPED_RATE
     trace(this.label, 'shaped download', `${format(elapsed / 1000, 2)} s for ${bytes / MiB} MiB`)
   }
-}
-
-/** The variants of a server this run measures, in order. */
-function variantsOf(spec: ServerSpec): Variant[] {
-  const variants: Variant[] = []
-  if (['hold', 'down', 'up', 'multi', 'connect', 'latency', 'udp'].some((test) => tests.has(test))) variants.push('open')
-  if (tests.has('auth') && spec.noAuth === null) variants.push('auth')
-  if (tests.has('full') && spec.full) variants.push('full')
-  if (tests.has('limits') && spec.full) variants.push('limits')
-  return variants
 }
 
 // ---------------------------------------------------------------- reporting
@@ -927,6 +1063,17 @@ const STREAM_ROWS: Row[] = [
   { key: 'rssPerConnKiB', title: `RSS KiB per held connection (${settings.hold.toLocaleString('en-US')} idle)`, digits: 1 },
 ]
 
+const HTTP_ROWS: Row[] = [
+  { key: 'httpConnIp', title: 'HTTP CONNECT connections/s (IP destination)', digits: 0 },
+  { key: 'cpu10kHttpIp', title: 'server CPU-s per 10k HTTP CONNECTs', digits: 2 },
+  { key: 'httpConnAuthIp', title: 'HTTP CONNECT connections/s with Basic auth', digits: 0 },
+  { key: 'cpu10kHttpAuthIp', title: 'CPU-s per 10k HTTP CONNECTs with auth', digits: 2 },
+  { key: 'httpDown1', title: 'download MB/s through CONNECT, 1 stream', digits: 0 },
+  { key: 'cpuPerGiBHttp', title: 'server CPU-s per GiB through CONNECT', digits: 2 },
+  { key: 'httpReqPerS', title: `plain-HTTP requests/s (keep-alive GET, ${HTTP_BODY_BYTES} B body)`, digits: 0 },
+  { key: 'cpu10kHttpReq', title: 'server CPU-s per 10k forwarded requests', digits: 2 },
+]
+
 const ratio = (a: number | null, b: number | null): string => (a === null || b === null || b === 0 ? '–' : `${format(a / b, 2)}×`)
 
 /**
@@ -934,16 +1081,17 @@ const ratio = (a: number | null, b: number | null): string => (a === null || b =
  * (socksmith ÷ peer / socksmith-warn ÷ peer); other socksmith columns (socksmith ÷ this column).
  */
 function table(results: Map<string, Sample[]>, columns: ServerSpec[], rows: Row[], heading: string, spread: boolean): string {
-  const present = columns.filter((spec) => results.has(spec.name))
+  // A server with no figure in this table (an HTTP-only proxy in the SOCKS5 tables) gets no column.
+  const present = columns.filter((spec) => results.has(spec.name) && rows.some((row) => values(results.get(spec.name), row.key).length > 0 || unsupported.has(`${spec.name}/${row.key}`)))
   if (present.length === 0) return `${heading}: no server measured`
   const header = [heading, ...present.map((spec) => spec.title)]
   const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`]
   for (const row of rows) {
     // A row no server has (a test left out with --tests) is left out too.
-    if (present.every((spec) => values(results.get(spec.name), row.key).length === 0)) continue
+    if (present.every((spec) => values(results.get(spec.name), row.key).length === 0 && !unsupported.has(`${spec.name}/${row.key}`))) continue
     const cells = present.map((spec) => {
       const list = values(results.get(spec.name), row.key)
-      if (list.length === 0) return '–'
+      if (list.length === 0) return unsupported.has(`${spec.name}/${row.key}`) ? `– (${unsupported.get(`${spec.name}/${row.key}`)})` : '–'
       if (spread) return list.length === 1 ? format(list[0]!, row.digits) : `${format(Math.min(...list), row.digits)}–${format(Math.max(...list), row.digits)}`
       const m = median(list)
       const text = format(m, row.digits)
@@ -993,10 +1141,34 @@ function pluginTable(results: Map<string, Sample[]>, columns: ServerSpec[]): str
   return lines.join('\n')
 }
 
+/** SOCKS5 on socksmith's mixed listener (the http variant) against its socks5-only listener (open). */
+function mixedTable(results: Map<string, Sample[]>, columns: ServerSpec[]): string {
+  const present = columns.filter((spec) => spec.mixed && medianOf(results, spec.name, 'connMixedIp') !== null)
+  if (present.length === 0) return 'socksmith SOCKS5 on a mixed listener: not measured'
+  const header = ['socksmith: SOCKS5 clients, mixed vs socks5-only listener', ...present.map((spec) => spec.title)]
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`]
+  const rows: [string, Metric, Metric | null, number][] = [
+    ['connections/s (IP), socks5-only listener', 'connIp', null, 0],
+    ['connections/s (IP), mixed listener vs socks5-only', 'connMixedIp', 'connIp', 0],
+    ['CPU-s per 10k (IP), socks5-only listener', 'cpu10kIp', null, 2],
+    ['CPU-s per 10k (IP), mixed listener vs socks5-only', 'cpu10kMixedIp', 'cpu10kIp', 2],
+  ]
+  for (const [title, key, versus, digits] of rows) {
+    const cells = present.map((spec) => {
+      const value = medianOf(results, spec.name, key)
+      if (value === null) return '–'
+      const base = versus === null ? null : medianOf(results, spec.name, versus)
+      return base === null ? format(value, digits) : `${format(value, digits)} (${value >= base ? '+' : '−'}${format(Math.abs(value / base - 1) * 100, 1)}%)`
+    })
+    lines.push(`| ${title} | ${cells.join(' | ')} |`)
+  }
+  return lines.join('\n')
+}
+
 /** Direct must be far faster than every proxy, or the harness, not the server, is being measured. */
 function harnessCheck(results: Map<string, Sample[]>): string[] {
   const lines: string[] = []
-  for (const row of [...MAIN_ROWS, ...STREAM_ROWS].filter((r) => ['connIp', 'connName', 'down1', 'down64', 'up1', 'udpPerS'].includes(r.key))) {
+  for (const row of [...MAIN_ROWS, ...STREAM_ROWS, ...HTTP_ROWS].filter((r) => ['connIp', 'connName', 'down1', 'down64', 'up1', 'udpPerS', 'httpConnIp', 'httpDown1', 'httpReqPerS'].includes(r.key))) {
     const direct = medianOf(results, 'direct', row.key)
     if (direct === null) continue
     let best: { name: string; value: number } | null = null
@@ -1060,6 +1232,21 @@ function targetCheck(results: Map<string, Sample[]>): string[] {
     const shapedOk = shaped === null ? null : Math.abs(shaped - 1) <= 0.05
     lines.push(`${shapedOk === null ? 'n/a ' : shapedOk ? 'MET ' : 'MISS'} a shaped download holds its rate within ±5% over ${SHAPED_SECONDS} s: ${f(shaped, 3)}× the limit`)
   }
+  vs('httpConnIp', 'proxy-chain', '>=', 1.5, 'HTTP CONNECT connections/s')
+  vs('httpDown1', 'proxy-chain', '>=', 1.5, 'download MB/s through CONNECT, 1 stream')
+  {
+    const a = get(s, 'httpReqPerS')
+    const b = get('proxy-chain', 'httpReqPerS')
+    const why = unsupported.get(`${s}/httpReqPerS`)
+    if (a === null && b === null && why === undefined) lines.push('n/a  plain-HTTP requests/s: not measured')
+    else lines.push(`info plain-HTTP requests/s (no target; reported beside proxy-chain): ${why === undefined ? f(a, 0) : `– (${why})`} vs ${f(b, 0)}${why === undefined ? ` (${ratio(a, b)})` : ''}`)
+  }
+  {
+    const mixed = get(s, 'connMixedIp')
+    const only = get(s, 'connIp')
+    const ok = mixed === null || only === null ? null : mixed >= 0.95 * only
+    lines.push(`${ok === null ? 'n/a ' : ok ? 'MET ' : 'MISS'} SOCKS5 connections/s on a mixed listener >= 0.95× a socks5-only listener: ${f(mixed, 0)} vs ${f(only, 0)} (${ratio(mixed, only)}; CPU-s per 10k ${f(get(s, 'cpu10kMixedIp'))} vs ${f(get(s, 'cpu10kIp'))})`)
+  }
   const workers = `socksmith-w${settings.workers}`
   if (results.has(workers)) {
     const x = get(workers, 'connIp')
@@ -1100,7 +1287,8 @@ async function main(): Promise<void> {
     if (only === null) return spec.optIn !== true
     return only.has(spec.name) || (spec.name === `socksmith-w${settings.workers}` && only.has('socksmith'))
   })
-  const npmNeeded = (['socksv5', 'pondwader'] as const).filter((name) => selected.some((spec) => spec.name === name)).map((name) => (name === 'socksv5' ? 'socksv5' : '@pondwader/socks5-server') as NpmPeer)
+  const npmNames = { socksv5: 'socksv5', pondwader: '@pondwader/socks5-server', 'proxy-chain': 'proxy-chain' } as const satisfies Record<string, NpmPeer>
+  const npmNeeded = (Object.keys(npmNames) as (keyof typeof npmNames)[]).filter((name) => selected.some((spec) => spec.name === name && variantsOf(spec, tests).length > 0)).map((name) => npmNames[name])
   installPeers(npmNeeded)
   const specs: ServerSpec[] = []
   for (const spec of selected) {
@@ -1109,6 +1297,7 @@ async function main(): Promise<void> {
       note(`${spec.name} skipped: ${why}`)
       continue
     }
+    if (variantsOf(spec, tests).length === 0) continue
     if (spec.noAuth !== null && spec.noAuth !== '' && tests.has('auth')) note(`${spec.name}: no auth rows: ${spec.noAuth}`)
     specs.push(spec)
   }
@@ -1126,7 +1315,7 @@ async function main(): Promise<void> {
     for (let rep = 1; rep <= settings.reps; rep++) {
       for (const spec of specs) {
         const sample = emptySample()
-        for (const variant of variantsOf(spec)) {
+        for (const variant of variantsOf(spec, tests)) {
           const key = `${spec.name}/${variant}`
           if (failed.has(key)) continue
           const runStarted = Date.now()
@@ -1140,9 +1329,10 @@ async function main(): Promise<void> {
               // --strace: the server runs under `strace -f -c`, its syscall counts written to DIR when it stops.
               if (args.strace !== undefined) launch = { ...launch, command: 'strace', argv: ['-f', '-c', '-o', join(args.strace, `${spec.name}-${variant}-${rep}.txt`), launch.command, ...launch.argv] }
               server = spawnLimited(launch.command, launch.argv, { log, cwd: launch.cwd })
-              await waitForSocks(port, server, log)
+              await (spec.socks ? waitForSocks : waitForHttp)(port, server, log)
             }
-            const route: Route = { proxy: launch === null ? null : { host: HOST, port }, auth: variant === 'open' ? null : AUTH, domain: 'localhost' }
+            const http = variant === 'http' || variant === 'http-auth'
+            const route: Route = { proxy: launch === null ? null : { host: HOST, port }, protocol: http ? 'http' : 'socks5', auth: variant === 'open' || variant === 'http' ? null : AUTH, domain: 'localhost' }
             const run = new Run(gens, ports, spec, variant, route, server?.pid ?? null, sample)
             await run.measure()
             console.log(`rep ${rep}/${settings.reps} ${run.label.padEnd(26)} ${((Date.now() - runStarted) / 1000).toFixed(1)} s`)
@@ -1180,11 +1370,19 @@ async function main(): Promise<void> {
     out.push('')
     out.push(pluginTable(results, columns))
   }
+  if (['http-connect', 'http-auth', 'http-stream', 'http-forward'].some((test) => tests.has(test as never))) {
+    out.push('')
+    out.push(table(results, specs, HTTP_ROWS, `HTTP proxy clients (socksmith: a mixed listener); ${settings.handshakeConcurrency} concurrent clients, CONNECT + 32 B echo + close; ${settings.streamBytes / MiB} MiB stream`, false))
+  }
+  if (tests.has('mixed')) {
+    out.push('')
+    out.push(mixedTable(results, columns))
+  }
   if (settings.reps > 1) {
     out.push('')
     out.push('spread (min–max over the repetitions):')
     out.push('')
-    out.push(table(results, specs, [...MAIN_ROWS, ...STREAM_ROWS], 'min–max', true))
+    out.push(table(results, specs, [...MAIN_ROWS, ...STREAM_ROWS, ...HTTP_ROWS], 'min–max', true))
   }
   out.push('')
   out.push('load generator check (direct vs the fastest proxy):')
@@ -1201,7 +1399,7 @@ async function main(): Promise<void> {
   out.push(`finished in ${((Date.now() - started) / 1000).toFixed(0)} s`)
   console.log(out.join('\n'))
   if (args.json !== undefined) {
-    writeFileSync(args.json, JSON.stringify({ machine, settings, date: new Date().toISOString(), resolution, results: Object.fromEntries(results), notes }, null, 2))
+    writeFileSync(args.json, JSON.stringify({ machine, settings, date: new Date().toISOString(), resolution, results: Object.fromEntries(results), unsupported: Object.fromEntries(unsupported), notes }, null, 2))
   }
   if (args.chart !== undefined) writeFileSync(args.chart, renderChart(results, { subtitle: `${machine}, ${new Date().toISOString()}` }))
 }

@@ -6,7 +6,7 @@
 import { createServer, Socket, type Server } from 'node:net'
 import { createSocket } from 'node:dgram'
 import { once } from 'node:events'
-import { ECHO_BYTES, type TargetPorts } from './messages.js'
+import { ECHO_BYTES, HTTP_BODY_BYTES, type TargetPorts } from './messages.js'
 
 const HOST = '127.0.0.1'
 const CHUNK = Buffer.alloc(1024 * 1024, 0x5a)
@@ -132,6 +132,38 @@ function startEchoClose(): Server {
   })
 }
 
+const CR = 0x0d
+const LF = 0x0a
+const HTTP_RESPONSE = Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${HTTP_BODY_BYTES}\r\n\r\n${'h'.repeat(HTTP_BODY_BYTES)}`, 'latin1')
+
+/**
+ * The origin of the plain-HTTP forwarding rows. It must cost far less than any proxy in front of
+ * it, so it is no HTTP server: it counts request heads (each ends with an empty line, CRLF CRLF,
+ * matched across reads) and answers each with the same precomputed 200, keep-alive. The clients
+ * and the proxies under test send GETs without a body, which is all it understands.
+ */
+function startHttpOrigin(): Server {
+  return createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
+    // How much of CR LF CR LF the bytes read so far end with.
+    let matched = 0
+    const socket = fastReader(accepted, (n, buf) => {
+      let heads = 0
+      for (let i = 0; i < n; i++) {
+        const byte = buf[i]
+        if (byte === ((matched & 1) === 0 ? CR : LF)) {
+          if (++matched === 4) {
+            heads++
+            matched = 0
+          }
+        } else {
+          matched = byte === CR ? 1 : 0
+        }
+      }
+      for (let i = 0; i < heads; i++) socket.write(HTTP_RESPONSE)
+    })
+  })
+}
+
 async function listen(server: Server, host = HOST, port = 0): Promise<number> {
   server.listen({ host, port, backlog: 4096 })
   await once(server, 'listening')
@@ -141,8 +173,8 @@ async function listen(server: Server, host = HOST, port = 0): Promise<number> {
 }
 
 const echoCloseServer = startEchoClose()
-const servers = [startSource(), startSink(), startEcho(), echoCloseServer]
-const [source, sink, echo, echoClose] = await Promise.all(servers.map((server) => listen(server)))
+const servers = [startSource(), startSink(), startEcho(), echoCloseServer, startHttpOrigin()]
+const [source, sink, echo, echoClose, httpOrigin] = await Promise.all(servers.map((server) => listen(server)))
 
 // The domain-destination handshakes name `localhost`. Where it resolves to ::1 as well (or first),
 // a server that tries ::1 must find the target there too, so the same port listens on [::1] when it
@@ -160,7 +192,7 @@ udp.on('error', noop)
 udp.bind(0, HOST)
 await once(udp, 'listening')
 
-const ports: TargetPorts = { source: source!, sink: sink!, echo: echo!, echoClose: echoClose!, echoCloseV6, udpEcho: udp.address().port }
+const ports: TargetPorts = { source: source!, sink: sink!, echo: echo!, echoClose: echoClose!, echoCloseV6, udpEcho: udp.address().port, httpOrigin: httpOrigin! }
 process.send!({ type: 'ready', ports })
 
 function shutdown(): void {

@@ -68,3 +68,23 @@ test('the default rows are the keys run.ts samples', () => {
   assertWellFormedXml(svg)
   assert.equal([...svg.matchAll(/<rect class="bar"/g)].length, keys.length)
 })
+
+test('an HTTP-only peer gets bars in the HTTP panels only, "–" in the SOCKS5 ones', () => {
+  const results: Record<string, Record<string, number | null>[]> = {
+    socksmith: [{ connIp: 3000, cpu10kIp: 3, httpConnIp: 2500, httpDown1: 1500, httpReqPerS: null }],
+    'proxy-chain': [{ httpConnIp: 1000, httpDown1: 400, httpReqPerS: 2000 }],
+  }
+  const svg = renderChart(results)
+  assertWellFormedXml(svg)
+  const titles = [...svg.matchAll(/<rect class="bar"[^>]*><title>([^<]*)<\/title>/g)].map((m) => m[1])
+  assert.deepEqual(
+    titles.filter((t) => t!.startsWith('proxy-chain')),
+    ['proxy-chain: 1,000', 'proxy-chain: 400', 'proxy-chain: 2,000'],
+  )
+  // socksmith has no forwarding figure (it answered 501): that panel shows proxy-chain's bar and a dash.
+  assert.equal(titles.filter((t) => t!.startsWith('socksmith')).length, 4)
+  assert.match(svg, /HTTP CONNECT connections\/s/)
+  assert.match(svg, /plain-HTTP requests\/s/)
+  // Panels only socksmith measured (connIp, cpu10kIp) draw a dash for proxy-chain.
+  assert.equal([...svg.matchAll(/>–</g)].length, 3)
+})
