@@ -207,41 +207,35 @@ async function freePort(): Promise<number> {
   return port
 }
 
-/** Ready when a greeting gets any SOCKS5 answer (an auth variant answers 05 FF to NO AUTH only). */
-async function waitForSocks(port: number, child: ChildProcess, log: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}): ${tail(log)}`)
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect({ host: HOST, port })
-      socket.setTimeout(1000, () => socket.destroy())
-      socket.on('connect', () => socket.write(Buffer.from([5, 1, 0])))
-      socket.on('data', (chunk) => {
-        socket.destroy()
-        resolve(chunk[0] === 5)
-      })
-      socket.on('error', () => resolve(false))
-      socket.on('close', () => resolve(false))
-    })
-    if (ok) return
-    await sleep(50)
-  }
-  throw new Error(`not ready after ${timeoutMs} ms: ${tail(log)}`)
+/** How the orchestrator asks a server whether it is up: what it sends, and which first answer counts. */
+interface ReadyProbe {
+  readonly send: (port: number) => string | Buffer
+  readonly answered: (chunk: Buffer) => boolean
 }
 
-/** Ready when an HTTP request gets any HTTP answer (an HTTP-only proxy does not answer a SOCKS5 greeting). */
-async function waitForHttp(port: number, child: ChildProcess, log: string, timeoutMs = 15_000): Promise<void> {
+/** Any SOCKS5 answer to a greeting (an auth variant answers 05 FF to NO AUTH only). */
+const SOCKS_PROBE: ReadyProbe = { send: () => Buffer.from([5, 1, 0]), answered: (chunk) => chunk[0] === 5 }
+/**
+ * Any HTTP answer to an origin-form GET, which a proxy answers itself (an error status) and sends
+ * nowhere: an HTTP-only proxy does not answer a SOCKS5 greeting.
+ */
+const HTTP_PROBE: ReadyProbe = {
+  send: (port) => `GET / HTTP/1.1\r\nHost: ${HOST}:${port}\r\nConnection: close\r\n\r\n`,
+  answered: (chunk) => chunk.subarray(0, 5).toString('latin1') === 'HTTP/',
+}
+
+/** Ready when the probe gets its answer; the server's exit or the timeout is an error naming its log's end. */
+async function waitForReady(probe: ReadyProbe, port: number, child: ChildProcess, log: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}): ${tail(log)}`)
     const ok = await new Promise<boolean>((resolve) => {
       const socket = connect({ host: HOST, port })
       socket.setTimeout(1000, () => socket.destroy())
-      // Origin-form: a proxy answers it itself (an error status), it goes nowhere.
-      socket.on('connect', () => socket.write(`GET / HTTP/1.1\r\nHost: ${HOST}:${port}\r\nConnection: close\r\n\r\n`))
+      socket.on('connect', () => socket.write(probe.send(port)))
       socket.on('data', (chunk) => {
         socket.destroy()
-        resolve(chunk.subarray(0, 5).toString('latin1') === 'HTTP/')
+        resolve(probe.answered(chunk))
       })
       socket.on('error', () => resolve(false))
       socket.on('close', () => resolve(false))
@@ -1105,13 +1099,34 @@ function table(results: Map<string, Sample[]>, columns: ServerSpec[], rows: Row[
   return lines.join('\n')
 }
 
+/** A row of a versus table: title, metric, the metric it is compared with (or none), decimals. */
+type VersusRow = [string, Metric, Metric | null, number]
+
+/**
+ * A table of socksmith columns in which a row may be compared with another row of the same column,
+ * as a percentage (`percentDigits` decimals). A row no column has is left out.
+ */
+function versusTable(results: Map<string, Sample[]>, present: ServerSpec[], heading: string, rows: VersusRow[], percentDigits: number): string {
+  const header = [heading, ...present.map((spec) => spec.title)]
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`]
+  for (const [title, key, versus, digits] of rows) {
+    if (present.every((spec) => medianOf(results, spec.name, key) === null)) continue
+    const cells = present.map((spec) => {
+      const value = medianOf(results, spec.name, key)
+      if (value === null) return '–'
+      const base = versus === null ? null : medianOf(results, spec.name, versus)
+      return base === null ? format(value, digits) : `${format(value, digits)} (${value >= base ? '+' : '−'}${format(Math.abs(value / base - 1) * 100, percentDigits)}%)`
+    })
+    lines.push(`| ${title} | ${cells.join(' | ')} |`)
+  }
+  return lines.join('\n')
+}
+
 /** auth + 20 rules + dns-cache against auth alone, for each socksmith column. */
 function pluginTable(results: Map<string, Sample[]>, columns: ServerSpec[]): string {
   const present = columns.filter((spec) => spec.full && results.has(spec.name))
   if (present.length === 0) return 'socksmith plugins: not measured'
-  const header = ['socksmith: plugins', ...present.map((spec) => spec.title)]
-  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`]
-  const rows: [string, Metric, Metric | null, number][] = [
+  return versusTable(results, present, 'socksmith: plugins', [
     ['connections/s, no auth (IP)', 'connIp', null, 0],
     ['connections/s, no auth (domain)', 'connName', null, 0],
     ['connections/s, auth (IP)', 'connAuthIp', null, 0],
@@ -1127,42 +1142,20 @@ function pluginTable(results: Map<string, Sample[]>, columns: ServerSpec[]): str
     ['CPU-s per GiB, auth', 'cpuPerGiBAuth', null, 3],
     ['CPU-s per GiB, auth + limits vs auth', 'cpuPerGiBLimits', 'cpuPerGiBAuth', 3],
     [`shaped download (${SHAPED_RATE / MiB} MiB/s for ${SHAPED_SECONDS} s): rate / limit`, 'shapedRateRatio', null, 3],
-  ]
-  for (const [title, key, versus, digits] of rows) {
-    if (present.every((spec) => medianOf(results, spec.name, key) === null)) continue
-    const cells = present.map((spec) => {
-      const value = medianOf(results, spec.name, key)
-      if (value === null) return '–'
-      const base = versus === null ? null : medianOf(results, spec.name, versus)
-      return base === null ? format(value, digits) : `${format(value, digits)} (${value >= base ? '+' : '−'}${format(Math.abs(value / base - 1) * 100, 0)}%)`
-    })
-    lines.push(`| ${title} | ${cells.join(' | ')} |`)
-  }
-  return lines.join('\n')
+  ], 0)
 }
 
 /** SOCKS5 on socksmith's mixed listener (the http variant) against its socks5-only listener (open). */
 function mixedTable(results: Map<string, Sample[]>, columns: ServerSpec[]): string {
   const present = columns.filter((spec) => spec.mixed && medianOf(results, spec.name, 'connMixedIp') !== null)
   if (present.length === 0) return 'socksmith SOCKS5 on a mixed listener: not measured'
-  const header = ['socksmith: SOCKS5 clients, mixed vs socks5-only listener', ...present.map((spec) => spec.title)]
-  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`]
-  const rows: [string, Metric, Metric | null, number][] = [
+  // One decimal in the percentages: the target is 5%.
+  return versusTable(results, present, 'socksmith: SOCKS5 clients, mixed vs socks5-only listener', [
     ['connections/s (IP), socks5-only listener', 'connIp', null, 0],
     ['connections/s (IP), mixed listener vs socks5-only', 'connMixedIp', 'connIp', 0],
     ['CPU-s per 10k (IP), socks5-only listener', 'cpu10kIp', null, 2],
     ['CPU-s per 10k (IP), mixed listener vs socks5-only', 'cpu10kMixedIp', 'cpu10kIp', 2],
-  ]
-  for (const [title, key, versus, digits] of rows) {
-    const cells = present.map((spec) => {
-      const value = medianOf(results, spec.name, key)
-      if (value === null) return '–'
-      const base = versus === null ? null : medianOf(results, spec.name, versus)
-      return base === null ? format(value, digits) : `${format(value, digits)} (${value >= base ? '+' : '−'}${format(Math.abs(value / base - 1) * 100, 1)}%)`
-    })
-    lines.push(`| ${title} | ${cells.join(' | ')} |`)
-  }
-  return lines.join('\n')
+  ], 1)
 }
 
 /** Direct must be far faster than every proxy, or the harness, not the server, is being measured. */
@@ -1329,7 +1322,7 @@ async function main(): Promise<void> {
               // --strace: the server runs under `strace -f -c`, its syscall counts written to DIR when it stops.
               if (args.strace !== undefined) launch = { ...launch, command: 'strace', argv: ['-f', '-c', '-o', join(args.strace, `${spec.name}-${variant}-${rep}.txt`), launch.command, ...launch.argv] }
               server = spawnLimited(launch.command, launch.argv, { log, cwd: launch.cwd })
-              await (spec.socks ? waitForSocks : waitForHttp)(port, server, log)
+              await waitForReady(spec.socks ? SOCKS_PROBE : HTTP_PROBE, port, server, log)
             }
             const http = variant === 'http' || variant === 'http-auth'
             const route: Route = { proxy: launch === null ? null : { host: HOST, port }, protocol: http ? 'http' : 'socks5', auth: variant === 'open' || variant === 'http' ? null : AUTH, domain: 'localhost' }
