@@ -21,7 +21,7 @@ import { cpuSeconds, cpuSplit, processTree, rssKiB } from './proc.js'
 import type { LatencyResult, LoadCommand, LoadResult, RequestsResult, Route, TargetPorts } from './messages.js'
 import { HTTP_BODY_BYTES } from './messages.js'
 import { renderChart } from './chart.js'
-import { measuresOpenConnections, parseTests, TESTS, variantsOf, type Variant } from './plan.js'
+import { measuresOpenConnections, parseTests, TESTS, variantsOf, type PlanSpec, type Variant } from './plan.js'
 
 const REPO = fileURLToPath(new URL('..', import.meta.url))
 const BENCH = join(REPO, 'bench')
@@ -317,23 +317,14 @@ interface Launch {
   cwd?: string
 }
 
-interface ServerSpec {
+/** A server under test; what it serves (socks, http, mixed, full, noAuth) decides its variants (plan.ts). */
+interface ServerSpec extends PlanSpec {
   /** Key of --only and of the JSON output. */
   readonly name: string
   /** Column heading. */
   readonly title: string
   readonly description: string
   readonly udp: boolean
-  /** Serves SOCKS5 (the open, auth, full and limits variants). */
-  readonly socks: boolean
-  /** Serves HTTP proxy clients (the http and http-auth variants). */
-  readonly http: boolean
-  /** socksmith's CLI: its http variant is a `mixed` listener, also measured with SOCKS5 clients. */
-  readonly mixed: boolean
-  /** null when the server has authentication here (RFC 1929; for an HTTP proxy Basic); otherwise why its auth rows are empty. */
-  readonly noAuth: string | null
-  /** Has the auth + 20 rules + dns-cache variant. */
-  readonly full: boolean
   /** Runs only when --only names it. */
   readonly optIn?: boolean
   /** null when it can run; otherwise why it is skipped. */
