@@ -101,8 +101,10 @@ function batchedDestination(fd: number): { write(line: string): void } {
   process.once('exit', flush)
   return {
     write(line) {
+      // A batch never grows past `batch` by a line (to a pipe, each write stays within PIPE_BUF
+      // unless one line alone is longer). UTF-16 units: bytes for the ASCII lines are, near enough for the rest.
+      if (pending > 0 && pending + line.length > batch) flush()
       lines.push(line)
-      // UTF-16 units: bytes for the ASCII lines are, a bound that is near enough for the rest.
       pending += line.length
       if (pending >= batch) flush()
       // Unref'd: pending lines never keep the process alive (the exit flush writes them).
