@@ -102,10 +102,11 @@ function batchedDestination(fd: number): { write(line: string): void } {
   return {
     write(line) {
       // A batch never grows past `batch` by a line (to a pipe, each write stays within PIPE_BUF
-      // unless one line alone is longer). UTF-16 units: bytes for the ASCII lines are, near enough for the rest.
-      if (pending > 0 && pending + line.length > batch) flush()
+      // unless one line alone is longer).
+      const bytes = Buffer.byteLength(line)
+      if (pending > 0 && pending + bytes > batch) flush()
       lines.push(line)
-      pending += line.length
+      pending += bytes
       if (pending >= batch) flush()
       // Unref'd: pending lines never keep the process alive (the exit flush writes them).
       else if (timer === null) timer = setTimeout(flush, FLUSH_AFTER_MS).unref()
