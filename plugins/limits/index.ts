@@ -144,12 +144,8 @@ const limits = definePlugin<ParsedLimitsOptions, LimitsOptions>({
     const setup = new LimitsSetup(host, options)
     host.declareState('limits', null)
     host.use('connect', setup.admit)
-    // Only bandwidth and quotas act on relayed bytes: without them the relay and datagram chains
-    // stay as they are (an empty chain costs nothing per connection). A reload sets up anew.
-    if (options.limits.some((limit) => limit.bandwidth !== null || limit.quota !== null)) {
-      host.use('relay', setup.shape)
-      host.use('datagram', setup.limitDatagram)
-    }
+    host.use('relay', setup.shape)
+    if (options.limits.some((limit) => limit.bandwidth !== null || limit.quota !== null)) host.use('datagram', setup.limitDatagram)
     host.handOver({ limitsRuntime: () => setup.runtime })
     host.onReload(({ previous }) => {
       const handed = (previous as { limitsRuntime?: unknown } | undefined)?.limitsRuntime
@@ -219,42 +215,22 @@ class LimitsSetup {
     return (this.runtime ??= new LimitsRuntime(this.#host.store, this.#options, this, this.#host.log))
   }
 
-  /**
-   * `connect`: which limits apply, and whether each admits the connection; refusals are REP 02.
-   * Not an async function: on the usual path (nothing to ask the store, no name to resolve) no
-   * promise is made here at all, and next()'s own is handed back.
-   */
-  readonly admit = (ctx: ConnectContext, next: () => Promise<void>): Promise<void> => {
-    const matched = this.#matching(ctx)
+  /** `connect`: which limits apply, and whether each admits the connection; refusals are REP 02. */
+  readonly admit = async (ctx: ConnectContext, next: () => Promise<void>): Promise<void> => {
+    const matched = await this.#matching(ctx)
     if (matched === null) return next()
-    if (matched instanceof Promise) return matched.then((found) => (found === null ? next() : this.#admitMatched(found, ctx, next)))
-    return this.#admitMatched(matched, ctx, next)
-  }
-
-  #admitMatched(matched: readonly CompiledLimit[], ctx: ConnectContext, next: () => Promise<void>): Promise<void> {
     const runtime = this.#runtime()
     const holding = new Holding(runtime, ctx, matched)
-    // Every step is synchronous unless it has to ask the store: no wait on the usual path.
-    let pending: Promise<unknown> | null = null
     try {
       for (const limit of matched) {
-        pending = pending === null ? this.#admitOne(runtime, holding, limit, ctx) : pending.then(() => this.#admitOne(runtime, holding, limit, ctx))
+        // Every step is synchronous unless it has to ask the store: no wait on the usual path.
+        const pending = this.#admitOne(runtime, holding, limit, ctx)
+        if (pending !== null) await pending
       }
     } catch (err) {
       holding.release()
-      return Promise.reject(err)
+      throw err
     }
-    if (pending === null) return this.#admitted(holding, ctx, next)
-    return pending.then(
-      () => this.#admitted(holding, ctx, next),
-      (err: unknown) => {
-        holding.release()
-        throw err
-      },
-    )
-  }
-
-  #admitted(holding: Holding, ctx: ConnectContext, next: () => Promise<void>): Promise<void> {
     ctx.state.limits = holding
     // Whatever happens next (a failed dial, the relay's end), the client socket closes last.
     const socket = ctx.socket as Socket & { [kHolding]?: Holding }
@@ -263,18 +239,18 @@ class LimitsSetup {
       socket[kHolding] = holding
       socket.on('close', releaseOnClose)
     }
-    return next()
+    await next()
   }
 
   /** `relay`: the connection's buckets shape it, and its quotas count it. */
-  readonly shape = (ctx: RelayContext, next: () => Promise<void>): Promise<void> => {
+  readonly shape = async (ctx: RelayContext, next: () => Promise<void>): Promise<void> => {
     const holding = ctx.state.limits as Holding | null
     if (holding === null || ctx.command === Command.UDP_ASSOCIATE) return next()
     if (holding.up !== null) for (const bucket of holding.up) ctx.throttle('client', bucket)
     if (holding.down !== null) for (const bucket of holding.down) ctx.throttle('outbound', bucket)
     if (holding.upTallies !== null) ctx.tap('client', holding.countUp)
     if (holding.downTallies !== null) ctx.tap('outbound', holding.countDown)
-    return next()
+    await next()
   }
 
   /** `datagram`: over a bandwidth limit or past a quota a datagram is dropped; the rest counts. */
@@ -308,38 +284,33 @@ class LimitsSetup {
     await next()
   }
 
-  /**
-   * The limits that apply to the connection, in order; null when none does. A promise only when a
-   * destination condition needs the addresses of a name (looked up once; the dialer reuses them).
-   */
-  #matching(ctx: ConnectContext, from = 0, known: ParsedFacts | null = null, found: CompiledLimit[] | null = null): CompiledLimit[] | null | Promise<CompiledLimit[] | null> {
+  /** The limits that apply to the connection, in order; null when none does. */
+  async #matching(ctx: ConnectContext): Promise<CompiledLimit[] | null> {
     const all = this.#options.limits
-    let facts = known
-    let matched = found
-    for (let i = from; i < all.length; i++) {
-      const limit = all[i]!
+    let facts: ParsedFacts | null = null
+    let resolved = false
+    let matched: CompiledLimit[] | null = null
+    for (const limit of all) {
       if (limit.listener !== null && !listenerMatches(limit.listener, ctx)) continue
       if (limit.match !== null) {
         facts ??= factsOf(ctx, this.#needed)
-        const verdict = limit.match.evaluate(facts)
-        if (verdict === undefined && known === null && ctx.destination.type === 'domain') return this.#matchingResolved(ctx, i, facts, matched)
+        let verdict = limit.match.evaluate(facts!)
+        if (verdict === undefined && !resolved && ctx.destination.type === 'domain') {
+          // A destination condition on a name's addresses: look it up (once; the dialer reuses it).
+          resolved = true
+          try {
+            const answers = await ctx.resolve()
+            facts = { ...facts!, address: parseFacts({ address: answers[0]?.address ?? null }).address }
+          } catch {
+            facts = { ...facts!, address: null }
+          }
+          verdict = limit.match.evaluate(facts)
+        }
         if (verdict !== true) continue
       }
       ;(matched ??= []).push(limit)
     }
     return matched
-  }
-
-  /** #matching from limit `from` on, with the name's addresses among the facts. */
-  async #matchingResolved(ctx: ConnectContext, from: number, facts: ParsedFacts, matched: CompiledLimit[] | null): Promise<CompiledLimit[] | null> {
-    let resolved: ParsedFacts
-    try {
-      const answers = await ctx.resolve()
-      resolved = { ...facts, address: parseFacts({ address: answers[0]?.address ?? null }).address }
-    } catch {
-      resolved = { ...facts, address: null }
-    }
-    return this.#matching(ctx, from, resolved, matched)
   }
 
   /** Admits the connection under one limit (or throws the refusal): null when done, a promise while the store is asked. */
@@ -389,7 +360,8 @@ class LimitsSetup {
   #admitConnections(runtime: LimitsRuntime, holding: Holding, limit: CompiledLimit, subject: string, ctx: ConnectContext): Promise<unknown> | null {
     if (limit.maxConnections === null) return null
     const key = `limits:c:${limit.id}:${subject}`
-    const lease = this.#lease(runtime, limit, key, () => `${runtime.nodeId}:${ctx.id}`, limit.maxConnections)
+    const holder = `${runtime.nodeId}:${ctx.id}`
+    const lease = this.#lease(runtime, limit, key, holder, limit.maxConnections)
     const why = `${limit.maxConnections} connection(s) already open`
     if (lease instanceof Promise) return lease.then((result) => this.#leased(holding, limit, result, 'maxConnections', why))
     this.#leased(holding, limit, lease, 'maxConnections', why)
@@ -405,7 +377,7 @@ class LimitsSetup {
    * A lease (`held`), or `full` at the cap. A store that does not answer is failMode's call: open
    * admits the connection holding nothing (`unheld`), closed refuses it.
    */
-  #lease(runtime: LimitsRuntime, limit: CompiledLimit, key: string, holder: string | (() => string), max: number): LeaseResult | Promise<LeaseResult> {
+  #lease(runtime: LimitsRuntime, limit: CompiledLimit, key: string, holder: string, max: number): LeaseResult | Promise<LeaseResult> {
     const acquired = runtime.leases.acquire(key, holder, max)
     if (!(acquired instanceof Promise)) return acquired ?? 'full'
     return acquired.then(

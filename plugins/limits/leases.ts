@@ -38,24 +38,15 @@ export class LeaseKeeper {
   /**
    * Takes `holder`'s lease in `key` unless `max` others hold one; a lease this process already holds
    * is shared (counted) instead. The lease, or null at the cap; rejects when the store does not answer.
-   * A holder given as a function names one connection, which never shares its lease: with an
-   * unshared store such a lease is only counted, and its name is never made.
    */
-  acquire(key: string, holder: string | (() => string), max: number): HeldLease | null | Promise<HeldLease | null> {
-    const local = this.#local
-    if (typeof holder === 'function') {
-      if (local === null) return this.acquire(key, holder(), max)
-      const holders = local.get(key) ?? 0
-      if (holders >= max) return null
-      local.set(key, holders + 1)
-      return { key, holder: '', id: '', refs: 1 }
-    }
+  acquire(key: string, holder: string, max: number): HeldLease | null | Promise<HeldLease | null> {
     const id = `${key}\n${holder}`
     const held = this.#held.get(id)
     if (held !== undefined) {
       held.refs++
       return held
     }
+    const local = this.#local
     if (local !== null) {
       const holders = local.get(key) ?? 0
       if (holders >= max) return null
@@ -79,12 +70,8 @@ export class LeaseKeeper {
 
   /** One use of the lease ends; the last one gives it back to the store. */
   release(lease: HeldLease): void {
-    if (--lease.refs > 0) return
-    // A connection's own lease with an unshared store (id ''): only counted, never in #held.
-    if (lease.id !== '' || this.#local === null) {
-      if (this.#held.get(lease.id) !== lease) return
-      this.#held.delete(lease.id)
-    }
+    if (--lease.refs > 0 || this.#held.get(lease.id) !== lease) return
+    this.#held.delete(lease.id)
     const local = this.#local
     if (local !== null) {
       const holders = (local.get(lease.key) ?? 1) - 1
