@@ -141,18 +141,25 @@ const limits = definePlugin<ParsedLimitsOptions, LimitsOptions>({
   name: 'limits',
   parseOptions: parseLimitsOptions,
   setup(host, options) {
-    const setup = new LimitsSetup(host, options)
+    // During a reload the live setup's runtime is this setup's from the start (host.previous, read
+    // before the new pipeline goes live): whichever pipeline admits a connection, one runtime
+    // counts it, and none is dropped while connections hold its leases.
+    const setup = new LimitsSetup(host, options, handedRuntime(host.previous))
     host.declareState('limits', null)
     host.use('connect', setup.admit)
     host.use('relay', setup.shape)
     if (options.limits.some((limit) => limit.bandwidth !== null || limit.quota !== null)) host.use('datagram', setup.limitDatagram)
-    host.handOver({ limitsRuntime: () => setup.runtime })
+    // The getter makes the runtime if this setup has none yet: connections still in their
+    // handshake on this pipeline will count in the one the next setup gets.
+    host.handOver({ limitsRuntime: () => setup.ensureRuntime() } satisfies RuntimeHandover)
     host.onReload(({ previous }) => {
-      const handed = (previous as { limitsRuntime?: unknown } | undefined)?.limitsRuntime
-      const runtime = typeof handed === 'function' ? (handed as () => LimitsRuntime | null)() : null
-      if (runtime !== null && runtime instanceof LimitsRuntime) setup.adopt(runtime)
+      // Live now: the new limits reach live connections at once (their buckets and tallies), not
+      // at this pipeline's first connection. A setup made without host.previous (a server that
+      // ran its setup before reload()) takes the runtime here.
+      setup.takeOver(handedRuntime(previous))
     })
-    host.onClose(() => setup.runtime?.close())
+    // Until its reload took effect this setup only borrows the runtime: a failed reload leaves it be.
+    host.onClose(() => setup.ownedRuntime?.close())
     host.registerMetrics(
       {
         name: 'socksmith_limit_refusals_total',
@@ -181,7 +188,25 @@ const limits = definePlugin<ParsedLimitsOptions, LimitsOptions>({
 })
 export default limits
 
-/** One setup of the plugin: its middleware, its counts, and the runtime it uses (its own, or the one a reload handed over). */
+/** What a setup hands over to the next (`host.handOver`): its runtime, made if it had none. */
+interface RuntimeHandover {
+  limitsRuntime(): LimitsRuntime
+}
+
+/** The runtime a predecessor's hand-over names, or null (none, or not of this plugin's shape). */
+function handedRuntime(handover: unknown): LimitsRuntime | null {
+  const getter = (handover as Partial<RuntimeHandover> | undefined)?.limitsRuntime
+  if (typeof getter !== 'function') return null
+  const runtime: unknown = getter()
+  return runtime instanceof LimitsRuntime ? runtime : null
+}
+
+/**
+ * One setup of the plugin: its middleware, its counts, and the runtime it uses: its own, or the
+ * one the live setup handed over when a reload made this one. A handed-over runtime is given this
+ * setup's limits when this setup first uses it (its pipeline is live by then: a connection of it
+ * was accepted) or when its reload hook runs, whichever comes first.
+ */
 class LimitsSetup {
   runtime: LimitsRuntime | null = null
   readonly refusals = new Map<string, number>()
@@ -191,20 +216,52 @@ class LimitsSetup {
   readonly #options: ParsedLimitsOptions
   /** The facts some limit's conditions look at: only those are worked out per connection. */
   readonly #needed: ReadonlySet<string>
+  /** The predecessor's runtime, until this setup takes it (ensureRuntime, takeOver). */
+  #inherited: LimitsRuntime | null
+  /** True once the runtime is this setup's to close: made by it, or taken over by a reload that took effect. */
+  #owns = false
 
-  constructor(host: PluginHost, options: ParsedLimitsOptions) {
+  constructor(host: PluginHost, options: ParsedLimitsOptions, inherited: LimitsRuntime | null) {
     this.#host = host
     this.#options = options
     this.#needed = new Set(options.limits.flatMap((limit) => limit.match?.fields ?? []))
+    this.#inherited = inherited
   }
 
-  /** After a reload: the live runtime carries on, with this setup's limits. */
-  adopt(runtime: LimitsRuntime): void {
-    if (this.runtime === runtime) return
-    const own = this.runtime
-    this.runtime = runtime
-    runtime.reconfigure(this.#options, this)
-    if (own !== null) void own.close()
+  /** The runtime to close when the server closes: null while this setup only borrows one (or has none). */
+  get ownedRuntime(): LimitsRuntime | null {
+    return this.#owns ? this.runtime : null
+  }
+
+  /**
+   * The runtime this setup counts in: the inherited one, now with this setup's limits, or a new one.
+   * Called for a connection of this setup's pipeline, by a later setup's hand-over, or at takeOver.
+   */
+  ensureRuntime(): LimitsRuntime {
+    if (this.runtime !== null) return this.runtime
+    const inherited = this.#inherited
+    this.#inherited = null
+    if (inherited !== null) {
+      inherited.reconfigure(this.#options, this)
+      this.runtime = inherited
+    } else {
+      this.runtime = new LimitsRuntime(this.#host.store, this.#options, this, this.#host.log)
+      this.#owns = true
+    }
+    return this.runtime
+  }
+
+  /** The reload that made this setup took effect: the runtime (`handed`, the live setup's) is this setup's. */
+  takeOver(handed: LimitsRuntime | null): void {
+    if (this.runtime === null && this.#inherited === null) this.#inherited = handed
+    const runtime = this.ensureRuntime()
+    if (handed !== null && handed !== runtime) {
+      // Only when this setup ran before reload() (no host.previous) and its pipeline admitted a
+      // connection before this hook: two runtimes, each counting its own connections. Neither
+      // is dropped (their leases are live): the old one ends when the server closes.
+      this.#host.log.warn('limits: this reload ran the plugin before it was given the live counts (a server prepared before reload()); connections admitted meanwhile are counted apart until they close')
+    }
+    this.#owns = true
   }
 
   storeFailed(): void {
@@ -212,7 +269,7 @@ class LimitsSetup {
   }
 
   #runtime(): LimitsRuntime {
-    return (this.runtime ??= new LimitsRuntime(this.#host.store, this.#options, this, this.#host.log))
+    return this.runtime ?? this.ensureRuntime()
   }
 
   /** `connect`: which limits apply, and whether each admits the connection; refusals are REP 02. */
