@@ -15,7 +15,7 @@ import { parseLimitsOptions, type CompiledLimit, type LimitsOptions, type Parsed
 import type { Socket } from 'node:net'
 import { LimitsRuntime, type SharedBucket } from './runtime.js'
 import type { QuotaTally } from './quota-ledger.js'
-import type { HeldLease } from './leases.js'
+import type { HeldLease, LeaseUser } from './leases.js'
 
 export { parseLimitsOptions } from './options.js'
 export type { LimitsOptions, LimitOptions, LimitScope, ByteSizeOption, ByteRateOption, ParsedLimitsOptions, CompiledLimit, CompiledQuota } from './options.js'
@@ -44,7 +44,7 @@ type RefusalReason = 'maxConnections' | 'connectionRate' | 'quota' | 'maxClientI
  * Everything one connection holds, released when its client socket closes: leases, bucket uses,
  * quota tallies. Lists are made only when something goes in: most connections hold one or two.
  */
-class Holding implements ConnectionLimits {
+class Holding implements ConnectionLimits, LeaseUser {
   leases: HeldLease[] | null = null
   buckets: SharedBucket[] | null = null
   up: TokenBucket[] | null = null
@@ -100,6 +100,21 @@ class Holding implements ConnectionLimits {
     }
   }
 
+  /**
+   * The heartbeat could not take a lease of this connection again: the store answered after the
+   * lease's TTL, and its slot was taken meanwhile (by another node, or this one). The cap holds:
+   * the connection ends, with the reason its admission would have been refused for.
+   */
+  leaseLost(lease: HeldLease): void {
+    if (this.#released) return
+    const ip = lease.key.startsWith('limits:ip:')
+    const prefix = ip ? 'limits:ip:' : 'limits:c:'
+    const limit = this.limits.find((l) => lease.key.startsWith(`${prefix}${l.id}:`)) ?? null
+    const reason = ip ? 'maxClientIps' : 'maxConnections'
+    this.runtime.leaseLost(limit, reason)
+    this.ctx.close(`limits:${reason}`, `limits: the ${reason} lease of this connection expired while the store did not answer, and its slot was taken meanwhile (${limit?.label ?? lease.key})`)
+  }
+
   /** A `cut` quota is used up: the connection ends with the reason. */
   cut(): void {
     if (this.#released) return
@@ -109,7 +124,7 @@ class Holding implements ConnectionLimits {
   release(): void {
     if (this.#released) return
     this.#released = true
-    if (this.leases !== null) for (const lease of this.leases) this.runtime.leases.release(lease)
+    if (this.leases !== null) for (const lease of this.leases) this.runtime.leases.release(lease, this)
     if (this.buckets !== null) for (const shared of this.buckets) shared.refs--
     if (this.upTallies !== null) for (const tally of this.upTallies) tally.holders.delete(this)
     if (this.downTallies !== null) for (const tally of this.downTallies) tally.holders.delete(this)
@@ -404,7 +419,7 @@ class LimitsSetup {
     if (limit.maxClientIps !== null) {
       const key = `limits:ip:${limit.id}:${subject}`
       const holder = ctx.client.address
-      const lease = this.#lease(runtime, limit, key, holder, limit.maxClientIps)
+      const lease = this.#lease(runtime, holding, limit, key, holder, limit.maxClientIps)
       const then = (result: LeaseResult): Promise<unknown> | null => {
         this.#leased(holding, limit, result, 'maxClientIps', `already connected from ${limit.maxClientIps} other address(es)`)
         return this.#admitConnections(runtime, holding, limit, subject, ctx)
@@ -418,7 +433,7 @@ class LimitsSetup {
     if (limit.maxConnections === null) return null
     const key = `limits:c:${limit.id}:${subject}`
     const holder = `${runtime.nodeId}:${ctx.id}`
-    const lease = this.#lease(runtime, limit, key, holder, limit.maxConnections)
+    const lease = this.#lease(runtime, holding, limit, key, holder, limit.maxConnections)
     const why = `${limit.maxConnections} connection(s) already open`
     if (lease instanceof Promise) return lease.then((result) => this.#leased(holding, limit, result, 'maxConnections', why))
     this.#leased(holding, limit, lease, 'maxConnections', why)
@@ -434,8 +449,8 @@ class LimitsSetup {
    * A lease (`held`), or `full` at the cap. A store that does not answer is failMode's call: open
    * admits the connection holding nothing (`unheld`), closed refuses it.
    */
-  #lease(runtime: LimitsRuntime, limit: CompiledLimit, key: string, holder: string, max: number): LeaseResult | Promise<LeaseResult> {
-    const acquired = runtime.leases.acquire(key, holder, max)
+  #lease(runtime: LimitsRuntime, holding: Holding, limit: CompiledLimit, key: string, holder: string, max: number): LeaseResult | Promise<LeaseResult> {
+    const acquired = runtime.leases.acquire(key, holder, max, holding)
     if (!(acquired instanceof Promise)) return acquired ?? 'full'
     return acquired.then(
       (held) => held ?? 'full',
@@ -447,9 +462,18 @@ class LimitsSetup {
     )
   }
 
-  #refuse(limit: CompiledLimit, reason: RefusalReason, why: string): never {
-    const key = `${limit.label}\n${reason}`
+  /** A live connection was cut for `limit` (null: a limit a reload removed): counted with the refusals. */
+  cut(limit: CompiledLimit | null, reason: RefusalReason): void {
+    this.#count(limit?.label ?? 'removed', reason)
+  }
+
+  #count(label: string, reason: RefusalReason): void {
+    const key = `${label}\n${reason}`
     this.refusals.set(key, (this.refusals.get(key) ?? 0) + 1)
+  }
+
+  #refuse(limit: CompiledLimit, reason: RefusalReason, why: string): never {
+    this.#count(limit.label, reason)
     throw new SocksError('ERR_SOCKS_NOT_ALLOWED', `limits: ${why} (${limit.label}, per ${limit.per})`, { reason: `limits:${reason}` })
   }
 }
