@@ -68,13 +68,19 @@ function build(options: LimitsOptions, count: LiveCount, store?: { type: 'redis'
   return server
 }
 
-test('a connection in its handshake on the old pipeline and one on the new count against one cap', async (t) => {
+/** A listening server with a cap of 1 per user, a target, and the count of relayed connections. */
+async function startCapped(t: TestContext) {
   const target = await quietTarget(t)
   const options: LimitsOptions = { limits: [{ per: 'user', maxConnections: 1 }] }
   const count = new LiveCount()
   const server = build(options, count)
   const { port } = await server.listen({ host: '127.0.0.1', port: 0 })
   t.after(() => server.close({ drainTimeout: 0 }))
+  return { target, options, count, server, port }
+}
+
+test('a connection in its handshake on the old pipeline and one on the new count against one cap', async (t) => {
+  const { target, options, count, server, port } = await startCapped(t)
   // Accepted before the reload, admitted (connect phase) after it: on the old pipeline, whose setup
   // had admitted nobody yet.
   const early = await loggedIn(t, port, 'alice')
@@ -93,12 +99,7 @@ test('a connection in its handshake on the old pipeline and one on the new count
 })
 
 test('a connection the new pipeline admits while reload hooks still run is counted, and stays counted after them', async (t) => {
-  const target = await quietTarget(t)
-  const options: LimitsOptions = { limits: [{ per: 'user', maxConnections: 1 }] }
-  const count = new LiveCount()
-  const server = build(options, count)
-  const { port } = await server.listen({ host: '127.0.0.1', port: 0 })
-  t.after(() => server.close({ drainTimeout: 0 }))
+  const { target, options, count, server, port } = await startCapped(t)
   const warm = await loggedIn(t, port, 'alice')
   assert.equal(await request(warm, target.port), 0)
   warm.socket.destroy()
@@ -173,7 +174,8 @@ async function streamUnderReloads(t: TestContext, store?: { type: 'redis'; url: 
     }
   }
   const clients = Array.from({ length: 8 }, (_, seed) => client(seed))
-  // 30 reloads at least, and on until the stream has pressed the cap for a while (bounded).
+  // 30 reloads at least, and on until the stream has pressed the cap for a while (bounded: a
+  // loaded machine makes fewer connections in the time).
   const until = Date.now() + 10_000
   for (let n = 1; n <= 30 || (admitted < 60 && Date.now() < until); n++) {
     await new Promise((resolve) => setTimeout(resolve, 10))
@@ -181,7 +183,7 @@ async function streamUnderReloads(t: TestContext, store?: { type: 'redis'; url: 
   }
   stop = true
   await Promise.all(clients)
-  assert.ok(admitted >= 60 && refused > 0, `the stream pressed the cap (${admitted} admitted, ${refused} refused)`)
+  assert.ok(admitted >= 5 * cap && refused > 0, `the stream pressed the cap (${admitted} admitted, ${refused} refused)`)
   assert.ok(count.most <= cap, `at most ${cap} at once, saw ${count.most}`)
   await waitFor(() => server.connections === 0, 3000)
   // No lease left behind: exactly the cap fits again.
