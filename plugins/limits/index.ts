@@ -15,7 +15,7 @@ import { parseLimitsOptions, type CompiledLimit, type LimitsOptions, type Parsed
 import type { Socket } from 'node:net'
 import { LimitsRuntime, type SharedBucket } from './runtime.js'
 import type { QuotaTally } from './quota-ledger.js'
-import type { HeldLease } from './leases.js'
+import type { HeldLease, LeaseUser } from './leases.js'
 
 export { parseLimitsOptions } from './options.js'
 export type { LimitsOptions, LimitOptions, LimitScope, ByteSizeOption, ByteRateOption, ParsedLimitsOptions, CompiledLimit, CompiledQuota } from './options.js'
@@ -44,7 +44,7 @@ type RefusalReason = 'maxConnections' | 'connectionRate' | 'quota' | 'maxClientI
  * Everything one connection holds, released when its client socket closes: leases, bucket uses,
  * quota tallies. Lists are made only when something goes in: most connections hold one or two.
  */
-class Holding implements ConnectionLimits {
+class Holding implements ConnectionLimits, LeaseUser {
   leases: HeldLease[] | null = null
   buckets: SharedBucket[] | null = null
   up: TokenBucket[] | null = null
@@ -100,6 +100,21 @@ class Holding implements ConnectionLimits {
     }
   }
 
+  /**
+   * The heartbeat could not take a lease of this connection again: the store answered after the
+   * lease's TTL, and its slot was taken meanwhile (by another node, or this one). The cap holds:
+   * the connection ends, with the reason its admission would have been refused for.
+   */
+  leaseLost(lease: HeldLease): void {
+    if (this.#released) return
+    const ip = lease.key.startsWith('limits:ip:')
+    const prefix = ip ? 'limits:ip:' : 'limits:c:'
+    const limit = this.limits.find((l) => lease.key.startsWith(`${prefix}${l.id}:`)) ?? null
+    const reason = ip ? 'maxClientIps' : 'maxConnections'
+    this.runtime.leaseLost(limit, reason)
+    this.ctx.close(`limits:${reason}`, `limits: the ${reason} lease of this connection expired while the store did not answer, and its slot was taken meanwhile (${limit?.label ?? lease.key})`)
+  }
+
   /** A `cut` quota is used up: the connection ends with the reason. */
   cut(): void {
     if (this.#released) return
@@ -109,7 +124,7 @@ class Holding implements ConnectionLimits {
   release(): void {
     if (this.#released) return
     this.#released = true
-    if (this.leases !== null) for (const lease of this.leases) this.runtime.leases.release(lease)
+    if (this.leases !== null) for (const lease of this.leases) this.runtime.leases.release(lease, this)
     if (this.buckets !== null) for (const shared of this.buckets) shared.refs--
     if (this.upTallies !== null) for (const tally of this.upTallies) tally.holders.delete(this)
     if (this.downTallies !== null) for (const tally of this.downTallies) tally.holders.delete(this)
@@ -141,18 +156,25 @@ const limits = definePlugin<ParsedLimitsOptions, LimitsOptions>({
   name: 'limits',
   parseOptions: parseLimitsOptions,
   setup(host, options) {
-    const setup = new LimitsSetup(host, options)
+    // During a reload the live setup's runtime is this setup's from the start (host.previous, read
+    // before the new pipeline goes live): whichever pipeline admits a connection, one runtime
+    // counts it, and none is dropped while connections hold its leases.
+    const setup = new LimitsSetup(host, options, handedRuntime(host.previous))
     host.declareState('limits', null)
     host.use('connect', setup.admit)
     host.use('relay', setup.shape)
     if (options.limits.some((limit) => limit.bandwidth !== null || limit.quota !== null)) host.use('datagram', setup.limitDatagram)
-    host.handOver({ limitsRuntime: () => setup.runtime })
+    // The getter makes the runtime if this setup has none yet: connections still in their
+    // handshake on this pipeline will count in the one the next setup gets.
+    host.handOver({ limitsRuntime: () => setup.ensureRuntime() } satisfies RuntimeHandover)
     host.onReload(({ previous }) => {
-      const handed = (previous as { limitsRuntime?: unknown } | undefined)?.limitsRuntime
-      const runtime = typeof handed === 'function' ? (handed as () => LimitsRuntime | null)() : null
-      if (runtime !== null && runtime instanceof LimitsRuntime) setup.adopt(runtime)
+      // Live now: the new limits reach live connections at once (their buckets and tallies), not
+      // at this pipeline's first connection. A setup made without host.previous (a server that
+      // ran its setup before reload()) takes the runtime here.
+      setup.takeOver(handedRuntime(previous))
     })
-    host.onClose(() => setup.runtime?.close())
+    // Until its reload took effect this setup only borrows the runtime: a failed reload leaves it be.
+    host.onClose(() => setup.ownedRuntime?.close())
     host.registerMetrics(
       {
         name: 'socksmith_limit_refusals_total',
@@ -181,7 +203,25 @@ const limits = definePlugin<ParsedLimitsOptions, LimitsOptions>({
 })
 export default limits
 
-/** One setup of the plugin: its middleware, its counts, and the runtime it uses (its own, or the one a reload handed over). */
+/** What a setup hands over to the next (`host.handOver`): its runtime, made if it had none. */
+interface RuntimeHandover {
+  limitsRuntime(): LimitsRuntime
+}
+
+/** The runtime a predecessor's hand-over names, or null (none, or not of this plugin's shape). */
+function handedRuntime(handover: unknown): LimitsRuntime | null {
+  const getter = (handover as Partial<RuntimeHandover> | undefined)?.limitsRuntime
+  if (typeof getter !== 'function') return null
+  const runtime: unknown = getter()
+  return runtime instanceof LimitsRuntime ? runtime : null
+}
+
+/**
+ * One setup of the plugin: its middleware, its counts, and the runtime it uses: its own, or the
+ * one the live setup handed over when a reload made this one. A handed-over runtime is given this
+ * setup's limits when this setup first uses it (its pipeline is live by then: a connection of it
+ * was accepted) or when its reload hook runs, whichever comes first.
+ */
 class LimitsSetup {
   runtime: LimitsRuntime | null = null
   readonly refusals = new Map<string, number>()
@@ -191,20 +231,52 @@ class LimitsSetup {
   readonly #options: ParsedLimitsOptions
   /** The facts some limit's conditions look at: only those are worked out per connection. */
   readonly #needed: ReadonlySet<string>
+  /** The predecessor's runtime, until this setup takes it (ensureRuntime, takeOver). */
+  #inherited: LimitsRuntime | null
+  /** True once the runtime is this setup's to close: made by it, or taken over by a reload that took effect. */
+  #owns = false
 
-  constructor(host: PluginHost, options: ParsedLimitsOptions) {
+  constructor(host: PluginHost, options: ParsedLimitsOptions, inherited: LimitsRuntime | null) {
     this.#host = host
     this.#options = options
     this.#needed = new Set(options.limits.flatMap((limit) => limit.match?.fields ?? []))
+    this.#inherited = inherited
   }
 
-  /** After a reload: the live runtime carries on, with this setup's limits. */
-  adopt(runtime: LimitsRuntime): void {
-    if (this.runtime === runtime) return
-    const own = this.runtime
-    this.runtime = runtime
-    runtime.reconfigure(this.#options, this)
-    if (own !== null) void own.close()
+  /** The runtime to close when the server closes: null while this setup only borrows one (or has none). */
+  get ownedRuntime(): LimitsRuntime | null {
+    return this.#owns ? this.runtime : null
+  }
+
+  /**
+   * The runtime this setup counts in: the inherited one, now with this setup's limits, or a new one.
+   * Called for a connection of this setup's pipeline, by a later setup's hand-over, or at takeOver.
+   */
+  ensureRuntime(): LimitsRuntime {
+    if (this.runtime !== null) return this.runtime
+    const inherited = this.#inherited
+    this.#inherited = null
+    if (inherited !== null) {
+      inherited.reconfigure(this.#options, this)
+      this.runtime = inherited
+    } else {
+      this.runtime = new LimitsRuntime(this.#host.store, this.#options, this, this.#host.log)
+      this.#owns = true
+    }
+    return this.runtime
+  }
+
+  /** The reload that made this setup took effect: the runtime (`handed`, the live setup's) is this setup's. */
+  takeOver(handed: LimitsRuntime | null): void {
+    if (this.runtime === null && this.#inherited === null) this.#inherited = handed
+    const runtime = this.ensureRuntime()
+    if (handed !== null && handed !== runtime) {
+      // Only when this setup ran before reload() (no host.previous) and its pipeline admitted a
+      // connection before this hook: two runtimes, each counting its own connections. Neither
+      // is dropped (their leases are live): the old one ends when the server closes.
+      this.#host.log.warn('limits: this reload ran the plugin before it was given the live counts (a server prepared before reload()); connections admitted meanwhile are counted apart until they close')
+    }
+    this.#owns = true
   }
 
   storeFailed(): void {
@@ -212,7 +284,7 @@ class LimitsSetup {
   }
 
   #runtime(): LimitsRuntime {
-    return (this.runtime ??= new LimitsRuntime(this.#host.store, this.#options, this, this.#host.log))
+    return this.runtime ?? this.ensureRuntime()
   }
 
   /** `connect`: which limits apply, and whether each admits the connection; refusals are REP 02. */
@@ -347,7 +419,7 @@ class LimitsSetup {
     if (limit.maxClientIps !== null) {
       const key = `limits:ip:${limit.id}:${subject}`
       const holder = ctx.client.address
-      const lease = this.#lease(runtime, limit, key, holder, limit.maxClientIps)
+      const lease = this.#lease(runtime, holding, limit, key, holder, limit.maxClientIps)
       const then = (result: LeaseResult): Promise<unknown> | null => {
         this.#leased(holding, limit, result, 'maxClientIps', `already connected from ${limit.maxClientIps} other address(es)`)
         return this.#admitConnections(runtime, holding, limit, subject, ctx)
@@ -361,7 +433,7 @@ class LimitsSetup {
     if (limit.maxConnections === null) return null
     const key = `limits:c:${limit.id}:${subject}`
     const holder = `${runtime.nodeId}:${ctx.id}`
-    const lease = this.#lease(runtime, limit, key, holder, limit.maxConnections)
+    const lease = this.#lease(runtime, holding, limit, key, holder, limit.maxConnections)
     const why = `${limit.maxConnections} connection(s) already open`
     if (lease instanceof Promise) return lease.then((result) => this.#leased(holding, limit, result, 'maxConnections', why))
     this.#leased(holding, limit, lease, 'maxConnections', why)
@@ -377,8 +449,8 @@ class LimitsSetup {
    * A lease (`held`), or `full` at the cap. A store that does not answer is failMode's call: open
    * admits the connection holding nothing (`unheld`), closed refuses it.
    */
-  #lease(runtime: LimitsRuntime, limit: CompiledLimit, key: string, holder: string, max: number): LeaseResult | Promise<LeaseResult> {
-    const acquired = runtime.leases.acquire(key, holder, max)
+  #lease(runtime: LimitsRuntime, holding: Holding, limit: CompiledLimit, key: string, holder: string, max: number): LeaseResult | Promise<LeaseResult> {
+    const acquired = runtime.leases.acquire(key, holder, max, holding)
     if (!(acquired instanceof Promise)) return acquired ?? 'full'
     return acquired.then(
       (held) => held ?? 'full',
@@ -390,9 +462,18 @@ class LimitsSetup {
     )
   }
 
-  #refuse(limit: CompiledLimit, reason: RefusalReason, why: string): never {
-    const key = `${limit.label}\n${reason}`
+  /** A live connection was cut for `limit` (null: a limit a reload removed): counted with the refusals. */
+  cut(limit: CompiledLimit | null, reason: RefusalReason): void {
+    this.#count(limit?.label ?? 'removed', reason)
+  }
+
+  #count(label: string, reason: RefusalReason): void {
+    const key = `${label}\n${reason}`
     this.refusals.set(key, (this.refusals.get(key) ?? 0) + 1)
+  }
+
+  #refuse(limit: CompiledLimit, reason: RefusalReason, why: string): never {
+    this.#count(limit.label, reason)
     throw new SocksError('ERR_SOCKS_NOT_ALLOWED', `limits: ${why} (${limit.label}, per ${limit.per})`, { reason: `limits:${reason}` })
   }
 }

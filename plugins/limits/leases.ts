@@ -1,4 +1,9 @@
-import type { SharedStore } from 'socksmith'
+import type { LeaseRef, SharedStore } from 'socksmith'
+
+/** What uses a lease: told when the lease is lost (its connection must then end). */
+export interface LeaseUser {
+  leaseLost(lease: HeldLease): void
+}
 
 /** A lease this process holds: what a connection keeps, to give it back. */
 export interface HeldLease {
@@ -6,8 +11,12 @@ export interface HeldLease {
   readonly holder: string
   /** `key` and `holder`: the lease's entry in the keeper. */
   readonly id: string
+  /** The cap it was taken under: the heartbeat takes it again only under this if it expired. */
+  readonly max: number
   /** Connections of this process using it (a client address's lease is shared by its connections). */
   refs: number
+  /** Those connections, to end if the lease is lost; null with an unshared store, where none is. */
+  readonly users: LeaseUser[] | null
 }
 
 /**
@@ -15,6 +24,12 @@ export interface HeldLease {
  * `maxClientIps` (one per client address, shared by that address's connections here). A heartbeat
  * renews them all in one round trip every third of their time to live, so the slots of a process
  * that dies free themselves within one `leaseTtl`.
+ *
+ * A process cut off from the store for longer than that (the store down, a partition, a stalled
+ * event loop) is, to the others, a process that died: its slots were free, and may have been
+ * taken. When the store answers again the heartbeat takes each lease again under its cap, oldest
+ * first, as the store cannot tell the two cases apart either; a lease that no longer fits is lost,
+ * and its users are told (the connections end, so the cap holds again, newest first).
  */
 export class LeaseKeeper {
   readonly #held = new Map<string, HeldLease>()
@@ -39,11 +54,12 @@ export class LeaseKeeper {
    * Takes `holder`'s lease in `key` unless `max` others hold one; a lease this process already holds
    * is shared (counted) instead. The lease, or null at the cap; rejects when the store does not answer.
    */
-  acquire(key: string, holder: string, max: number): HeldLease | null | Promise<HeldLease | null> {
+  acquire(key: string, holder: string, max: number, user: LeaseUser): HeldLease | null | Promise<HeldLease | null> {
     const id = `${key}\n${holder}`
     const held = this.#held.get(id)
     if (held !== undefined) {
       held.refs++
+      held.users?.push(user)
       return held
     }
     const local = this.#local
@@ -51,25 +67,35 @@ export class LeaseKeeper {
       const holders = local.get(key) ?? 0
       if (holders >= max) return null
       local.set(key, holders + 1)
-      const lease = { key, holder, id, refs: 1 }
+      const lease = { key, holder, id, max, refs: 1, users: null }
       this.#held.set(id, lease)
       return lease
     }
-    return this.#acquireShared(key, holder, max, id)
+    return this.#acquireShared(key, holder, max, id, user)
   }
 
-  async #acquireShared(key: string, holder: string, max: number, id: string): Promise<HeldLease | null> {
+  async #acquireShared(key: string, holder: string, max: number, id: string, user: LeaseUser): Promise<HeldLease | null> {
     if (!(await this.#store.acquire(key, holder, max, this.#ttl))) return null
     // Another connection of the same holder may have taken it while this one waited.
     let lease = this.#held.get(id)
-    if (lease !== undefined) lease.refs++
-    else this.#held.set(id, (lease = { key, holder, id, refs: 1 }))
+    if (lease !== undefined) {
+      lease.refs++
+      lease.users?.push(user)
+    } else this.#held.set(id, (lease = { key, holder, id, max, refs: 1, users: [user] }))
     this.#startHeartbeat()
     return lease
   }
 
-  /** One use of the lease ends; the last one gives it back to the store. */
-  release(lease: HeldLease): void {
+  /** One use of the lease ends; the last one gives it back to the store (unless it was lost). */
+  release(lease: HeldLease, user: LeaseUser): void {
+    const users = lease.users
+    if (users !== null) {
+      const at = users.indexOf(user)
+      if (at >= 0) {
+        users[at] = users[users.length - 1]!
+        users.pop()
+      }
+    }
     if (--lease.refs > 0 || this.#held.get(lease.id) !== lease) return
     this.#held.delete(lease.id)
     const local = this.#local
@@ -110,7 +136,21 @@ export class LeaseKeeper {
 
   #renew(): void {
     if (this.#held.size === 0) return
-    const leases = [...this.#held.values()].map(({ key, holder }) => ({ key, holder }))
-    this.#store.renew(leases, this.#ttl).catch(this.#onError)
+    // In the order they were taken: where not all fit again after an outage, the oldest do.
+    const leases = [...this.#held.values()].map(({ key, holder, max }) => ({ key, holder, max }))
+    this.#store.renew(leases, this.#ttl).then((lost) => this.#lose(lost), this.#onError)
+  }
+
+  /** The heartbeat could not take these leases again (see the class comment): their users end. */
+  #lose(lost: readonly LeaseRef[]): void {
+    for (const { key, holder } of lost) {
+      const id = `${key}\n${holder}`
+      const lease = this.#held.get(id)
+      // Released while the heartbeat was under way: nothing uses it any more.
+      if (lease === undefined) continue
+      this.#held.delete(id)
+      for (const user of [...(lease.users ?? [])]) user.leaseLost(lease)
+    }
+    if (this.#held.size === 0) this.#stopHeartbeat()
   }
 }

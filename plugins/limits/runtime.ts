@@ -19,6 +19,8 @@ export interface SharedBucket {
 /** What the runtime reports to the setup that owns it now (counts for its metrics). */
 export interface RuntimeOwner {
   storeFailed(err: unknown): void
+  /** A live connection was cut for `limit` (null: one a reload removed since). */
+  cut(limit: CompiledLimit | null, reason: 'maxConnections' | 'maxClientIps'): void
 }
 
 /**
@@ -40,6 +42,7 @@ export class LimitsRuntime {
   #timer: NodeJS.Timeout | null = null
   #closed: Promise<void> | null = null
   #lastWarning = 0
+  #lastLossWarning = 0
 
   constructor(store: SharedStore, options: ParsedLimitsOptions, owner: RuntimeOwner, log: Logger) {
     this.store = store
@@ -106,6 +109,15 @@ export class LimitsRuntime {
     this.#lastWarning = now
     const message = err instanceof Error ? err.message : String(err)
     this.#log.warn(`limits: the ${this.store.kind} store did not answer (${message}); failMode ${this.#options.failMode}: ${this.#options.failMode === 'open' ? 'connections are let through' : 'connections are refused'} until it does (further failures this minute are not logged)`)
+  }
+
+  /** A connection's lease was lost (LeaseKeeper): counted, and logged at most once a minute. */
+  leaseLost(limit: CompiledLimit | null, reason: 'maxConnections' | 'maxClientIps'): void {
+    this.#owner.cut(limit, reason)
+    const now = Date.now()
+    if (now - this.#lastLossWarning < 60_000) return
+    this.#lastLossWarning = now
+    this.#log.warn(`limits: the ${this.store.kind} store answered after leases of this node had expired, and their slots had been taken: connections that no longer fit under ${reason} are closed (limits:${reason}); further ones this minute are not logged`)
   }
 
   /** Writes what is pending and gives the leases back (the server is closing). */

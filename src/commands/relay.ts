@@ -129,8 +129,8 @@ type RelaySocket = Socket & {
  * - Half-close: both sockets are allowHalfOpen, and an `end` on one side ends the other's
  *   writable, so a FIN travels through while the other direction keeps flowing.
  * - A reset (error) on one side destroys the other, so it is seen as a reset, not a clean end.
- * `early` is payload the client pipelined behind its request; it goes out (and to the client's
- * taps) first. The idle timeout is one check of the client socket's byte counts (RelayState).
+ * `early` is payload the client pipelined behind its request; it goes out first, tapped and
+ * charged as any chunk the client side reads. The idle timeout is one check of the client socket's byte counts (RelayState).
  */
 export function relay(client: Socket, upstream: Socket, early: Buffer | null, options: RelayOptions): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -147,7 +147,10 @@ export function relay(client: Socket, upstream: Socket, early: Buffer | null, op
     const fastUpstream = options.fastReads && !isWatched(upstream) && readInto(upstream)
     if (fastClient) setReadSink(client, pump)
     if (fastUpstream) setReadSink(upstream, pump)
-    if (early !== null && early.length > 0 && (c[kTaps] === undefined || tapped(c, early)) && !upstream.destroyed) upstream.write(early)
+    // Early data is a chunk read from the client like any other: tapped, then written with
+    // backpressure and charged to the client side's buckets. The client reads on only when both allow.
+    let clientReads = true
+    if (early !== null && early.length > 0 && (c[kTaps] === undefined || tapped(c, early)) && !upstream.destroyed) clientReads = forwarded(c, u, early)
     for (const socket of [client, upstream]) {
       // Bytes still in a socket's stream (read before the relay, or on the stream path) come as 'data'.
       socket.on('data', onData)
@@ -163,7 +166,8 @@ export function relay(client: Socket, upstream: Socket, early: Buffer | null, op
     // An end that arrived during the handshake was already emitted: pass it on by hand.
     if (client.readableEnded) upstream.end()
     if (upstream.readableEnded) client.end()
-    client.resume()
+    // Held back by the early data, the client side is resumed by upstream's 'drain' or its buckets' timer.
+    if (clientReads) client.resume()
     upstream.resume()
     if (client.destroyed) onClose.call(c)
     if (upstream.destroyed) onClose.call(u)

@@ -358,7 +358,10 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
     this.socket.removeListener('data', Connection.#onData)
     const early = this.#httpHead ?? this.#reader.rest()
     this.#httpHead = null
-    ctx.handshakeBytesRead = this.socket.bytesRead - (early?.length ?? 0)
+    // Payload the client sent before the reply waits in the reader (early) or, once the reader held
+    // HOLD_WHILE_BUSY or node's HTTP parser left it there, in the socket's stream buffer, whence
+    // the relay gets it as 'data'. bytesRead counted both: neither is handshake.
+    ctx.handshakeBytesRead = this.socket.bytesRead - (early?.length ?? 0) - this.socket.readableLength
     ctx.handshakeBytesWritten = this.socket.bytesWritten
     ctx.earlyData = early
     this.#relaying = true

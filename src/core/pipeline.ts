@@ -36,6 +36,8 @@ export interface PipelineInput {
   readonly plugins: readonly RegisteredPlugin[]
   /** The server's shared store, created when a plugin first reads `host.store`. */
   readonly store: () => SharedStore
+  /** For a pipeline built by `reload()`: what the live pipeline's plugins handed over (`host.previous`). */
+  readonly previous?: ReadonlyMap<string, unknown>
 }
 
 /** Datagram name lookups in flight at once over one pipeline's associations (each holds its datagram). */
@@ -134,6 +136,9 @@ class Builder {
       clientPrefix: base.clientPrefix,
       get store() {
         return built.input.store()
+      },
+      get previous() {
+        return built.input.previous?.get(plugin)
       },
       use(phase, ...middleware) {
         if (!isPhase(phase)) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `unknown phase "${String(phase)}"`)

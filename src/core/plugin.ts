@@ -104,8 +104,22 @@ export interface PluginHost {
    * })
    */
   onReload(hook: (reload: PluginReload) => void | Promise<void>): void
-  /** Leaves `value` for this plugin's setup in the next pipeline, which gets it as `reload.previous`. */
+  /** Leaves `value` for this plugin's setup in the next pipeline, which gets it as `host.previous` and `reload.previous`. */
   handOver(value: unknown): void
+  /**
+   * During a reload: what the live pipeline's plugin of this name passed to `handOver()`, the same
+   * value the `onReload` hook gets as `reload.previous`; undefined at the first start (and for a
+   * server whose setup ran before it was passed to `reload()`, by `prepare()`). It is there
+   * while this setup runs, before the new pipeline goes live, so state the two setups must share
+   * (counters, leases) can be shared from this setup's first connection on, with no moment where
+   * each has its own. The reload may still fail after setup: take over for good (retire what the
+   * old setup did) in `onReload`, and leave what was shared alone in `onClose` until then.
+   *
+   * @example
+   * const counts = (host.previous as { counts?: Map<string, number> } | undefined)?.counts ?? new Map<string, number>()
+   * host.handOver({ counts })
+   */
+  readonly previous: unknown
   /**
    * Adds metrics of this plugin to the server's Prometheus metrics (`startMetrics()`,
    * `collectMetrics()`, the config's `metrics:`, summed over `--workers`). Each is read at scrape

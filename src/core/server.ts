@@ -201,6 +201,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   #ownsStore = false
   /** During a reload: the live server, whose store this server's plugins get. */
   #storeFrom: SocksServer | null = null
+  /** During a reload: the live pipeline, whose hand-overs this server's plugins see as `host.previous`. */
+  #predecessor: Pipeline | null = null
 
   constructor(options: ServerOptions = {}) {
     super()
@@ -433,6 +435,9 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     if (this.#closing !== null) throw new SocksError('ERR_SOCKS_SERVER_CLOSING', 'server is closed')
     // Counters and leases outlive a reload: the new plugins get the store the old ones filled.
     if (next.#storeOptions !== null && next.#store === null) next.#storeFrom = this
+    // The new setups see what the live ones hand over while they run (host.previous), not only once
+    // they are live (onReload): state they share is shared from the new pipeline's first connection.
+    next.#predecessor = this.#pipeline
     const pipeline = await next.#start()
     const settings = pipeline.settings
     // Every TLS listener's files, read before anything changes: a bad one fails the reload.
@@ -564,7 +569,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   }
 
   async #build(): Promise<Pipeline> {
-    const pipeline = await Pipeline.build({ server: this, log: this.log, base: this.#base, middleware: this.#middleware, plugins: this.#plugins, store: () => this.store })
+    const pipeline = await Pipeline.build({ server: this, log: this.log, base: this.#base, middleware: this.#middleware, plugins: this.#plugins, store: () => this.store, ...(this.#predecessor === null ? {} : { previous: this.#predecessor.handovers }) })
     this.#pipeline ??= pipeline
     this.#closeHooks.push(...pipeline.closeHooks)
     return pipeline

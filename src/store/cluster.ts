@@ -9,7 +9,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { MemoryStore } from './memory.js'
 import { guardListener, Subscriptions, warnListenerError } from './subscriptions.js'
-import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkRecord, checkRecordKeys, checkTtl, DEFAULT_STORE_TIMEOUT, storeError, type CounterUpdate, type LeaseRef, type SharedStore } from './store.js'
+import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkRecord, checkRecordKeys, checkRenewals, checkTtl, DEFAULT_STORE_TIMEOUT, storeError, type CounterUpdate, type LeaseRef, type LeaseRenewal, type SharedStore } from './store.js'
 
 const REQUEST = 'socksmith:store'
 const MESSAGE = 'socksmith:store:message'
@@ -147,13 +147,9 @@ export class ClusterStore implements SharedStore {
     return (await this.#request('acquire', [key, holder, max, ttlMs])) as boolean
   }
 
-  async renew(leases: readonly LeaseRef[], ttlMs: number): Promise<void> {
-    checkTtl(ttlMs)
-    for (const { key, holder } of leases) {
-      checkKey(key)
-      checkHolder(holder)
-    }
-    await this.#request('renew', [leases.map(({ key, holder }) => ({ key, holder })), ttlMs])
+  async renew(leases: readonly LeaseRenewal[], ttlMs: number): Promise<LeaseRef[]> {
+    checkRenewals(leases, ttlMs)
+    return (await this.#request('renew', [leases.map(({ key, holder, max }) => ({ key, holder, max })), ttlMs])) as LeaseRef[]
   }
 
   async release(key: string, holder: string): Promise<void> {

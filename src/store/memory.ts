@@ -1,5 +1,5 @@
 import { guardListener, Subscriptions, warnListenerError } from './subscriptions.js'
-import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkRecord, checkRecordKeys, checkTtl, storeError, type CounterUpdate, type LeaseRef, type SharedStore } from './store.js'
+import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkRecord, checkRecordKeys, checkRenewals, checkTtl, storeError, type CounterUpdate, type LeaseRef, type LeaseRenewal, type SharedStore } from './store.js'
 
 interface Counter {
   value: number
@@ -93,16 +93,19 @@ export class MemoryStore implements SharedStore {
     return true
   }
 
-  async renew(leases: readonly LeaseRef[], ttlMs: number): Promise<void> {
+  async renew(leases: readonly LeaseRenewal[], ttlMs: number): Promise<LeaseRef[]> {
     this.#assertOpen('renew')
-    checkTtl(ttlMs)
-    for (const { key, holder } of leases) {
-      checkKey(key)
-      checkHolder(holder)
-    }
+    checkRenewals(leases, ttlMs)
     const now = Date.now()
     this.#sweep(now)
-    for (const { key, holder } of leases) this.#putLease(this.#liveSet(key, now), key, holder, now + ttlMs)
+    const lost: LeaseRef[] = []
+    for (const { key, holder, max } of leases) {
+      const set = this.#liveSet(key, now)
+      // Gone (expired or released), and its slot taken meanwhile: not put back over the cap.
+      if (!(set?.leases.has(holder) ?? false) && (set?.leases.size ?? 0) >= max) lost.push({ key, holder })
+      else this.#putLease(set, key, holder, now + ttlMs)
+    }
+    return lost
   }
 
   async release(key: string, holder: string): Promise<void> {

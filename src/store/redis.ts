@@ -4,7 +4,7 @@
 // primary with replicas); not Redis Cluster, whose scripts cannot span keys of several slots.
 import type { Redis, RedisOptions } from 'ioredis'
 import { isSocksError } from '../core/errors.js'
-import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkRecord, checkRecordKeys, checkTtl, DEFAULT_STORE_TIMEOUT, storeError, type CounterUpdate, type LeaseRef, type RedisStoreOptions, type SharedStore } from './store.js'
+import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkRecord, checkRecordKeys, checkRenewals, checkTtl, DEFAULT_STORE_TIMEOUT, storeError, type CounterUpdate, type LeaseRef, type LeaseRenewal, type RedisStoreOptions, type SharedStore } from './store.js'
 import { guardListener, Subscriptions, warnListenerError } from './subscriptions.js'
 
 // The server's clock in ms, at the top of every script that measures time.
@@ -33,14 +33,25 @@ redis.call('ZADD', key, now + ttl, holder)
 ${KEEP_SET}
 return 1`
 
-/** KEYS: lease sets; ARGV: ttl, then the holder of each key. */
+/**
+ * KEYS: lease sets; ARGV: ttl, then holder and max of each key. A live lease is extended; a gone
+ * one is taken again only under its max, as ACQUIRE would. Returns the (1-based) indices of those
+ * that could not be.
+ */
 const RENEW_SCRIPT = `${NOW}
 local ttl = tonumber(ARGV[1])
+local lost = {}
 for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now + ttl, ARGV[i + 1])
-  ${KEEP_SET}
+  local holder, max = ARGV[2 * i], tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if not redis.call('ZSCORE', key, holder) and redis.call('ZCARD', key) >= max then
+    lost[#lost + 1] = i
+  else
+    redis.call('ZADD', key, now + ttl, holder)
+    ${KEEP_SET}
+  end
 end
-return 0`
+return lost`
 
 /** KEYS[1]: the lease set. Returns the holders of live leases. */
 const HOLDERS_SCRIPT = `${NOW}
@@ -57,7 +68,7 @@ function escapeGlob(text: string): string {
 interface Scripted {
   socksmithAdd(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number[]>
   socksmithAcquire(key: string, holder: string, max: number, ttl: number): Promise<number>
-  socksmithRenew(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>
+  socksmithRenew(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number[]>
   socksmithHolders(key: string): Promise<string[]>
 }
 
@@ -162,15 +173,15 @@ export class RedisStore implements SharedStore {
     return (await this.#run('acquire', (redis) => redis.socksmithAcquire(this.#leaseKey(key), holder, max, ttlMs))) === 1
   }
 
-  async renew(leases: readonly LeaseRef[], ttlMs: number): Promise<void> {
-    checkTtl(ttlMs)
-    for (const { key, holder } of leases) {
-      checkKey(key)
-      checkHolder(holder)
-    }
-    if (leases.length === 0) return
+  async renew(leases: readonly LeaseRenewal[], ttlMs: number): Promise<LeaseRef[]> {
+    checkRenewals(leases, ttlMs)
+    if (leases.length === 0) return []
     const keys = leases.map((lease) => this.#leaseKey(lease.key))
-    await this.#run('renew', (redis) => redis.socksmithRenew(keys.length, ...keys, ttlMs, ...leases.map((lease) => lease.holder)))
+    const lost = await this.#run('renew', (redis) => redis.socksmithRenew(keys.length, ...keys, ttlMs, ...leases.flatMap((lease) => [lease.holder, lease.max])))
+    return lost.map((i) => {
+      const { key, holder } = leases[i - 1]!
+      return { key, holder }
+    })
   }
 
   async release(key: string, holder: string): Promise<void> {

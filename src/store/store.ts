@@ -10,12 +10,18 @@ export interface CounterUpdate {
   readonly expiresAt: number | null
 }
 
-/** One lease of `SharedStore.renew()`. */
+/** One lease: its set and its holder (what `SharedStore.renew()` reports lost). */
 export interface LeaseRef {
   /** The lease set. */
   readonly key: string
   /** Whose lease: unique per lease over every process sharing the store (node, pid, connection id). */
   readonly holder: string
+}
+
+/** One lease of `SharedStore.renew()`: with the cap it was taken under, for a lease that expired meanwhile. */
+export interface LeaseRenewal extends LeaseRef {
+  /** As for `acquire()`: an expired lease is put back only if fewer than `max` others are live. */
+  readonly max: number
 }
 
 /**
@@ -52,10 +58,15 @@ export interface SharedStore {
    */
   acquire(key: string, holder: string, max: number, ttlMs: number): Promise<boolean>
   /**
-   * Extends these leases (the heartbeat), in one round trip; a lease that already expired is put
-   * back (no max check: it was admitted). So is a released one: stop renewing what you release.
+   * Extends these leases (the heartbeat), in one round trip, atomically and in the order given. A
+   * live lease is extended. One that is gone (it expired: its holder could not renew it in time,
+   * as a node cut off from the store for longer than the TTL; or it was released) is taken again
+   * as `acquire()` would, only under its `max`: its slot may have been given to someone else
+   * meanwhile. Resolves with the leases that could not be taken again (in the order given): they
+   * are not held any more, and their holder must act as if it had never been admitted (close
+   * what the lease stood for). Stop renewing what you release.
    */
-  renew(leases: readonly LeaseRef[], ttlMs: number): Promise<void>
+  renew(leases: readonly LeaseRenewal[], ttlMs: number): Promise<LeaseRef[]>
   /** Ends `holder`'s lease in `key` (nothing happens when it holds none). */
   release(key: string, holder: string): Promise<void>
   /** Live holders of `key`, in no particular order. */
@@ -162,6 +173,12 @@ export function checkLease(key: string, holder: string, max: number, ttlMs: numb
   checkHolder(holder)
   if (!Number.isSafeInteger(max) || max < 0) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `store: acquire(${JSON.stringify(key)}): max must be a non-negative integer, found ${String(max)}`)
   checkTtl(ttlMs)
+}
+
+/** Checks renew()'s leases as acquire() checks one. */
+export function checkRenewals(leases: readonly LeaseRenewal[], ttlMs: number): void {
+  checkTtl(ttlMs)
+  for (const { key, holder, max } of leases) checkLease(key, holder, max, ttlMs)
 }
 
 export function checkHolder(holder: unknown): asserts holder is string {

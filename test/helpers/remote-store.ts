@@ -5,7 +5,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import type { Cleanup } from './redis.js'
-import { SocksError, type CounterUpdate, type LeaseRef, type SharedStore, type SocksErrorCode, type StoreOptions } from 'socksmith'
+import { SocksError, type CounterUpdate, type LeaseRef, type LeaseRenewal, type SharedStore, type SocksErrorCode, type StoreOptions } from 'socksmith'
 
 const CHILD = fileURLToPath(new URL('store-child.ts', import.meta.url))
 
@@ -70,7 +70,7 @@ export class RemoteStore implements SharedStore {
   acquire(key: string, holder: string, max: number, ttlMs: number): Promise<boolean> {
     return this.#call('acquire', key, holder, max, ttlMs)
   }
-  renew(leases: readonly LeaseRef[], ttlMs: number): Promise<void> {
+  renew(leases: readonly LeaseRenewal[], ttlMs: number): Promise<LeaseRef[]> {
     return this.#call('renew', leases, ttlMs)
   }
   release(key: string, holder: string): Promise<void> {

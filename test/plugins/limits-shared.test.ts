@@ -5,8 +5,11 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { createServer, type ConnectionContext, type SocksServer } from 'socksmith'
+import { collectMetrics } from 'socksmith/ops'
 import { silentLogger } from 'socksmith/ops'
 import auth from 'socksmith/plugins/auth'
 import limits, { type LimitsOptions } from 'socksmith/plugins/limits'
@@ -111,6 +114,80 @@ test('Redis down: failMode open lets connections through, closed refuses them (r
   await store.start()
   // Back: the closed node admits again once Redis answers (ioredis reconnects by itself).
   assert.equal(await admittedWithin(t, closed.port, 'alice', target.port, 3000), true)
+})
+
+/**
+ * A TCP relay to 127.0.0.1:`port` that can be cut (every link dropped, new ones closed at once)
+ * and healed: a node's path to Redis, for a partition that leaves the other nodes connected.
+ */
+async function cuttableLink(t: TestContext, port: number): Promise<{ url: string; cut(): void; heal(): void }> {
+  const sockets = new Set<Socket>()
+  let cut = false
+  const relay = createTcpServer((client) => {
+    if (cut) return client.destroy()
+    const upstream = connect({ host: '127.0.0.1', port })
+    for (const socket of [client, upstream]) {
+      sockets.add(socket)
+      socket.on('close', () => sockets.delete(socket))
+      socket.on('error', () => {
+        client.destroy()
+        upstream.destroy()
+      })
+    }
+    client.pipe(upstream).pipe(client)
+  })
+  relay.listen(0, '127.0.0.1')
+  await once(relay, 'listening')
+  t.after(() => {
+    for (const socket of sockets) socket.destroy()
+    relay.close()
+  })
+  return {
+    url: `redis://127.0.0.1:${(relay.address() as AddressInfo).port}`,
+    cut() {
+      cut = true
+      for (const socket of sockets) socket.destroy()
+    },
+    heal() {
+      cut = false
+    },
+  }
+}
+
+test('Redis back after the lease TTL: a node cut off meanwhile takes its leases again only under the cap; its newest connection is closed (limits:maxConnections)', needs(redis), async (t) => {
+  const store = await startRedis(t)
+  const target = await quietTarget(t)
+  // failMode closed: B admits nobody it cannot count, so its connections hold real leases.
+  const options: LimitsOptions = { failMode: 'closed', leaseTtl: 600, limits: [{ name: 'cap', per: 'user', maxConnections: 2 }] }
+  const link = await cuttableLink(t, store.port)
+  const a = await node(t, link.url, options, 300)
+  const b = await node(t, store.url, options, 300)
+  const metrics = await collectMetrics(a.server)
+  t.after(() => metrics.detach())
+  const older = await connectAs(t, a.port, 'alice', target.port)
+  const newer = await connectAs(t, a.port, 'alice', target.port)
+  assert.deepEqual([older.rep, newer.rep], [0, 0])
+  // A is cut off from Redis, which then goes down and comes back empty after more than the TTL:
+  // to the store (and B) A's two leases are gone, as a dead node's would be.
+  link.cut()
+  await store.stop()
+  await new Promise((resolve) => setTimeout(resolve, 700))
+  await store.start()
+  assert.equal(await admittedWithin(t, b.port, 'alice', target.port, 3000), true, 'B counts from an empty set: a slot is free')
+  const started = Date.now()
+  link.heal()
+  // A's heartbeat reaches Redis again: one of its two leases fits under the cap of 2 next to B's.
+  await newer.client.expectClose(5000)
+  assert.equal(older.client.ended, false, 'the older connection keeps the slot')
+  await waitFor(() => a.ended.length === 1, 3000)
+  assert.equal(a.ended[0]!.closeReason, 'limits:maxConnections')
+  assert.ok(Date.now() - started < 5000)
+  assert.equal((await connectAs(t, a.port, 'alice', target.port)).rep, 2, 'A is at the cap too')
+  assert.match(await metrics.registry.metrics(), /socksmith_limit_refusals_total\{limit="cap",reason="maxConnections"\} [1-9]/)
+  // Over the next heartbeats nothing else changes: the older connection stays, the cap holds.
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  assert.equal(older.client.ended, false)
+  older.client.socket.destroy()
 })
 
 test('socksmith --workers 2: one cap of 2 per user and one quota for both workers, not two', async (t) => {
