@@ -222,6 +222,18 @@ test('options are validated with field paths, and unknown keys are refused', () 
   fails({ proxy: 'socks5://127.0.0.1:1', cooldown: -1 }, /cooldown: must be a non-negative number/)
   fails({ proxy: 'socks5://127.0.0.1:1', handshakeTimeout: 0 }, /handshakeTimeout: must be a positive number of seconds, found number 0/)
   fails({ proxy: 'socks5://127.0.0.1:1', handshakeTimeout: '5s' }, /handshakeTimeout: must be a positive number of seconds, found "5s"/)
+  fails({ chain: [['socks5://127.0.0.1:1']] }, /chain\[0\]: must be one proxy URL \(or \{ url, tls \}\), found a list: a list is a chain, and only a pool member can be one/)
+  fails({ pool: [] }, /pool: must be a non-empty list of upstreams/)
+  // Every bad hop of every pool member, and the other fields, in one pass.
+  assert.throws(() => createServer().register(upstream, {
+    pool: ['socks5://127.0.0.1:1', ['socks5://127.0.0.1:2', 'ftp://127.0.0.1:3', { url: 'socks5://127.0.0.1:4', tls: {} }], [], 7],
+    cooldown: -1,
+  } as unknown), (err: SocksError) => {
+    assert.equal(err.code, 'ERR_PLUGIN_OPTIONS')
+    assert.deepEqual(err.message.split('\n').map((line) => line.replace(/^plugin upstream: ([^:]+):.*$/, '$1')), ['pool[1][1]', 'pool[1][2].tls', 'pool[2]', 'pool[3]', 'cooldown'])
+    assert.match(err.message, /pool\[2\]: a chain in a pool needs at least one proxy URL, found an empty list/)
+    return true
+  })
   // A function match is accepted in a JS/TS config.
   createServer().register(upstream, { routes: [{ match: () => true, proxy: 'socks5://127.0.0.1:1' }] })
 })
@@ -490,6 +502,41 @@ test('round-robin pool: connections take turns', async (t) => {
   const front = await startFront(t, { pool: [a.url(), b.url()], strategy: 'round-robin' })
   for (let i = 0; i < 4; i++) await echoThrough(t, front.port, { host: '127.0.0.1', port: echo.port })
   assert.deepEqual(log, ['a', 'b', 'a', 'b'])
+})
+
+test('a pool member that is a chain: both hops carry its connections; when its second hop dies, the pool fails over and skips the chain', async (t) => {
+  const echo = await startEcho(t)
+  const failures = recordUpstreamFailures(t)
+  const hop1 = await startUpstreamSocks(t)
+  const hop2 = await startUpstreamSocks(t)
+  const single = await startUpstreamSocks(t)
+  const chain = [hop1.url('socks5'), hop2.url('socks5h')]
+  const front = await startFront(t, { pool: [chain, single.url()], cooldown: 60 })
+  await echoThrough(t, front.port, { host: 'echo.test', port: echo.port })
+  assert.deepEqual(hop1.seen, [{ command: 'connect', type: 'ipv4', host: '127.0.0.1', port: hop2.port, user: null }], 'hop 1 was asked for hop 2')
+  assert.deepEqual(hop2.seen, [{ command: 'connect', type: 'domain', host: 'echo.test', port: echo.port, user: null }], 'hop 2 got the name (socks5h)')
+  assert.equal(single.seen.length, 0)
+  await hop2.server.close({ drainTimeout: 0 })
+  await echoThrough(t, front.port, { host: 'echo.test', port: echo.port })
+  assert.equal(hop1.seen.length, 2, 'the chain was tried: hop 1 could not reach hop 2')
+  assert.equal(single.seen.length, 1, 'the other member carried it')
+  assert.deepEqual(failures, [`${chain[0]} -> ${chain[1]}`], 'the chain as a whole failed')
+  await echoThrough(t, front.port, { host: 'echo.test', port: echo.port })
+  assert.equal(hop1.seen.length, 2, 'the chain cools down as one member')
+  assert.equal(single.seen.length, 2)
+})
+
+test('round-robin pool of an HTTP -> SOCKS5 chain and a SOCKS4a proxy: connections take turns, each through every hop of its member', async (t) => {
+  const echo = await startEcho(t)
+  const http = await startHttpProxy(t)
+  const hop = await startUpstreamSocks(t)
+  const socks4 = await startSocks4Proxy(t, { 'echo.test': '127.0.0.1' })
+  const front = await startFront(t, { pool: [[`http://127.0.0.1:${http.port}`, hop.url('socks5h')], `socks4a://127.0.0.1:${socks4.port}`], strategy: 'round-robin' })
+  for (let i = 0; i < 4; i++) await echoThrough(t, front.port, { host: 'echo.test', port: echo.port })
+  assert.deepEqual(http.requests, [`127.0.0.1:${hop.port}`, `127.0.0.1:${hop.port}`])
+  assert.deepEqual(hop.seen.map((s) => `${s.host}:${s.port}`), [`echo.test:${echo.port}`, `echo.test:${echo.port}`])
+  assert.deepEqual(socks4.requests.map((r) => `${r.host}:${r.port} ${r.socks4a}`), [`echo.test:${echo.port} true`, `echo.test:${echo.port} true`])
+  assert.equal(echo.accepted(), 4)
 })
 
 // ---- routes ----
