@@ -615,6 +615,74 @@ test('UDP ASSOCIATE through a socksmith upstream: datagrams are re-wrapped for i
   await waitFor(() => front.server.connections === 0 && up.server.connections === 0)
 })
 
+test('UDP ASSOCIATE through a chain of two socksmith hops: one header per hop, replies unwrapped, and the end closes every hop\'s control connection', async (t) => {
+  const udpEcho = await startUdpEcho(t)
+  const hop1 = await startUpstreamSocks(t)
+  const hop2 = await startUpstreamSocks(t, { resolver: mapResolver({ 'udp.test': ['127.0.0.1'] }) })
+  const front = await startFront(t, { chain: [hop1.url('socks5'), hop2.url('socks5h')] })
+  const association = await socksAssociate({ host: '127.0.0.1', port: front.port })
+  t.after(() => association.close())
+  // Hop 2's association is opened through a tunnel across hop 1, so it comes from hop 1's side.
+  assert.deepEqual(hop1.seen.map((s) => `${s.command} ${s.host}:${s.port}`), [`connect 127.0.0.1:${hop2.port}`, `udp 0.0.0.0:${hop1.seen[1]?.port}`])
+  assert.notEqual(hop1.seen[1]!.port, 0, 'hop 1 was told the port the front sends from')
+  assert.deepEqual(hop2.seen.map((s) => `${s.command} ${s.host}:${s.port}`), ['udp 0.0.0.0:0'], 'hop 2 was told the sender is not known (hop 1\'s relay picks it)')
+  for (const [payload, host] of [['one', '127.0.0.1'], ['two', 'udp.test']] as const) {
+    association.send(Buffer.from(payload), { host, port: udpEcho.port })
+    const [data, from] = (await once(association, 'message')) as [Buffer, Address]
+    assert.equal(data.toString(), payload)
+    assert.deepEqual(from, { type: 'ipv4', host: '127.0.0.1', port: udpEcho.port })
+  }
+  const out = (d: { direction: string }) => d.direction === 'out'
+  const relay2 = hop1.datagrams.filter(out).map((d) => `${d.type} ${d.host}:${d.port}`)
+  assert.equal(relay2.length, 2)
+  assert.ok(relay2.every((d) => d === relay2[0] && d !== `ipv4 127.0.0.1:${udpEcho.port}`), `hop 1 sent both to hop 2's relay, never to the echo: ${relay2.join(', ')}`)
+  assert.deepEqual(hop2.datagrams.filter(out).map((d) => `${d.type} ${d.host}:${d.port}`), [`ipv4 127.0.0.1:${udpEcho.port}`, `domain udp.test:${udpEcho.port}`], 'hop 2 sent them on, the name as it is (socks5h)')
+  assert.equal(hop2.datagrams.filter((d) => d.direction === 'in').length, 2, 'the echoes came back through hop 2')
+  assert.deepEqual(udpEcho.received.map((r) => r.data.toString()), ['one', 'two'])
+  assert.equal(hop1.server.connections, 2, 'hop 1: its own control connection and the tunnel to hop 2')
+  assert.equal(hop2.server.connections, 1)
+  association.close()
+  await waitFor(() => front.server.connections === 0 && hop1.server.connections === 0 && hop2.server.connections === 0)
+})
+
+test('UDP through a chain of two SOCKS5 hops ends when the last hop\'s association does', async (t) => {
+  const udpEcho = await startUdpEcho(t)
+  const hop1 = await startUpstreamSocks(t)
+  const hop2 = await startUpstreamSocks(t)
+  const front = await startFront(t, { chain: [hop1.url(), hop2.url()] })
+  const association = await socksAssociate({ host: '127.0.0.1', port: front.port })
+  t.after(() => association.close())
+  association.send(Buffer.from('one'), { host: '127.0.0.1', port: udpEcho.port })
+  await once(association, 'message')
+  const closed = once(association, 'close')
+  await hop2.server.close({ drainTimeout: 0 })
+  await closed
+  await waitFor(() => front.server.connections === 0 && hop1.server.connections === 0)
+})
+
+test('UDP through a chain with an HTTP or SOCKS4 hop is refused with REP 07; a pool tries only its all-SOCKS5 members', async (t) => {
+  const udpEcho = await startUdpEcho(t)
+  const http = await startHttpProxy(t)
+  const socks4 = await startSocks4Proxy(t)
+  const hop = await startUpstreamSocks(t)
+  for (const chain of [[`http://127.0.0.1:${http.port}`, hop.url()], [hop.url(), `socks4://127.0.0.1:${socks4.port}`]]) {
+    const front = await startFront(t, { chain })
+    assert.deepEqual(await rawReply(t, front.port, ipv4Request(3, '0.0.0.0', 0)), hex('05070001000000000000'))
+  }
+  assert.equal(http.accepted(), 0)
+  assert.equal(hop.seen.length, 0, 'nothing was sent anywhere')
+  const other = await startUpstreamSocks(t)
+  const front = await startFront(t, { pool: [[`http://127.0.0.1:${http.port}`, hop.url()], other.url()] })
+  const association = await socksAssociate({ host: '127.0.0.1', port: front.port })
+  t.after(() => association.close())
+  association.send(Buffer.from('one'), { host: '127.0.0.1', port: udpEcho.port })
+  await once(association, 'message')
+  assert.deepEqual(other.seen.map((s) => s.command), ['udp'])
+  assert.equal(http.accepted(), 0)
+  association.close()
+  await waitFor(() => front.server.connections === 0 && other.server.connections === 0)
+})
+
 test('UDP and BIND through an HTTP upstream are refused with REP 07, never sent direct', async (t) => {
   const proxy = await startHttpProxy(t)
   const front = await startFront(t, { proxy: `http://127.0.0.1:${proxy.port}` })
