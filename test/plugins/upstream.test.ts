@@ -838,4 +838,26 @@ describe('through Dante', () => {
     association.close()
     await waitFor(() => front.server.connections === 0)
   })
+
+  test('UDP ASSOCIATE through a chain of Dante and socksmith, either way round: datagrams through both, replies back, every control connection closed', needs(danted), async (t) => {
+    const udpEcho = await startUdpEcho(t)
+    const hop = await startUpstreamSocks(t)
+    for (const chain of [[`socks5://127.0.0.1:${dantePort}`, hop.url()], [hop.url(), `socks5://127.0.0.1:${dantePort}`]]) {
+      const front = await startFront(t, { chain })
+      const association = await socksAssociate({ host: '127.0.0.1', port: front.port })
+      t.after(() => association.close())
+      for (const payload of ['one', 'two']) {
+        association.send(Buffer.from(payload), { host: '127.0.0.1', port: udpEcho.port })
+        const [data, from] = (await once(association, 'message')) as [Buffer, Address]
+        assert.equal(data.toString(), payload, chain.join(' -> '))
+        assert.deepEqual(from, { type: 'ipv4', host: '127.0.0.1', port: udpEcho.port })
+      }
+      association.close()
+      await waitFor(() => front.server.connections === 0 && hop.server.connections === 0)
+    }
+    const out = hop.datagrams.filter((d) => d.direction === 'out').map((d) => d.port)
+    assert.deepEqual(out.slice(0, 2), [udpEcho.port, udpEcho.port], 'socksmith as hop 2 sent them to the echo')
+    assert.ok(out[2] === out[3] && out[2] !== udpEcho.port, `socksmith as hop 1 sent them to Dante's relay: ${out.join(', ')}`)
+    assert.equal(udpEcho.received.length, 4)
+  })
 })
