@@ -28,8 +28,8 @@ export interface AssociateOptions {
    * The hops after this proxy, in order, each already associated through a tunnel across the
    * hops before it (`socksAssociateHop`): this proxy's relay carries datagrams for the first
    * one's relay, that one for the next, and the last one's for their destinations. The
-   * association owns their control connections from here on: they are closed with it (also when
-   * this handshake fails), and any of them closing ends it.
+   * association owns their control connections from the call on: they are closed with it (also
+   * when this call fails, however early), and any of them closing ends it.
    */
   chain?: readonly UdpRelayHop[]
 }
@@ -209,8 +209,15 @@ function watchControl(control: Socket, close: () => void): void {
  * association.close()
  */
 export async function socksAssociate(proxy: ProxyOptions, options: AssociateOptions = {}): Promise<ClientUdpAssociation> {
-  options.signal?.throwIfAborted()
-  const credentials = prepareCredentials(proxy)
+  let credentials: Buffer | null
+  try {
+    options.signal?.throwIfAborted()
+    credentials = prepareCredentials(proxy)
+  } catch (err) {
+    // The chain's control connections are ours from the call on, whatever fails.
+    releaseChain(options.chain)
+    throw err
+  }
   const handshake = new Handshake(options.socket ?? connectToProxy(proxy), proxy, options.signal)
   const bound: { udp: UdpSocket | null } = { udp: null }
   try {
@@ -226,9 +233,13 @@ export async function socksAssociate(proxy: ProxyOptions, options: AssociateOpti
   } catch (err) {
     handshake.fail(err)
     bound.udp?.close()
-    for (const hop of options.chain ?? []) hop.control.destroy()
+    releaseChain(options.chain)
     throw err
   }
+}
+
+function releaseChain(chain: readonly UdpRelayHop[] | undefined): void {
+  for (const hop of chain ?? []) hop.control.destroy()
 }
 
 /**

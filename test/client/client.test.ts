@@ -632,7 +632,7 @@ test('UDP ASSOCIATE through two hops: the second announces no sender, every data
   assert.ok(second.hop.control.destroyed)
 })
 
-test('UDP ASSOCIATE through two hops: a refusal by the first destroys the second one\'s control connection too; a refusal by the second rejects with its REP', async (t) => {
+test('UDP ASSOCIATE through two hops: a refusal by the first (or an early failure) destroys the second one\'s control connection too; a refusal by the second rejects with its REP', async (t) => {
   const second = await secondHop(t, '7f000001')
   const proxy = await scriptedProxy(t, async (peer) => {
     await peer.expect('05 01 00')
@@ -644,6 +644,10 @@ test('UDP ASSOCIATE through two hops: a refusal by the first destroys the second
   await rejectsWith(socksAssociate(proxy, { chain: [second.hop] }), 'ERR_SOCKS_REPLY', { reply: 2 })
   assert.ok(second.hop.control.destroyed)
   await proxy.served
+  // Failing before any handshake (an aborted signal) releases them all the same.
+  const early = await secondHop(t, '7f000001')
+  await assert.rejects(socksAssociate(proxy, { chain: [early.hop], signal: AbortSignal.abort() }))
+  assert.ok(early.hop.control.destroyed)
 
   const refusing = await scriptedProxy(t, async (peer) => {
     await peer.expect('05 01 00')
