@@ -71,11 +71,11 @@ export class ProxyChain implements Dialer {
   }
 
   /**
-   * UDP ASSOCIATE needs one SOCKS5 hop: datagrams go straight to its relay, so through a longer
-   * chain they would skip the earlier hops (and show our address to the last one).
+   * UDP ASSOCIATE needs every hop to speak SOCKS5: each hop's relay carries the datagrams for the
+   * next hop's relay (see associateUpstream), and SOCKS4 and HTTP CONNECT have no UDP at all.
    */
   get canAssociate(): boolean {
-    return this.hops.length === 1 && isSocks5(this.last)
+    return this.hops.every(isSocks5)
   }
 
   /**
@@ -139,10 +139,11 @@ export class ProxyChain implements Dialer {
   }
 
   /**
-   * Connects to hop 1 and tunnels through every hop but the last, so the returned socket talks to
-   * the last hop. Every failure here is ERR_SOCKS_PROXY_FAILED; each step has `handshakeTimeout`.
+   * Connects to hop 1 and tunnels through every hop before hop `to` (0-based; default the last),
+   * so the returned socket talks to that hop. Every failure here is ERR_SOCKS_PROXY_FAILED; each
+   * step has `handshakeTimeout`.
    */
-  async openTunnel(resolver: Resolver, deadline: Deadline): Promise<Socket> {
+  async openTunnel(resolver: Resolver, deadline: Deadline, to: number = this.hops.length - 1): Promise<Socket> {
     const first = this.hops[0]!
     let socket: Socket
     this.handshakeStep(deadline)
@@ -153,7 +154,7 @@ export class ProxyChain implements Dialer {
       throw unavailable(`cannot reach upstream ${first.label}`, err, deadline)
     }
     socket = await this.#startTls(socket, first, deadline)
-    for (let i = 1; i < this.hops.length; i++) {
+    for (let i = 1; i <= to; i++) {
       const via = this.hops[i - 1]!
       const next = this.hops[i]!
       this.handshakeStep(deadline)

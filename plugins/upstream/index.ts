@@ -27,7 +27,7 @@ export type { ProxyChainOptions } from './dialer.js'
 export { ProxyPool } from './pool.js'
 export type { PoolStrategy, Upstream } from './pool.js'
 export { parseUpstreamOptions, DEFAULT_COOLDOWN_SECONDS } from './options.js'
-export type { UpstreamOptions, UpstreamRouteOptions, UpstreamTargetOptions, UpstreamEntry, RouteMatch, RouteFunction, UpstreamConfig } from './options.js'
+export type { UpstreamOptions, UpstreamRouteOptions, UpstreamTargetOptions, UpstreamEntry, UpstreamPoolMember, RouteMatch, RouteFunction, UpstreamConfig } from './options.js'
 export { UpstreamUdpRelay } from './udp.js'
 export { UpstreamBinder } from './bind.js'
 
@@ -35,8 +35,8 @@ export { UpstreamBinder } from './bind.js'
  * Chains connections through other proxies: SOCKS5 (`socks5://`, or `socks5h://` to let the
  * upstream resolve names), SOCKS4/4a and HTTP CONNECT, the SOCKS5 and HTTP ones also over TLS to the
  * proxy (`socks5s://`, `socks5hs://`, `https://`; verified by default), one proxy, a chain of several, or a pool with
- * failover or round-robin; chosen per connection by routes. BIND and UDP ASSOCIATE are relayed
- * through a SOCKS5 upstream too.
+ * failover or round-robin (whose members may be chains too); chosen per connection by routes. BIND
+ * is relayed through a SOCKS5 last hop, UDP ASSOCIATE through a chain of SOCKS5 hops.
  *
  * Its place among the plugins does not let anything skip their checks: it only chooses the way in
  * the connect phase, and does the work where the core's own would run, after every later connect
@@ -47,7 +47,7 @@ export { UpstreamBinder } from './bind.js'
  *
  * @example
  * server.register(upstream, {
- *   pool: ['socks5://10.0.0.2:1080', 'socks5://10.0.0.3:1080'],
+ *   pool: ['socks5://10.0.0.2:1080', ['socks5://10.0.0.3:1080', 'socks5h://10.9.0.1:1080']],
  *   routes: [
  *     { match: { domains: '*.internal.example' }, direct: true },
  *     { match: { users: 'bob' }, chain: ['socks5://10.0.0.2:1080', 'http://user:pass@10.0.9.9:3128'] },
@@ -66,7 +66,7 @@ const upstream = definePlugin<UpstreamConfig, UpstreamOptions>({
     const build = (spec: TargetSpec | null): Upstream | null => {
       if (spec === null) return null
       if (spec.kind === 'chain') return new ProxyChain(spec.hops.map((hop) => endpoints.get(hop)!), chainOptions)
-      return new ProxyPool(spec.members.map((hop) => new ProxyChain([endpoints.get(hop)!], chainOptions)), spec.strategy, config.cooldown)
+      return new ProxyPool(spec.members.map((hops) => new ProxyChain(hops.map((hop) => endpoints.get(hop)!), chainOptions)), spec.strategy, config.cooldown)
     }
     const fallback = build(config.target)
     const routes = config.routes.map((route) => ({ route, upstream: build(route.target) }))
@@ -109,7 +109,7 @@ export default upstream
 async function loadEndpoints(config: UpstreamConfig, log: Logger): Promise<Map<HopSpec, ProxyEndpoint>> {
   const hops: HopSpec[] = []
   const collect = (spec: TargetSpec | null): void => {
-    if (spec !== null) hops.push(...(spec.kind === 'chain' ? spec.hops : spec.members))
+    if (spec !== null) hops.push(...(spec.kind === 'chain' ? spec.hops : spec.members.flat()))
   }
   collect(config.target)
   for (const route of config.routes) collect(route.target)

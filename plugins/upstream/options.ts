@@ -20,14 +20,23 @@ export type RouteMatch = MatchOptions
  */
 export type UpstreamEntry = string | { url: string; tls?: UpstreamTlsOptions }
 
+/**
+ * One member of a pool: an upstream, or a chain of them (a list: the first is reached directly,
+ * each next one through the previous). A member is tried, fails and cools down as a whole.
+ *
+ * @example
+ * pool: ['socks5://10.0.0.2:1080', ['socks5://10.0.0.3:1080', 'socks5h://10.9.0.1:1080']]
+ */
+export type UpstreamPoolMember = UpstreamEntry | UpstreamEntry[]
+
 /** Where traffic goes: exactly one of these (or `direct: true` in a route). */
 export interface UpstreamTargetOptions {
   /** One upstream proxy. */
   proxy?: UpstreamEntry
   /** Proxies in a row: the first is reached directly, each next one through the previous. */
   chain?: UpstreamEntry[]
-  /** Interchangeable upstreams; see `strategy`. */
-  pool?: UpstreamEntry[]
+  /** Interchangeable upstreams, each one proxy or a chain of them (a list); see `strategy`. */
+  pool?: UpstreamPoolMember[]
   /** For `pool`: `failover` (default) tries them in order, `round-robin` starts one further each connection. */
   strategy?: PoolStrategy
 }
@@ -60,8 +69,8 @@ export interface HopSpec {
   readonly tls: TlsSpec | null
 }
 
-/** A validated target: hops of a chain, or members of a pool. `null` means direct. */
-export type TargetSpec = { readonly kind: 'chain'; readonly hops: readonly HopSpec[] } | { readonly kind: 'pool'; readonly members: readonly HopSpec[]; readonly strategy: PoolStrategy }
+/** A validated target: hops of a chain, or members of a pool (each the hops of a chain). `null` means direct. */
+export type TargetSpec = { readonly kind: 'chain'; readonly hops: readonly HopSpec[] } | { readonly kind: 'pool'; readonly members: readonly (readonly HopSpec[])[]; readonly strategy: PoolStrategy }
 
 export interface RouteSpec {
   readonly match: Matcher | RouteFunction
@@ -91,7 +100,9 @@ const ENTRY_KEYS = ['url', 'tls'] as const
 
 /**
  * Validates the options. Every failure names the field: `chain[1]: unsupported scheme "ftp:"`,
- * `routes[0].match.users[1]: ...`. URLs are parsed here, once.
+ * `pool[1][0]: ...`, `routes[0].match.users[1]: ...`. Each entry of a list (a hop, a pool member, a
+ * route) is checked on its own (`at.collect`), so one run reports every bad one. URLs are parsed
+ * here, once.
  */
 export function parseUpstreamOptions(raw: unknown, at: OptionPath): UpstreamConfig {
   if (!isPlainObject(raw)) at.fail('', `options must be an object like { proxy: 'socks5://127.0.0.1:1080' }, found ${describe(raw)}`)
@@ -100,7 +111,8 @@ export function parseUpstreamOptions(raw: unknown, at: OptionPath): UpstreamConf
   let routes: RouteSpec[] = []
   if (raw.routes !== undefined) {
     if (!Array.isArray(raw.routes)) at.fail('routes', `must be a list of { match, proxy | chain | pool | direct }, found ${describe(raw.routes)}`)
-    routes = raw.routes.map((route, i) => parseRoute(route, `routes[${i}]`, at))
+    // A route that failed is left out; the failures end the parse once every route was checked.
+    routes = raw.routes.map((route, i) => attempt(at, () => parseRoute(route, `routes[${i}]`, at))) as RouteSpec[]
   }
   if (target === null && routes.length === 0) at.fail('', 'give an upstream: proxy, chain, pool, or routes')
   let cooldown = DEFAULT_COOLDOWN_SECONDS
@@ -144,13 +156,30 @@ function parseTarget(raw: Record<string, unknown>, field: string, at: OptionPath
   }
   if (raw.proxy !== undefined) return { kind: 'chain', hops: [parseEntry(raw.proxy, path('proxy'), at)] }
   if (raw.chain !== undefined) return { kind: 'chain', hops: parseUrlList(raw.chain, path('chain'), at) }
-  if (raw.pool !== undefined) return { kind: 'pool', members: parseUrlList(raw.pool, path('pool'), at), strategy: (raw.strategy as PoolStrategy | undefined) ?? 'failover' }
+  if (raw.pool !== undefined) return { kind: 'pool', members: parsePool(raw.pool, path('pool'), at), strategy: (raw.strategy as PoolStrategy | undefined) ?? 'failover' }
   return null
 }
 
 function parseUrlList(raw: unknown, field: string, at: OptionPath): HopSpec[] {
   if (!Array.isArray(raw) || raw.length === 0) at.fail(field, `must be a non-empty list of proxy URLs, found ${describe(raw)}`)
-  return raw.map((entry, i) => parseEntry(entry, `${field}[${i}]`, at))
+  // An entry that failed is left out; the failures end the parse once every entry was checked.
+  return raw.map((entry, i) => attempt(at, () => parseEntry(entry, `${field}[${i}]`, at))) as HopSpec[]
+}
+
+/** Pool members: an entry is a chain of one, a list a chain of its own (`pool[1][0]` names its first hop). */
+function parsePool(raw: unknown, field: string, at: OptionPath): HopSpec[][] {
+  if (!Array.isArray(raw) || raw.length === 0) at.fail(field, `must be a non-empty list of upstreams (a URL, { url, tls }, or a list of them for a chain), found ${describe(raw)}`)
+  return raw.map((member, i) => {
+    const memberField = `${field}[${i}]`
+    if (!Array.isArray(member)) return attempt(at, () => [parseEntry(member, memberField, at)])
+    if (member.length === 0) return attempt(at, () => at.fail(memberField, 'a chain in a pool needs at least one proxy URL, found an empty list'))
+    return parseUrlList(member, memberField, at)
+  }) as HopSpec[][]
+}
+
+/** `at.collect(check)`, or just `check()` with a hand-made OptionPath that cannot collect. */
+function attempt<T>(at: OptionPath, check: () => T): T | undefined {
+  return at.collect === undefined ? check() : at.collect(check)
 }
 
 /** A URL string, or `{ url, tls }`; `tls` only for the TLS schemes. */
@@ -166,6 +195,7 @@ function parseEntry(raw: unknown, field: string, at: OptionPath): HopSpec {
 
 /** `orObject`: the field may also be `{ url, tls }`, and the message says so. */
 function parseUrl(raw: unknown, field: string, at: OptionPath, orObject = true): ProxyEndpoint {
+  if (Array.isArray(raw) && orObject) at.fail(field, 'must be one proxy URL (or { url, tls }), found a list: a list is a chain, and only a pool member can be one')
   if (typeof raw !== 'string') at.fail(field, `must be a proxy URL such as "socks5://127.0.0.1:1080"${orObject ? ' (or { url, tls })' : ''}, found ${describe(raw)}`)
   try {
     return parseProxyUrl(raw)

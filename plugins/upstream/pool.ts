@@ -149,5 +149,5 @@ function everyChain(): boolean {
 }
 
 function notSupported(what: string, label: string): SocksError {
-  return new SocksError('ERR_SOCKS_COMMAND_NOT_SUPPORTED', `${what} cannot go through ${label}: it needs a SOCKS5 upstream${what === 'UDP ASSOCIATE' ? ' as the only hop' : ' as the last hop'}`)
+  return new SocksError('ERR_SOCKS_COMMAND_NOT_SUPPORTED', `${what} cannot go through ${label}: it needs ${what === 'UDP ASSOCIATE' ? 'SOCKS5 at every hop' : 'a SOCKS5 last hop'}`)
 }

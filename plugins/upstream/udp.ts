@@ -1,9 +1,10 @@
 import { isSocksError, SocksError, type ConnectContext, type DatagramContext, type Next } from 'socksmith'
 import { isLogLevelEnabled } from 'socksmith/ops'
-import { socksAssociate, type ClientUdpAssociation as UpstreamAssociation } from 'socksmith/client'
+import { socksAssociate, socksAssociateHop, type ClientUdpAssociation as UpstreamAssociation, type UdpRelayHop } from 'socksmith/client'
 import { Deadline } from './deadline.js'
 import { clientProxyOptions, sendsNames, unavailable } from './dialer.js'
 import type { ProxyChain } from './dialer.js'
+import type { ProxyEndpoint } from './url.js'
 import { runThrough, type Upstream } from './pool.js'
 import { attemptThrough } from './report.js'
 
@@ -17,7 +18,7 @@ declare module 'socksmith' {
   }
 }
 
-/** UDP ASSOCIATE needs a single SOCKS5 hop. */
+/** UDP ASSOCIATE needs SOCKS5 at every hop. */
 export function canAssociate(chain: ProxyChain): boolean {
   return chain.canAssociate
 }
@@ -37,30 +38,50 @@ export class UpstreamUdpRelay {
 }
 
 /**
- * Opens a UDP ASSOCIATE with the chain's one SOCKS5 hop, each step within its `handshakeTimeout`
- * and all of them within `budget` ms. The control connection is opened like a CONNECT's (the
- * server's resolver, TLS for `socks5s://` and `socks5hs://`); the datagrams themselves go in the
- * clear to the relay the upstream names, as RFC 1928 §7 has them: TLS protects the control
- * connection (login, the relay's address), not the UDP payload. A refusal (REP) is passed back as it
- * is; anything else means the upstream is unavailable (no destination is involved, so even a
- * timeout is the upstream's fault).
+ * Opens a UDP ASSOCIATE through the chain's SOCKS5 hops, each step within its `handshakeTimeout`
+ * and all of them within `budget` ms. Every hop gets its own control connection, opened like a
+ * CONNECT's (the server's resolver, TLS for `socks5s://` and `socks5hs://`): hop 1 directly, hop k
+ * through a tunnel across hops 1 to k-1, so each hop sees its association come from the hop before
+ * it, the only one whose datagrams it will get. Hop k's relay is addressed as hop k-1 sees it (it
+ * may be reachable from there only): a datagram goes to hop 1's relay wrapped in one header per
+ * hop, the outer ones naming the next relay, the innermost its destination (ClientUdpAssociation).
+ * Hops 2..N are associated first and hop 1 last, so the association, once it exists, is whole.
+ *
+ * The datagrams go in the clear, as RFC 1928 §7 has them: TLS protects the control connections
+ * (login, the relays' addresses), not the UDP payload. A refusal (REP) from any hop is passed back
+ * as it is; anything else means the upstream is unavailable (no destination is involved, so even a
+ * timeout is the upstream's fault). A failure closes every control connection opened so far.
  */
 export async function associateUpstream(chain: ProxyChain, ctx: ConnectContext, budget: number): Promise<UpstreamUdpRelay> {
-  const hop = chain.last
+  const hops = chain.hops
+  const resolver = ctx.settings.resolver
   const deadline = new Deadline(ctx.signal, budget)
+  const onward: UdpRelayHop[] = []
   try {
-    // Already ERR_SOCKS_PROXY_FAILED, naming the hop and the step (TCP, TLS).
-    const control = await chain.openTunnel(ctx.settings.resolver, deadline)
-    chain.handshakeStep(deadline)
-    try {
-      const association = await socksAssociate(clientProxyOptions(hop), { socket: control, signal: deadline.signal })
-      return new UpstreamUdpRelay(association, sendsNames(hop.protocol), hop.label)
-    } catch (err) {
-      if (deadline.abandoned || (isSocksError(err) && err.code === 'ERR_SOCKS_REPLY')) throw err
-      throw unavailable(`upstream ${hop.label} failed to set up UDP ASSOCIATE`, err, deadline)
+    for (let i = 1; i < hops.length; i++) {
+      // Already ERR_SOCKS_PROXY_FAILED, naming the hop and the step (TCP, TLS, a tunnel).
+      const control = await chain.openTunnel(resolver, deadline, i)
+      chain.handshakeStep(deadline)
+      onward.push(await associateStep(hops[i]!, deadline, () => socksAssociateHop(clientProxyOptions(hops[i]!), { socket: control, signal: deadline.signal })))
     }
+    const control = await chain.openTunnel(resolver, deadline, 0)
+    chain.handshakeStep(deadline)
+    // From here the association owns `onward`: it closes them if it fails.
+    const association = await associateStep(hops[0]!, deadline, () => socksAssociate(clientProxyOptions(hops[0]!), { socket: control, signal: deadline.signal, chain: onward.splice(0) }))
+    return new UpstreamUdpRelay(association, sendsNames(chain.last.protocol), chain.label)
   } finally {
+    for (const hop of onward) hop.control.destroy()
     deadline.clear()
+  }
+}
+
+/** One hop's UDP ASSOCIATE: its refusal (REP) as it is, anything else the upstream's failure. */
+async function associateStep<T>(hop: ProxyEndpoint, deadline: Deadline, associate: () => Promise<T>): Promise<T> {
+  try {
+    return await associate()
+  } catch (err) {
+    if (deadline.abandoned || (isSocksError(err) && err.code === 'ERR_SOCKS_REPLY')) throw err
+    throw unavailable(`upstream ${hop.label} failed to set up UDP ASSOCIATE`, err, deadline)
   }
 }
 

@@ -6,8 +6,8 @@
  */
 export { socksConnect, socksBind } from './connect.js'
 export type { Destination, ConnectOptions, ConnectResult, BindResult } from './connect.js'
-export { socksAssociate, ClientUdpAssociation } from './udp.js'
-export type { AssociateOptions, UdpAssociationEvents } from './udp.js'
+export { socksAssociate, socksAssociateHop, ClientUdpAssociation } from './udp.js'
+export type { AssociateOptions, AssociateHopOptions, UdpRelayHop, UdpAssociationEvents } from './udp.js'
 export { DEFAULT_HANDSHAKE_TIMEOUT } from './handshake.js'
 export type { ProxyOptions } from './handshake.js'
 export type { Address } from '../protocol/address.js'

@@ -13,22 +13,26 @@ import { isSocksError } from '../core/errors.js'
 export interface DatagramHeader {
   readonly frag: number
   readonly address: Address
-  /** Offset of DATA in the packet. */
+  /** Offset of DATA in the packet (from its start, whatever the `offset` the header was read at). */
   readonly headerLength: number
 }
 
-/** Parses the header of a UDP packet; null for anything malformed or truncated (such packets are dropped silently). */
-export function parseDatagramHeader(packet: Buffer): DatagramHeader | null {
-  if (packet.length < 4) return null
+/**
+ * Parses the header of a UDP packet; null for anything malformed or truncated (such packets are
+ * dropped silently). `offset`: where the header starts, for a header wrapped inside another one
+ * (a chain of relays), read without a copy; `headerLength` then counts from the packet's start.
+ */
+export function parseDatagramHeader(packet: Buffer, offset = 0): DatagramHeader | null {
+  if (packet.length < offset + 4) return null
   let address
   try {
-    address = readAddress(packet, 3)
+    address = readAddress(packet, offset + 3)
   } catch (err) {
     if (isSocksError(err)) return null
     throw err
   }
   if (address === null) return null
-  return { frag: packet[2]!, address: address.value, headerLength: 3 + address.length }
+  return { frag: packet[offset + 2]!, address: address.value, headerLength: offset + 3 + address.length }
 }
 
 /** Encodes RSV, FRAG = 0 and the address; the payload is sent after it as a separate buffer. */

@@ -1,9 +1,10 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer, isIP, type AddressInfo, type Socket } from 'node:net'
+import { connect, createServer, isIP, type AddressInfo, type Socket } from 'node:net'
 import { createSocket } from 'node:dgram'
-import { socksAssociate, socksBind, socksConnect, SocksError, type ProxyOptions } from '../../src/client/index.js'
+import { socksAssociate, socksAssociateHop, socksBind, socksConnect, SocksError, type ProxyOptions } from '../../src/client/index.js'
+import { waitFor } from '../helpers/net.js'
 import { Reply, encodeDatagramHeader, encodeReply, parseDatagramHeader, toAddress } from '../../src/protocol/index.js'
 
 function h(hex: string): Buffer {
@@ -581,3 +582,83 @@ test('UDP ASSOCIATE: a failure reply rejects like CONNECT does', async (t) => {
   await rejectsWith(socksAssociate(proxy), 'ERR_SOCKS_REPLY', { reply: 7 })
   await proxy.served
 })
+
+/** A second hop reached straight (standing in for a tunnel through the first): its UDP ASSOCIATE must announce no sender. */
+async function secondHop(t: TestContext, bound: string) {
+  let control: Socket | null = null
+  const proxy = await scriptedProxy(t, async (peer) => {
+    control = peer.socket
+    await peer.expect('05 01 00')
+    await peer.write('05 00')
+    await peer.expect('05 03 00 01 00000000 0000')
+    await peer.write(`05 00 00 01 ${bound} 1234`)
+  })
+  const socket = cleanup(t, connect({ host: proxy.host, port: proxy.port }))
+  const hop = await socksAssociateHop(proxy, { socket })
+  await proxy.served
+  return { proxy, hop, control: () => control! }
+}
+
+test('UDP ASSOCIATE through two hops: the second announces no sender, every datagram gets one header per hop, and answers are unwrapped only when they name the next relay', async (t) => {
+  const second = await secondHop(t, '00000000')
+  // BND 0.0.0.0: the address the previous hop reached the second one at (here proxy.host).
+  assert.deepEqual(second.hop.relay, { type: 'ipv4', host: '127.0.0.1', port: 0x1234 })
+  const { proxy, relay, received } = await udpProxy(t, '127.0.0.1')
+  const association = await socksAssociate(proxy, { chain: [second.hop] })
+  t.after(() => association.close())
+  await proxy.served
+  const messages: string[] = []
+  association.on('message', (data, from) => messages.push(`${data.toString()} from ${from.host}:${from.port}`))
+
+  // The first hop's relay echoes it back: the outer header then names the second relay, as it must.
+  association.send(Buffer.from('ping'), { host: '198.51.100.1', port: 7 })
+  await waitFor(() => messages.length === 1)
+  assert.equal(received[0]?.toString('hex'), h('0000 00 01 7f000001 1234  0000 00 01 c6336401 0007  70696e67').toString('hex'))
+  const send = (hex: string, payload: string): Promise<void> =>
+    new Promise((resolve, reject) => relay.send(Buffer.concat([h(hex), Buffer.from(payload)]), association.address().port, '127.0.0.1', (err) => (err ? reject(err) : resolve())))
+  await send('0000 00 04 00000000000000000000ffff7f000001 1234  0000 00 01 c0000201 0009', 'mapped')
+  await send('0000 00 01 7f000001 1235  0000 00 01 c0000201 0009', 'not from the next relay')
+  await send('0000 00 01 7f000001 1234', 'no inner header')
+  await send('0000 00 01 7f000001 1234  0000 01 01 c0000201 0009', 'a fragment')
+  await send('0000 00 01 7f000001 1234  0000 00 03 08 646e732e74657374 0035', 'last')
+  await waitFor(() => messages.length === 3)
+  assert.deepEqual(messages, ['ping from 198.51.100.1:7', 'mapped from 192.0.2.1:9', 'last from dns.test:53'])
+
+  // The second hop's control connection ending ends the association and the first one's.
+  const closed = once(association, 'close')
+  second.control().end()
+  await closed
+  assert.ok(association.control.destroyed)
+  assert.ok(second.hop.control.destroyed)
+})
+
+test('UDP ASSOCIATE through two hops: a refusal by the first (or an early failure) destroys the second one\'s control connection too; a refusal by the second rejects with its REP', async (t) => {
+  const second = await secondHop(t, '7f000001')
+  const proxy = await scriptedProxy(t, async (peer) => {
+    await peer.expect('05 01 00')
+    await peer.write('05 00')
+    await peer.read(10)
+    await peer.write('05 02 00 01 00000000 0000')
+    await peer.clientClosed()
+  })
+  await rejectsWith(socksAssociate(proxy, { chain: [second.hop] }), 'ERR_SOCKS_REPLY', { reply: 2 })
+  assert.ok(second.hop.control.destroyed)
+  await proxy.served
+  // Failing before any handshake (an aborted signal) releases them all the same.
+  const early = await secondHop(t, '7f000001')
+  await assert.rejects(socksAssociate(proxy, { chain: [early.hop], signal: AbortSignal.abort() }))
+  assert.ok(early.hop.control.destroyed)
+
+  const refusing = await scriptedProxy(t, async (peer) => {
+    await peer.expect('05 01 00')
+    await peer.write('05 00')
+    await peer.expect('05 03 00 01 00000000 0000')
+    await peer.write('05 07 00 01 00000000 0000')
+    await peer.clientClosed()
+  })
+  const socket = cleanup(t, connect({ host: refusing.host, port: refusing.port }))
+  await rejectsWith(socksAssociateHop(refusing, { socket }), 'ERR_SOCKS_REPLY', { reply: 7 })
+  assert.ok(socket.destroyed)
+  await refusing.served
+})
+

@@ -176,6 +176,31 @@ test('options errors of several plugins are reported together, each under its en
   assert.match(lines[1] as string, /^socksmith\.config\.yaml: plugins\[1\] \(upstream\): proxy: /)
 })
 
+test('upstream: every bad hop of a pool\'s chain members is reported in one pass, naming the file, the entry and the field', async (t) => {
+  const { code, lines } = await failure(t, {
+    'socksmith.config.yaml': `plugins:
+  - - upstream
+    - pool:
+        - socks5://127.0.0.1:1
+        - [socks5://127.0.0.1:2, ftp://127.0.0.1:3]
+        - - url: socks5s://127.0.0.1:4
+            tls: { pin: nope }
+          - socks5h://127.0.0.1:5
+        - []
+      routes:
+        - { match: { users: alice }, pool: [[http://127.0.0.1:6, "socks9://x"]] }
+`,
+  })
+  assert.equal(code, 'ERR_PLUGIN_OPTIONS')
+  assert.deepEqual(lines.map((line) => line.replace(/^(socksmith\.config\.yaml: plugins\[0\] \(upstream\): [^:]+):.*$/, '$1')), [
+    'socksmith.config.yaml: plugins[0] (upstream): pool[1][1]',
+    'socksmith.config.yaml: plugins[0] (upstream): pool[2][0].tls.pin',
+    'socksmith.config.yaml: plugins[0] (upstream): pool[3]',
+    'socksmith.config.yaml: plugins[0] (upstream): routes[0].pool[0][1]',
+  ])
+  assert.match(lines[0] as string, /pool\[1\]\[1\]: unsupported scheme "ftp:"/)
+})
+
 test('core-key, duplicate-plugin and option problems are all reported in one pass', async (t) => {
   const { code, lines } = await failure(t, {
     'socksmith.config.yaml': `lisen: { port: 1 }

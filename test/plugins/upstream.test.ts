@@ -222,6 +222,18 @@ test('options are validated with field paths, and unknown keys are refused', () 
   fails({ proxy: 'socks5://127.0.0.1:1', cooldown: -1 }, /cooldown: must be a non-negative number/)
   fails({ proxy: 'socks5://127.0.0.1:1', handshakeTimeout: 0 }, /handshakeTimeout: must be a positive number of seconds, found number 0/)
   fails({ proxy: 'socks5://127.0.0.1:1', handshakeTimeout: '5s' }, /handshakeTimeout: must be a positive number of seconds, found "5s"/)
+  fails({ chain: [['socks5://127.0.0.1:1']] }, /chain\[0\]: must be one proxy URL \(or \{ url, tls \}\), found a list: a list is a chain, and only a pool member can be one/)
+  fails({ pool: [] }, /pool: must be a non-empty list of upstreams/)
+  // Every bad hop of every pool member, and the other fields, in one pass.
+  assert.throws(() => createServer().register(upstream, {
+    pool: ['socks5://127.0.0.1:1', ['socks5://127.0.0.1:2', 'ftp://127.0.0.1:3', { url: 'socks5://127.0.0.1:4', tls: {} }], [], 7],
+    cooldown: -1,
+  } as unknown), (err: SocksError) => {
+    assert.equal(err.code, 'ERR_PLUGIN_OPTIONS')
+    assert.deepEqual(err.message.split('\n').map((line) => line.replace(/^plugin upstream: ([^:]+):.*$/, '$1')), ['pool[1][1]', 'pool[1][2].tls', 'pool[2]', 'pool[3]', 'cooldown'])
+    assert.match(err.message, /pool\[2\]: a chain in a pool needs at least one proxy URL, found an empty list/)
+    return true
+  })
   // A function match is accepted in a JS/TS config.
   createServer().register(upstream, { routes: [{ match: () => true, proxy: 'socks5://127.0.0.1:1' }] })
 })
@@ -492,6 +504,41 @@ test('round-robin pool: connections take turns', async (t) => {
   assert.deepEqual(log, ['a', 'b', 'a', 'b'])
 })
 
+test('a pool member that is a chain: both hops carry its connections; when its second hop dies, the pool fails over and skips the chain', async (t) => {
+  const echo = await startEcho(t)
+  const failures = recordUpstreamFailures(t)
+  const hop1 = await startUpstreamSocks(t)
+  const hop2 = await startUpstreamSocks(t)
+  const single = await startUpstreamSocks(t)
+  const chain = [hop1.url('socks5'), hop2.url('socks5h')]
+  const front = await startFront(t, { pool: [chain, single.url()], cooldown: 60 })
+  await echoThrough(t, front.port, { host: 'echo.test', port: echo.port })
+  assert.deepEqual(hop1.seen, [{ command: 'connect', type: 'ipv4', host: '127.0.0.1', port: hop2.port, user: null }], 'hop 1 was asked for hop 2')
+  assert.deepEqual(hop2.seen, [{ command: 'connect', type: 'domain', host: 'echo.test', port: echo.port, user: null }], 'hop 2 got the name (socks5h)')
+  assert.equal(single.seen.length, 0)
+  await hop2.server.close({ drainTimeout: 0 })
+  await echoThrough(t, front.port, { host: 'echo.test', port: echo.port })
+  assert.equal(hop1.seen.length, 2, 'the chain was tried: hop 1 could not reach hop 2')
+  assert.equal(single.seen.length, 1, 'the other member carried it')
+  assert.deepEqual(failures, [`${chain[0]} -> ${chain[1]}`], 'the chain as a whole failed')
+  await echoThrough(t, front.port, { host: 'echo.test', port: echo.port })
+  assert.equal(hop1.seen.length, 2, 'the chain cools down as one member')
+  assert.equal(single.seen.length, 2)
+})
+
+test('round-robin pool of an HTTP -> SOCKS5 chain and a SOCKS4a proxy: connections take turns, each through every hop of its member', async (t) => {
+  const echo = await startEcho(t)
+  const http = await startHttpProxy(t)
+  const hop = await startUpstreamSocks(t)
+  const socks4 = await startSocks4Proxy(t, { 'echo.test': '127.0.0.1' })
+  const front = await startFront(t, { pool: [[`http://127.0.0.1:${http.port}`, hop.url('socks5h')], `socks4a://127.0.0.1:${socks4.port}`], strategy: 'round-robin' })
+  for (let i = 0; i < 4; i++) await echoThrough(t, front.port, { host: 'echo.test', port: echo.port })
+  assert.deepEqual(http.requests, [`127.0.0.1:${hop.port}`, `127.0.0.1:${hop.port}`])
+  assert.deepEqual(hop.seen.map((s) => `${s.host}:${s.port}`), [`echo.test:${echo.port}`, `echo.test:${echo.port}`])
+  assert.deepEqual(socks4.requests.map((r) => `${r.host}:${r.port} ${r.socks4a}`), [`echo.test:${echo.port} true`, `echo.test:${echo.port} true`])
+  assert.equal(echo.accepted(), 4)
+})
+
 // ---- routes ----
 
 test('routes by user, by domain and by function; unmatched traffic goes direct', async (t) => {
@@ -566,6 +613,74 @@ test('UDP ASSOCIATE through a socksmith upstream: datagrams are re-wrapped for i
   assert.equal(udpEcho.received.length, 2)
   association.close()
   await waitFor(() => front.server.connections === 0 && up.server.connections === 0)
+})
+
+test('UDP ASSOCIATE through a chain of two socksmith hops: one header per hop, replies unwrapped, and the end closes every hop\'s control connection', async (t) => {
+  const udpEcho = await startUdpEcho(t)
+  const hop1 = await startUpstreamSocks(t)
+  const hop2 = await startUpstreamSocks(t, { resolver: mapResolver({ 'udp.test': ['127.0.0.1'] }) })
+  const front = await startFront(t, { chain: [hop1.url('socks5'), hop2.url('socks5h')] })
+  const association = await socksAssociate({ host: '127.0.0.1', port: front.port })
+  t.after(() => association.close())
+  // Hop 2's association is opened through a tunnel across hop 1, so it comes from hop 1's side.
+  assert.deepEqual(hop1.seen.map((s) => `${s.command} ${s.host}:${s.port}`), [`connect 127.0.0.1:${hop2.port}`, `udp 0.0.0.0:${hop1.seen[1]?.port}`])
+  assert.notEqual(hop1.seen[1]!.port, 0, 'hop 1 was told the port the front sends from')
+  assert.deepEqual(hop2.seen.map((s) => `${s.command} ${s.host}:${s.port}`), ['udp 0.0.0.0:0'], 'hop 2 was told the sender is not known (hop 1\'s relay picks it)')
+  for (const [payload, host] of [['one', '127.0.0.1'], ['two', 'udp.test']] as const) {
+    association.send(Buffer.from(payload), { host, port: udpEcho.port })
+    const [data, from] = (await once(association, 'message')) as [Buffer, Address]
+    assert.equal(data.toString(), payload)
+    assert.deepEqual(from, { type: 'ipv4', host: '127.0.0.1', port: udpEcho.port })
+  }
+  const out = (d: { direction: string }) => d.direction === 'out'
+  const relay2 = hop1.datagrams.filter(out).map((d) => `${d.type} ${d.host}:${d.port}`)
+  assert.equal(relay2.length, 2)
+  assert.ok(relay2.every((d) => d === relay2[0] && d !== `ipv4 127.0.0.1:${udpEcho.port}`), `hop 1 sent both to hop 2's relay, never to the echo: ${relay2.join(', ')}`)
+  assert.deepEqual(hop2.datagrams.filter(out).map((d) => `${d.type} ${d.host}:${d.port}`), [`ipv4 127.0.0.1:${udpEcho.port}`, `domain udp.test:${udpEcho.port}`], 'hop 2 sent them on, the name as it is (socks5h)')
+  assert.equal(hop2.datagrams.filter((d) => d.direction === 'in').length, 2, 'the echoes came back through hop 2')
+  assert.deepEqual(udpEcho.received.map((r) => r.data.toString()), ['one', 'two'])
+  assert.equal(hop1.server.connections, 2, 'hop 1: its own control connection and the tunnel to hop 2')
+  assert.equal(hop2.server.connections, 1)
+  association.close()
+  await waitFor(() => front.server.connections === 0 && hop1.server.connections === 0 && hop2.server.connections === 0)
+})
+
+test('UDP through a chain of two SOCKS5 hops ends when the last hop\'s association does', async (t) => {
+  const udpEcho = await startUdpEcho(t)
+  const hop1 = await startUpstreamSocks(t)
+  const hop2 = await startUpstreamSocks(t)
+  const front = await startFront(t, { chain: [hop1.url(), hop2.url()] })
+  const association = await socksAssociate({ host: '127.0.0.1', port: front.port })
+  t.after(() => association.close())
+  association.send(Buffer.from('one'), { host: '127.0.0.1', port: udpEcho.port })
+  await once(association, 'message')
+  const closed = once(association, 'close')
+  await hop2.server.close({ drainTimeout: 0 })
+  await closed
+  await waitFor(() => front.server.connections === 0 && hop1.server.connections === 0)
+})
+
+test('UDP through a chain with an HTTP or SOCKS4 hop is refused with REP 07; a pool tries only its all-SOCKS5 members', async (t) => {
+  const udpEcho = await startUdpEcho(t)
+  const http = await startHttpProxy(t)
+  const socks4 = await startSocks4Proxy(t)
+  const hop = await startUpstreamSocks(t)
+  for (const chain of [[`http://127.0.0.1:${http.port}`, hop.url()], [hop.url(), `socks4://127.0.0.1:${socks4.port}`]]) {
+    const front = await startFront(t, { chain })
+    assert.deepEqual(await rawReply(t, front.port, ipv4Request(3, '0.0.0.0', 0)), hex('05070001000000000000'))
+  }
+  assert.equal(http.accepted(), 0)
+  assert.equal(hop.seen.length, 0, 'nothing was sent anywhere')
+  const other = await startUpstreamSocks(t)
+  const front = await startFront(t, { pool: [[`http://127.0.0.1:${http.port}`, hop.url()], other.url()] })
+  const association = await socksAssociate({ host: '127.0.0.1', port: front.port })
+  t.after(() => association.close())
+  association.send(Buffer.from('one'), { host: '127.0.0.1', port: udpEcho.port })
+  await once(association, 'message')
+  assert.deepEqual(other.seen.map((s) => s.command), ['udp'])
+  assert.equal(http.accepted(), 0)
+  association.close()
+  await waitFor(() => front.server.connections === 0 && other.server.connections === 0)
 })
 
 test('UDP and BIND through an HTTP upstream are refused with REP 07, never sent direct', async (t) => {
@@ -722,5 +837,27 @@ describe('through Dante', () => {
     assert.equal(from.port, udpEcho.port)
     association.close()
     await waitFor(() => front.server.connections === 0)
+  })
+
+  test('UDP ASSOCIATE through a chain of Dante and socksmith, either way round: datagrams through both, replies back, every control connection closed', needs(danted), async (t) => {
+    const udpEcho = await startUdpEcho(t)
+    const hop = await startUpstreamSocks(t)
+    for (const chain of [[`socks5://127.0.0.1:${dantePort}`, hop.url()], [hop.url(), `socks5://127.0.0.1:${dantePort}`]]) {
+      const front = await startFront(t, { chain })
+      const association = await socksAssociate({ host: '127.0.0.1', port: front.port })
+      t.after(() => association.close())
+      for (const payload of ['one', 'two']) {
+        association.send(Buffer.from(payload), { host: '127.0.0.1', port: udpEcho.port })
+        const [data, from] = (await once(association, 'message')) as [Buffer, Address]
+        assert.equal(data.toString(), payload, chain.join(' -> '))
+        assert.deepEqual(from, { type: 'ipv4', host: '127.0.0.1', port: udpEcho.port })
+      }
+      association.close()
+      await waitFor(() => front.server.connections === 0 && hop.server.connections === 0)
+    }
+    const out = hop.datagrams.filter((d) => d.direction === 'out').map((d) => d.port)
+    assert.deepEqual(out.slice(0, 2), [udpEcho.port, udpEcho.port], 'socksmith as hop 2 sent them to the echo')
+    assert.ok(out[2] === out[3] && out[2] !== udpEcho.port, `socksmith as hop 1 sent them to Dante's relay: ${out.join(', ')}`)
+    assert.equal(udpEcho.received.length, 4)
   })
 })
