@@ -349,3 +349,30 @@ test('headless Chromium with --proxy-server=http:// loads an http:// page from a
   assert.ok(origin.seen.some((s) => s.url === '/chromium' && s.headers['proxy-connection'] === undefined))
   assert.ok(ended.some((ctx) => ctx.exchange !== null && ctx.replied))
 })
+
+test('plugins apply unchanged: a per-user connection cap is held per request (keep-alive frees it each time), and the upstream plugin carries the request', async (t) => {
+  const origin = await startOrigin(t)
+  const { default: limits } = await import('socksmith/plugins/limits')
+  const { default: upstream } = await import('socksmith/plugins/upstream')
+  // The upstream: a second socksmith speaking SOCKS5.
+  const hop = createServer({ logger: silentLogger })
+  const hopEnded: ConnectionContext[] = []
+  hop.on('disconnect', (ctx) => hopEnded.push(ctx))
+  const { port: hopPort } = await hop.listen({ host: '127.0.0.1', port: 0 })
+  closeAfter(t, hop)
+  const { port } = await startProxy(t, {}, (server) => {
+    withAlice(server)
+    server.register(limits, { limits: [{ per: 'user', maxConnections: 1 }] })
+    server.register(upstream, { proxy: `socks5://127.0.0.1:${hopPort}` })
+  })
+  const client = await RawClient.connect(t, port)
+  for (let i = 0; i < 4; i++) {
+    client.socket.write(`GET http://127.0.0.1:${origin.port}/k${i} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic('alice', 'wonderland')}\r\n\r\n`)
+    const response = await readResponse(client)
+    assert.equal(response.status, 200, `request ${i} is admitted: the one before gave its lease back (${response.head})`)
+    assert.equal(response.body, `hello from 127.0.0.1 /k${i}`)
+  }
+  client.socket.end()
+  await waitFor(() => hopEnded.length === 4)
+  assert.ok(hopEnded.every((ctx) => ctx.destination.port === origin.port && ctx.replied), 'each request went through the upstream')
+})
