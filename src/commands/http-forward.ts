@@ -227,6 +227,9 @@ export class HttpExchange {
   refuse(refusal: HttpRefusal): void {
     const response = this.response
     if (!response.headersSent && !response.destroyed) {
+      // A body still to come would have to be read and thrown away before the next request: the
+      // connection closes after the answer instead (a refused upload is not drained).
+      if (bodyPending(this.request)) response.shouldKeepAlive = false
       response.writeHead(refusal.status, { ...refusal.headers, 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': String(Buffer.byteLength(refusal.body)) })
       response.end(refusal.body)
     }
@@ -256,6 +259,8 @@ export class HttpExchange {
     const settings = this.#settings
     const headerOptions: ForwardHeaderOptions = { via: settings.via, forwardedFor: settings.forwardedFor ? client : null }
     const chunked = request.headers['transfer-encoding'] !== undefined
+    // The client waits for a 100 before its body (Expect: 100-continue): it is let through now.
+    if (request.headers.expect?.toLowerCase() === '100-continue') this.response.writeContinue()
     const upstream = httpRequest({
       // No agent: the connect phase's socket is this request's, and no other request ever uses it.
       createConnection: () => outbound,
@@ -271,7 +276,6 @@ export class HttpExchange {
       (response) => this.#writeHead(response, headerOptions),
       (err) => {
         const failure = toSocksError(err)
-        if (!this.response.headersSent) this.response.shouldKeepAlive = false
         this.refuseHead(refusalOf(failure))
         onEarlyFailure(failure)
       },
@@ -286,6 +290,7 @@ export class HttpExchange {
   refuseHead(refusal: HttpRefusal): void {
     const response = this.response
     if (response.headersSent || response.destroyed) return
+    if (bodyPending(this.request)) response.shouldKeepAlive = false
     response.writeHead(refusal.status, { ...refusal.headers, 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': String(Buffer.byteLength(refusal.body)) })
     response.end(refusal.body)
   }
@@ -298,6 +303,16 @@ export class HttpExchange {
       return false
     }
   }
+}
+
+/**
+ * Part of the request's body has not been read yet. (Not just `!complete`: node marks a request
+ * without a body complete only after its 'request' event, and a refusal may come before that.)
+ */
+function bodyPending(request: IncomingMessage): boolean {
+  if (request.complete) return false
+  const length = request.headers['content-length']
+  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }
 
 /** What a listener's HTTP proxy adds to the messages it forwards (`ListenOptions.http`). */

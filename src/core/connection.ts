@@ -221,6 +221,11 @@ export class Connection extends DeadlineEntry implements ConnectionDriver, HttpS
     else this.#disarm()
   }
 
+  /** The server is closing: a keep-alive HTTP client between requests is closed now rather than at the drain deadline. */
+  closeIfIdle(): void {
+    if (this.#phase === 'forwarding' && this.#session?.idle === true) this.socket.destroy()
+  }
+
   /** Ends the connection now (forced close after the drain deadline). */
   destroy(reason: unknown): void {
     this.ctx.error ??= reason

@@ -45,8 +45,11 @@ function httpFront(): HttpServer {
   }
   front.on('request', onRequest)
   // Without these node answers an unusual Expect (417) and takes an Upgrade request off its
-  // parser itself, and the handler would never hear of the request.
+  // parser itself, and the handler would never hear of the request. With checkContinue heard,
+  // node no longer sends `100 Continue` at once: the forwarder sends it once the request has been
+  // let through (auth, rules, the dial), so a refused client is not invited to upload its body.
   front.on('checkExpectation', onRequest)
+  front.on('checkContinue', onRequest)
   front.on('upgrade', (request: IncomingMessage, socket: Socket) => {
     ;(socket as ParsedSocket)[kHandler]?.refused(new SocksError('ERR_SOCKS_COMMAND_NOT_SUPPORTED', `HTTP ${request.method ?? ''} with Upgrade: not forwarded (WebSocket clients tunnel with CONNECT)`, { reply: null }))
     if (socket.writable) socket.end(statusResponse(501, 'Upgrade is not supported: use CONNECT\n'))

@@ -96,6 +96,11 @@ export class HttpSession implements HttpClientHandler {
     this.#end(err)
   }
 
+  /** No request in progress or waiting: the connection is between requests. */
+  get idle(): boolean {
+    return !this.#active && !this.#over && this.#waiting.length === 0
+  }
+
   /** The client's connection closed: nothing more is read or forwarded. */
   closed(): void {
     this.#end(new SocksError('ERR_SOCKS_CLIENT_CLOSED', 'client closed the connection'))

@@ -519,6 +519,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     const listenersClosed = Promise.all(this.#listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))))
     // A TLS handshake in progress serves nobody yet: nothing to drain.
     for (const front of this.#tlsFronts) front.destroyHandshakes()
+    // Keep-alive HTTP clients between requests have nothing to finish (as node's closeIdleConnections).
+    for (const connection of [...this.#connections]) connection.closeIfIdle()
     if (this.#connections.size > 0) {
       this.log.info(`draining ${this.#connections.size} connection(s) for up to ${drainTimeout} ms`)
       const drained = new Promise<void>((resolve) => {

@@ -224,7 +224,7 @@ test('refusals are statuses on the request they refuse, and the connection lives
   ]
   for (const [url, headers, status, pattern] of cases) {
     client.socket.write(`GET ${url} HTTP/1.1\r\nHost: x\r\n${headers}\r\n`)
-    const response = await readResponse(client)
+    const response = await readResponse(client).catch((err: Error) => { throw new Error(`${url}: ${err.message}`) })
     assert.equal(response.status, status, `${url}: ${response.head}`)
     if (pattern !== undefined) assert.match(response.head + response.body, pattern)
   }
@@ -295,6 +295,7 @@ test('nothing is left behind: a client leaving mid-response, an origin resetting
   let streaming: ServerResponse | null = null
   const origin = await startOrigin(t, '127.0.0.1', (req, res) => {
     if (req.url === '/reset') return req.socket.destroy()
+    if (req.url === '/small') return res.writeHead(200, { 'Content-Length': '2' }).end('ok')
     res.writeHead(200, { 'Content-Type': 'application/octet-stream' })
     if (req.url === '/cut') {
       res.write(Buffer.alloc(1000))
@@ -313,10 +314,13 @@ test('nothing is left behind: a client leaving mid-response, an origin resetting
   leaver.socket.destroy()
   await waitFor(() => server.connections === 0)
   await waitFor(() => origin.open() === 0 && streaming !== null && (streaming as ServerResponse).destroyed)
-  // An origin that resets before answering: 502.
+  // An origin that resets before answering: 502, and the connection serves the next request.
   const client = await RawClient.connect(t, port)
   client.socket.write(`GET http://127.0.0.1:${origin.port}/reset HTTP/1.1\r\nHost: x\r\n\r\n`)
   assert.equal((await readResponse(client)).status, 502)
+  client.socket.write(`GET http://127.0.0.1:${origin.port}/small HTTP/1.1\r\nHost: x\r\n\r\n`)
+  assert.equal((await readResponse(client)).status, 200)
+  client.socket.end()
   await client.expectClose()
   // An origin that resets half-way through its body: the client's connection ends (the body cannot be completed).
   const cut = await RawClient.connect(t, port)
@@ -375,4 +379,28 @@ test('plugins apply unchanged: a per-user connection cap is held per request (ke
   client.socket.end()
   await waitFor(() => hopEnded.length === 4)
   assert.ok(hopEnded.every((ctx) => ctx.destination.port === origin.port && ctx.replied), 'each request went through the upstream')
+})
+
+test('Expect: 100-continue: the 100 comes only once the request is let through; a refused upload is not read, and a closing server does not wait for idle keep-alive clients', async (t) => {
+  const origin = await startOrigin(t, '127.0.0.1', (req, res, body) => res.writeHead(200, { 'Content-Length': String(body.length) }).end(body))
+  const server = createServer({ logger: silentLogger })
+  withAlice(server)
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0, protocols: ['http'] })
+  const head = (credentials: string): string => `POST http://127.0.0.1:${origin.port}/up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n${credentials}\r\n`
+  const refused = await RawClient.connect(t, port)
+  refused.socket.write(head(''))
+  const answer = (await refused.expectClose()).toString()
+  assert.match(answer, /^HTTP\/1\.1 407 /, 'no 100 Continue before the refusal')
+  const let_through = await RawClient.connect(t, port)
+  let_through.socket.write(head(`Proxy-Authorization: ${basic('alice', 'wonderland')}\r\n`))
+  assert.equal((await let_through.read(25)).toString(), 'HTTP/1.1 100 Continue\r\n\r\n')
+  let_through.socket.write('hello')
+  const response = await readResponse(let_through)
+  assert.equal(response.body, 'hello')
+  // let_through is now an idle keep-alive client: close() does not wait the 10 s drain for it.
+  const started = performance.now()
+  await server.close()
+  assert.ok(performance.now() - started < 2000, `closed in ${Math.round(performance.now() - started)} ms`)
+  await let_through.expectClose()
+  assert.equal(server.connections, 0)
 })
