@@ -404,3 +404,56 @@ test('Expect: 100-continue: the 100 comes only once the request is let through; 
   await let_through.expectClose()
   assert.equal(server.connections, 0)
 })
+
+test('backpressure and uploads cut short: a client that does not read holds the origin back; a client leaving mid-upload leaves nothing behind', async (t) => {
+  let pushed = 0
+  let stalled = false
+  const origin = await startOrigin(t, '127.0.0.1', (req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream' })
+    const chunk = Buffer.alloc(64 * 1024)
+    const pump = (): void => {
+      while (pushed < 256 * 1024 * 1024) {
+        pushed += chunk.length
+        if (!res.write(chunk)) {
+          stalled = true
+          res.once('drain', pump)
+          return
+        }
+      }
+      res.end()
+    }
+    pump()
+  })
+  let uploads = 0
+  const uploadOrigin = createHttpServer((req) => {
+    uploads++
+    req.resume()
+  })
+  let uploadSockets = 0
+  uploadOrigin.on('connection', (socket: Socket) => {
+    uploadSockets++
+    socket.on('close', () => uploadSockets--)
+  })
+  uploadOrigin.listen(0, '127.0.0.1')
+  await once(uploadOrigin, 'listening')
+  t.after(() => {
+    uploadOrigin.closeAllConnections()
+    uploadOrigin.close()
+  })
+  const { port, server } = await startProxy(t)
+  const reader = await RawClient.connect(t, port)
+  reader.socket.pause()
+  reader.socket.write(`GET http://127.0.0.1:${origin.port}/flood HTTP/1.1\r\nHost: x\r\n\r\n`)
+  await waitFor(() => stalled)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  // Socket buffers on three hops and a stream's worth in the proxy, not the whole response.
+  assert.ok(pushed < 32 * 1024 * 1024, `the origin got ${pushed} bytes out while nobody read`)
+  reader.socket.destroy()
+  const uploader = await RawClient.connect(t, port)
+  uploader.socket.write(`POST http://127.0.0.1:${(uploadOrigin.address() as AddressInfo).port}/up HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n`)
+  uploader.socket.write(Buffer.alloc(200_000))
+  await waitFor(() => uploads === 1)
+  uploader.socket.destroy()
+  await waitFor(() => server.connections === 0 && origin.open() === 0)
+  await waitFor(() => uploadSockets === 0, 3000)
+})
