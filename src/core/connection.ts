@@ -567,10 +567,6 @@ export class Connection extends DeadlineEntry implements ConnectionDriver, HttpS
     this.#cleanUpTarget()
     if (this.#closed) return
     const phase = this.#phase
-    if (ctx.exchange !== null) {
-      this.#refuseForwarded(ctx.exchange, err, phase)
-      return
-    }
     if (phase === 'relay' || ctx.replied || (isSocksError(err) && SILENT_CLOSE.has(err.code))) {
       this.#closeWith(null, phase === 'relay' || ctx.replied)
       return
@@ -589,28 +585,16 @@ export class Connection extends DeadlineEntry implements ConnectionDriver, HttpS
       ctx.reply = reply
       if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
     }
-    // SOCKS4 has one answer for every refusal and failure, in every phase: 91.
-    if (ctx.protocol === 'http') this.#closeWith(httpRefusal(err), false)
+    // SOCKS4 has one answer for every refusal and failure, in every phase: 91. A forwarded HTTP
+    // request is answered on its own response, and the client's connection lives on.
+    if (ctx.exchange !== null) {
+      this.#phase = 'closing'
+      ctx.exchange.refuse(refusalOf(err))
+    } else if (ctx.protocol === 'http') this.#closeWith(httpRefusal(err), false)
     else if (ctx.protocol === 'socks4') this.#closeWith(encodeSocks4Reply(Socks4Status.REJECTED), false)
     else if (reply !== null) this.#closeWith(encodeReply(reply), false)
     else if (phase === 'negotiate') this.#closeWith(encodeMethodSelection(Method.NO_ACCEPTABLE), false)
     else this.#closeWith(ctx.method === Method.USERNAME_PASSWORD ? encodePasswordStatus(false) : null, false)
-  }
-
-  /** A forwarded request failed: answered on its own response where it still can be; the client's connection lives on. */
-  #refuseForwarded(exchange: HttpExchange, err: unknown, phase: DriverPhase): void {
-    const ctx = this.ctx
-    if (phase === 'relay' || ctx.replied || (isSocksError(err) && err.code === 'ERR_SOCKS_CLIENT_CLOSED')) {
-      this.socket.destroy()
-      return
-    }
-    const reply = phase === 'negotiate' || phase === 'auth' ? null : isSocksError(err) ? (err.reply ?? Reply.GENERAL_FAILURE) : Reply.GENERAL_FAILURE
-    if (reply !== null) {
-      ctx.reply = reply
-      if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
-    }
-    this.#phase = 'closing'
-    exchange.refuse(refusalOf(err))
   }
 
   #cleanUpTarget(): void {
@@ -625,7 +609,8 @@ export class Connection extends DeadlineEntry implements ConnectionDriver, HttpS
    */
   #closeWith(last: Buffer | null, abort: boolean): void {
     const socket = this.socket
-    if (abort) {
+    // A forwarded request's socket is its exchange: nothing is written on it but the response.
+    if (abort || this.ctx.exchange !== null) {
       socket.destroy()
       return
     }
