@@ -150,8 +150,10 @@ class OriginBody extends Duplex {
       }
       this.#response = response
       if (!onHead(response)) {
+        const err = new SocksError('ERR_SOCKS_CONNECT_FAILED', 'the origin sent a response head that cannot be passed on')
+        onEarlyFailure(err)
         response.destroy()
-        this.destroy(new SocksError('ERR_SOCKS_CONNECT_FAILED', 'the origin sent a response head that cannot be passed on'))
+        this.destroy(err)
         return
       }
       response.on('data', (chunk: Buffer) => {
@@ -261,16 +263,28 @@ export class HttpExchange {
     const chunked = request.headers['transfer-encoding'] !== undefined
     // The client waits for a 100 before its body (Expect: 100-continue): it is let through now.
     if (request.headers.expect?.toLowerCase() === '100-continue') this.response.writeContinue()
-    const upstream = httpRequest({
-      // No agent: the connect phase's socket is this request's, and no other request ever uses it.
-      createConnection: () => outbound,
-      method: request.method,
-      path: target.path,
-      // Connection: close: the dialled socket serves this one request (node would otherwise ask
-      // for keep-alive and, with no agent, leave the socket open after the response).
-      headers: [...forwardRequestHeaders(request.rawHeaders, target.authority, request.httpVersion, chunked, headerOptions), 'Connection', 'close'],
-      setHost: false,
-    })
+    let upstream: ClientRequest
+    try {
+      upstream = httpRequest({
+        // No agent: the connect phase's socket is this request's, and no other request ever uses it.
+        createConnection: () => outbound,
+        method: request.method,
+        path: target.path,
+        // Connection: close: the dialled socket serves this one request (node would otherwise ask
+        // for keep-alive and, with no agent, leave the socket open after the response).
+        headers: [...forwardRequestHeaders(request.rawHeaders, target.authority, request.httpVersion, chunked, headerOptions), 'Connection', 'close'],
+        setHost: false,
+      })
+    } catch (err) {
+      // node's client checks what its parser let through more strictly (a header value, the path).
+      const refused = new SocksError('ERR_SOCKS_BAD_REQUEST', `the request cannot be forwarded: ${err instanceof Error ? err.message : String(err)}`, { reply: null })
+      this.refuseHead(refusalOf(refused))
+      onEarlyFailure(refused)
+      origin.destroy()
+      outbound.destroy()
+      this.client.destroy()
+      return Promise.resolve(refused)
+    }
     origin.start(
       upstream,
       (response) => this.#writeHead(response, headerOptions),
@@ -280,9 +294,9 @@ export class HttpExchange {
         onEarlyFailure(failure)
       },
     )
-    return relay(this.client as unknown as Socket, origin as unknown as Socket, null, options).then((error) => {
+    // The origin's socket is this request's alone: it goes with the exchange, however that ends.
+    return relay(this.client as unknown as Socket, origin as unknown as Socket, null, options).finally(() => {
       if (!outbound.destroyed) outbound.destroy()
-      return error
     })
   }
 

@@ -457,3 +457,24 @@ test('backpressure and uploads cut short: a client that does not read holds the 
   await waitFor(() => server.connections === 0 && origin.open() === 0)
   await waitFor(() => uploadSockets === 0, 3000)
 })
+
+test('an origin that answers something other than HTTP gets the client a 502, and the client connection serves on', async (t) => {
+  const { startTcpServer } = await import('../helpers/net.js')
+  const garbage = await startTcpServer(t, (socket) => {
+    socket.on('error', () => {})
+    socket.once('data', () => socket.end('SSH-2.0-not-http\r\n\r\n'))
+  })
+  const origin = await startOrigin(t)
+  const { port, ended } = await startProxy(t)
+  const client = await RawClient.connect(t, port)
+  client.socket.write(`GET http://127.0.0.1:${garbage.port}/ HTTP/1.1\r\nHost: x\r\n\r\n`)
+  const refused = await readResponse(client)
+  assert.equal(refused.status, 502)
+  client.socket.write(`GET http://127.0.0.1:${origin.port}/next HTTP/1.1\r\nHost: x\r\n\r\n`)
+  assert.equal((await readResponse(client)).body, 'hello from 127.0.0.1 /next')
+  client.socket.end()
+  await waitFor(() => ended.filter((ctx) => ctx.exchange !== null).length === 2)
+  const failed = ended.find((ctx) => ctx.exchange !== null && ctx.destination.port === garbage.port)!
+  assert.equal(failed.reply, 1, 'the access line says it failed (REP 01), not 0')
+  assert.ok(isSocksError(failed.error))
+})
