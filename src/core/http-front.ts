@@ -1,6 +1,6 @@
 // The HTTP proxy front of a listener that takes `http`: node:http's own parser reads the client's
-// request (no hand-written HTTP parser), then the connection goes through the same phases as a
-// SOCKS CONNECT. Answers to refusals are HTTP statuses.
+// requests (no hand-written HTTP parser) and hands each to the socket's handler (http-session.ts):
+// a CONNECT, or a plain request to forward. What the targets mean, and the HTTP form of refusals.
 import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { SocksError, isSocksError } from './errors.js'

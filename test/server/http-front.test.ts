@@ -124,7 +124,7 @@ test('credentials sent to a server that needs none are no obstacle; an Upgrade r
   expect.socket.destroy()
 })
 
-test('one port, three protocols: HTTP CONNECT, SOCKS5 and SOCKS4 at the same time', async (t) => {
+test('one port, three protocols: HTTP CONNECT, SOCKS5 and SOCKS4 at the same time, and a plain HTTP request forwarded beside them', async (t) => {
   const echo = await startEcho(t)
   const { port } = await startMixed(t)
   const http = await connectRequest(t, port, `127.0.0.1:${echo.port}`)
@@ -136,6 +136,11 @@ test('one port, three protocols: HTTP CONNECT, SOCKS5 and SOCKS4 at the same tim
   assert.deepEqual(await five.read(2), hex('0500'))
   assert.equal((await five.read(10))[1], 0)
   assert.equal((await four.read(8))[1], 90)
+  // And a plain request forwarded while the three tunnels are open.
+  const web = await startHttp(t)
+  const plain = await RawClient.connect(t, port)
+  plain.send(Buffer.from(`GET http://127.0.0.1:${web.port}/plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))
+  assert.match((await plain.expectClose()).toString(), /^HTTP\/1\.1 200 [^]*\r\n\r\nhello \/plain$/)
   for (const [client, text] of [[http.client, 'h'], [five, 'five'], [four, 'four']] as const) {
     client.send(Buffer.from(text))
     assert.equal((await client.read(text.length)).toString(), text)
