@@ -12,6 +12,7 @@
 export { SocksServer, createServer, DEFAULT_TIMEOUTS } from './core/server.js'
 export type { ServerOptions, ListenOptions, ListenerProtocol, Timeouts, SocksServerEvents, RegisterWhere } from './core/server.js'
 export type { ListenTlsOptions, ListenTlsIdentity } from './core/tls-listener.js'
+export type { ListenHttpOptions } from './commands/http-forward.js'
 export type { ProxyProtocolOptions } from './core/proxy-trust.js'
 export { SocksError, isSocksError, toSocksError, replyForError, ERROR_CATALOGUE } from './core/errors.js'
 export type { SocksErrorCode, SocksErrorOptions } from './core/errors.js'

@@ -9,6 +9,7 @@ const kRelay = Symbol('socksmith.relay')
 const kPeer = Symbol('socksmith.peer')
 const kTaps = Symbol('socksmith.taps')
 const kShaping = Symbol('socksmith.shaping')
+const kStandIn = Symbol('socksmith.relayStandIn')
 
 export interface RelayOptions {
   /** Milliseconds with no byte either way before both sides are closed; 0: no limit. */
@@ -107,6 +108,8 @@ type RelaySocket = Socket & {
   [kTaps]?: RelayTap[]
   /** Buckets the bytes read from this socket go through (ctx.throttle); absent on an unshaped socket. */
   [kShaping]?: Shaping
+  /** What ctx.tap / ctx.throttle of this socket's side act on instead (relayThrough); absent on a socket relayed as it is. */
+  [kStandIn]?: Socket
 }
 
 /**
@@ -225,7 +228,16 @@ function relaySocketOf(ctx: TapTarget, side: RelaySide, what: 'tap' | 'throttle'
   if (ctx.command === Command.UDP_ASSOCIATE) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.${what}(): a UDP ASSOCIATE relays datagrams, not a byte stream (use the datagram phase)`)
   const socket = side === 'client' ? ctx.socket : ctx.outbound
   if (socket === null) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `ctx.${what}('outbound'): there is no upstream yet; ${what} in the relay phase, or after the connect phase set ctx.outbound`)
-  return socket
+  return (socket as RelaySocket)[kStandIn] ?? socket
+}
+
+/**
+ * Taps and throttles of `socket`'s side go to `standIn` from now on: the stream the relay pumps
+ * in its place. A forwarded HTTP request relays the origin's response body, not the raw socket
+ * the connect phase dialled (commands/http-forward.ts).
+ */
+export function relayThrough(socket: Socket, standIn: Socket): void {
+  ;(socket as RelaySocket)[kStandIn] = standIn
 }
 
 function stopShaping(socket: RelaySocket): void {

@@ -23,8 +23,14 @@ export interface ListenConfig {
    * balancers may connect: `{ trusted: [CIDRs] }` lists them; `true` is loopback only.
    */
   proxyProtocol?: boolean | { trusted: string[] }
-  /** The protocols clients may speak here: `socks5` (default), `socks4` (SOCKS4/4a), `http` (CONNECT), or `mixed` (all three). */
+  /** The protocols clients may speak here: `socks5` (default), `socks4` (SOCKS4/4a), `http` (CONNECT and plain `http://` requests), or `mixed` (all three). */
   protocols?: ('socks5' | 'socks4' | 'http' | 'mixed') | ('socks5' | 'socks4' | 'http' | 'mixed')[]
+  /**
+   * On an `http`/`mixed` listener, what forwarded plain requests get added: `via: true | "<name>"`
+   * (a `Via: 1.1 <name>` line on requests and responses; true names it `socksmith`) and
+   * `forwardedFor: true` (the client's address appended to `X-Forwarded-For`). Default: neither.
+   */
+  http?: { via?: boolean | string; forwardedFor?: boolean }
   /**
    * Speak TLS (an HTTPS proxy on `http`/`mixed`, SOCKS over TLS on `socks5`): `{ cert, key, ca?,
    * requestCert?, sni? }`, file paths relative to the config file, read at start and at every
@@ -152,6 +158,8 @@ export interface EffectiveListen {
   /** false, or the sources trusted to send the header (`true` in the config is the loopback list). */
   proxyProtocol?: false | { trusted: string[] }
   protocols?: ('socks5' | 'socks4' | 'http' | 'mixed')[]
+  /** What the HTTP proxy adds to forwarded messages (`via` as the name it carries, or false). */
+  http?: { via: string | false; forwardedFor: boolean }
   /** The TLS files, their paths absolute. */
   tls?: ListenTlsOptions
 }

@@ -7,6 +7,7 @@ import { checkClientPrefix, DEFAULT_CLIENT_PREFIX, type ClientPrefix } from '../
 import { checkKeys, describe, didYouMean, isPlainObject } from '../plugin-kit/index.js'
 import { checkProxyProtocol } from '../core/proxy-trust.js'
 import { checkListenTls, LISTEN_TLS_KEYS, readTlsMaterial } from '../core/tls-listener.js'
+import { checkListenHttp, LISTEN_HTTP_KEYS } from '../commands/http-forward.js'
 import { checkPerUser } from '../ops/metrics.js'
 import { checkStoreOptions } from '../store/open.js'
 
@@ -78,7 +79,7 @@ export function parseDuration(value: unknown): number | null {
 }
 
 const TOP_KEYS = ['listen', 'limits', 'timeouts', 'log', 'metrics', 'allowOpenProxy', 'udp', 'store', 'plugins'] as const
-const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog', 'proxyProtocol', 'protocols', 'tls'] as const
+const LISTEN_KEYS = ['host', 'port', 'ipv6Only', 'backlog', 'proxyProtocol', 'protocols', 'http', 'tls'] as const
 const LISTENER_PROTOCOLS = ['socks5', 'socks4', 'http', 'mixed'] as const
 const PROXY_PROTOCOL_KEYS = ['trusted'] as const
 const LIMIT_KEYS = ['maxConnections', 'perClient', 'clientPrefix'] as const
@@ -238,6 +239,13 @@ function validateListen(entry: unknown, path: string, issues: IssueList, dir: st
       else issues.add(where, `expected one of ${LISTENER_PROTOCOLS.join(', ')}, found ${describe(protocol)}${typeof protocol === 'string' && didYouMean(protocol, LISTENER_PROTOCOLS) !== null ? `; did you mean "${didYouMean(protocol, LISTENER_PROTOCOLS)}"?` : ''}`)
     })
     if (protocols.length > 0) listen.protocols = [...new Set(protocols)]
+  }
+  if (entry.http !== undefined) {
+    const at = `${path}.http`
+    if (isPlainObject(entry.http)) checkKeys(entry.http, LISTEN_HTTP_KEYS, issues.report, { path: at })
+    const http = checkListenHttp(entry.http, (below, message) => issues.add(below === '' ? at : `${at}.${below}`, message))
+    // Written out resolved, so --print-config shows the name Via carries.
+    if (http !== null) listen.http = { via: http.via ?? false, forwardedFor: http.forwardedFor }
   }
   if (entry.tls !== undefined) {
     const at = `${path}.tls`

@@ -17,7 +17,10 @@ import { vetDestination } from '../net/destination.js'
 import type { ClientPrefix } from './client-group.js'
 import type { LookupBudget } from '../commands/udp.js'
 import { armDeadline, DeadlineEntry, disarmDeadline } from './deadlines.js'
-import { abandonHttpRequest, CONNECT_ESTABLISHED, httpRefusal, parseBasicCredentials, parseConnectTarget, readHttpRequest, statusResponse } from './http-front.js'
+import { CONNECT_ESTABLISHED, httpRefusal, parseBasicCredentials, parseConnectTarget, parseProxyTarget, refusalOf, statusResponse } from './http-front.js'
+import { HttpSession, type HttpSessionOwner } from './http-session.js'
+import type { HttpExchange, HttpForwardSettings } from '../commands/http-forward.js'
+import type { IncomingMessage } from 'node:http'
 
 /** A pipeline's compiled phases (core/pipeline.ts builds them). */
 export interface CompiledChains {
@@ -42,6 +45,11 @@ export interface ConnectionPipeline {
 export interface ConnectionHost extends ServerHandle {
   /** Counts a connection against the per-client limit: the key counted under, null (no limit) or false (at the limit). */
   claimClient(address: string, settings: PipelineSettings): string | null | false
+  /**
+   * Starts the connection of one request an HTTP client's connection (`parent`) forwards: a
+   * connection of its own (id, context, state, access line, metrics) on the parent's pipeline.
+   */
+  openForwarded(parent: Connection, exchange: HttpExchange): Connection
   /** Counts a UDP association against its client's limit: the key to release, or null at the limit. */
   claimAssociation(address: string, max: number, prefix: Readonly<ClientPrefix>): string | null
   releaseAssociation(key: string): void
@@ -49,7 +57,8 @@ export interface ConnectionHost extends ServerHandle {
   reportBug(err: unknown, ctx: ConnectionContext | null): void
 }
 
-type DriverPhase = 'negotiate' | 'auth' | 'request' | 'connect' | 'relay' | 'closing' | 'done'
+// `forwarding`: an HTTP client's connection between and during its forwarded requests (each one a connection of its own).
+type DriverPhase = 'negotiate' | 'auth' | 'request' | 'connect' | 'relay' | 'forwarding' | 'closing' | 'done'
 
 interface Waiter {
   parse: MessageParser<unknown>
@@ -78,6 +87,9 @@ const SOCKS4_METHODS: readonly number[] = Object.freeze([Method.NO_AUTH])
 // beside it, so a server without authentication lets it in as a SOCKS5 client offering both) or nothing.
 const HTTP_WITH_CREDENTIALS: readonly number[] = Object.freeze([Method.USERNAME_PASSWORD, Method.NO_AUTH])
 
+/** A listener without `http` options: forwarded messages get neither Via nor X-Forwarded-For. */
+export const NO_HTTP_HEADERS: HttpForwardSettings = Object.freeze({ via: null, forwardedFor: false })
+
 const kConnection = Symbol('socksmith.connection')
 type DrivenSocket = Socket & { [kConnection]: Connection }
 
@@ -85,7 +97,7 @@ type DrivenSocket = Socket & { [kConnection]: Connection }
  * Drives one TCP connection through the phases. Owns the socket's lifetime: the deadline of each
  * handshake phase, what an error means on the wire in each phase, and cleanup. Everything it learns goes into the ConnectionContext.
  */
-export class Connection extends DeadlineEntry implements ConnectionDriver {
+export class Connection extends DeadlineEntry implements ConnectionDriver, HttpSessionOwner {
   readonly ctx: ConnectionContext
   readonly socket: Socket
   readonly host: ConnectionHost
@@ -115,6 +127,9 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
   #httpParsing = false
   /** What an HTTP client sent after its CONNECT head: the tunnel's first bytes. */
   #httpHead: Buffer | null = null
+  /** An HTTP client's requests as node's parser reads them (until a CONNECT makes it a tunnel). */
+  #session: HttpSession | null = null
+  #httpSettings: HttpForwardSettings = NO_HTTP_HEADERS
   /**
    * The relay chain is running: the connection's end (the close channel, `disconnect`) is reported
    * once it has settled, so every middleware's code after next() has run by then.
@@ -162,10 +177,11 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
   #proxyProtocol = false
   #protocols = PROTOCOL_SOCKS5
 
-  /** `protocols`: PROTOCOL_* bits, what the listener takes. */
-  start(handshakeTimeout: number, proxyProtocol = false, protocols = PROTOCOL_SOCKS5): void {
+  /** `protocols`: PROTOCOL_* bits, what the listener takes; `http`: what forwarded requests get added. */
+  start(handshakeTimeout: number, proxyProtocol = false, protocols = PROTOCOL_SOCKS5, http: HttpForwardSettings = NO_HTTP_HEADERS): void {
     this.#proxyProtocol = proxyProtocol
     this.#protocols = protocols
+    this.#httpSettings = http
     const socket = this.socket
     ;(socket as DrivenSocket)[kConnection] = this
     socket.on('data', Connection.#onData)
@@ -175,6 +191,39 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
     this.#arm(handshakeTimeout)
     if (channels.open.hasSubscribers) channels.open.publish({ ctx: this.ctx })
     this.#run().catch(this.#onUnexpected)
+  }
+
+  /**
+   * Starts the connection of one forwarded HTTP request (ctx.exchange set, its socket the
+   * exchange's client side): the phases from negotiate on, with the handshake deadline.
+   */
+  startForwarded(handshakeTimeout: number): void {
+    const socket = this.socket
+    ;(socket as DrivenSocket)[kConnection] = this
+    socket.on('error', Connection.#onError)
+    socket.on('close', Connection.#onClose)
+    this.#arm(handshakeTimeout)
+    if (channels.open.hasSubscribers) channels.open.publish({ ctx: this.ctx })
+    this.#forwarded().catch(this.#onUnexpected)
+  }
+
+  /** @internal HttpSessionOwner: one request of this HTTP client, as a connection of its own. */
+  forwardExchange(exchange: HttpExchange): Promise<void> {
+    this.ctx.forwardedRequests++
+    if (this.#phase === 'negotiate') this.#phase = 'forwarding'
+    return this.host.openForwarded(this, exchange).ended
+  }
+
+  /** @internal HttpSessionOwner: between requests a keep-alive client has the handshake timeout to send the next one. */
+  keepAliveIdle(waiting: boolean): void {
+    if (this.#closed || this.#phase !== 'forwarding') return
+    if (waiting) this.#arm(this.pipeline.settings.timeouts.handshake)
+    else this.#disarm()
+  }
+
+  /** The server is closing: a keep-alive HTTP client between requests is closed now rather than at the drain deadline. */
+  closeIfIdle(): void {
+    if (this.#phase === 'forwarding' && this.#session?.idle === true) this.socket.destroy()
   }
 
   /** Ends the connection now (forced close after the drain deadline). */
@@ -281,44 +330,67 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
   }
 
   /**
-   * An HTTP proxy client: node's parser reads the first request. A CONNECT goes through the phases
-   * like a SOCKS5 CONNECT (Basic credentials offered as method 02), and its tunnel is relayed.
+   * An HTTP proxy client: node's parser reads its requests. Plain requests (`GET http://…`) are
+   * forwarded one by one, each as a connection of its own (http-session.ts); a CONNECT goes
+   * through the phases on this connection like a SOCKS5 CONNECT (Basic credentials offered as
+   * method 02), and its tunnel is relayed.
    */
   async #http(): Promise<void> {
     const ctx = this.ctx
-    const chains = this.#chains
     ctx.protocol = 'http'
     const socket = this.socket
     socket.removeListener('data', Connection.#onData)
     this.#httpParsing = true
-    const first = await readHttpRequest(socket, this.#reader.rest())
+    const session = new HttpSession(this, socket, this.#httpSettings)
+    this.#session = session
+    const tunnel = await session.start(this.#reader.rest())
     this.#httpParsing = false
-    if (first.kind !== 'connect') {
-      // Absolute-URI requests (GET http://host/...) are not forwarded: a client that tunnels
-      // (curl -p, browsers for https, undici, https-proxy-agent) uses CONNECT.
-      first.response.shouldKeepAlive = false
-      first.response.writeHead(501, { 'Content-Type': 'text/plain; charset=utf-8' }).end('only CONNECT is supported: use a tunnelling client\n')
-      ctx.error = new SocksError('ERR_SOCKS_COMMAND_NOT_SUPPORTED', `HTTP ${first.request.method ?? ''} ${first.request.url ?? ''}: only CONNECT is served`)
-      this.#phase = 'closing'
-      this.#arm(LINGER_MS)
-      return
+    this.#session = null
+    // After forwarded requests the CONNECT gets a handshake deadline of its own.
+    if (this.#phase === 'forwarding') {
+      this.#phase = 'negotiate'
+      this.#arm(this.pipeline.settings.timeouts.handshake)
     }
-    this.#httpHead = first.head
-    const destination = parseConnectTarget(first.request.url)
-    const credentials = parseBasicCredentials(first.request.headers['proxy-authorization'])
+    this.#httpHead = tunnel.head
+    const destination = parseConnectTarget(tunnel.request.url)
+    await this.#httpLogin(tunnel.request)
+    if (this.#stopped()) return
+    this.#phase = 'request'
+    await this.#serve(Command.CONNECT, destination)
+  }
+
+  /** One forwarded HTTP request: the target, then the phases as for a CONNECT to its host and port (default 80). */
+  async #forwarded(): Promise<void> {
+    try {
+      const ctx = this.ctx
+      ctx.protocol = 'http'
+      const exchange = ctx.exchange!
+      const target = parseProxyTarget(exchange.request.url)
+      exchange.target = target
+      await this.#httpLogin(exchange.request)
+      if (this.#stopped()) return
+      this.#phase = 'request'
+      await this.#serve(Command.CONNECT, target.destination)
+    } catch (err) {
+      this.#fail(err)
+    }
+    if (this.#endPending) this.#reportEnd()
+  }
+
+  /** negotiate and auth for an HTTP request: `Proxy-Authorization: Basic` is offered as method 02 (with NO AUTH beside it). */
+  async #httpLogin(request: IncomingMessage): Promise<void> {
+    const ctx = this.ctx
+    const credentials = parseBasicCredentials(request.headers['proxy-authorization'])
     ctx.offeredMethods = credentials === null ? SOCKS4_METHODS : HTTP_WITH_CREDENTIALS
     ctx.method = null
-    await chains.negotiate(ctx as NegotiateContext)
+    await this.#chains.negotiate(ctx as NegotiateContext)
     if (this.#stopped()) return
     const method = ctx.method as number | null
     if (method === null || method === Method.NO_ACCEPTABLE) throw new SocksError('ERR_SOCKS_NO_ACCEPTABLE_METHOD', credentials === null ? 'no Proxy-Authorization, and this server requires authentication' : undefined)
     this.#phase = 'auth'
     if (method === Method.USERNAME_PASSWORD && credentials !== null) ctx.credentials = toCredentials(credentials)
     else if (method !== Method.NO_AUTH) throw new SocksError('ERR_SOCKS_NO_ACCEPTABLE_METHOD', `method ${method} has no HTTP form`)
-    await chains.auth(ctx as AuthContext)
-    if (this.#stopped()) return
-    this.#phase = 'request'
-    await this.#serve(Command.CONNECT, destination)
+    await this.#chains.auth(ctx as AuthContext)
   }
 
   /** From the request on, the same for every protocol: request, connect, the success reply, relay. */
@@ -364,6 +436,8 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
     ctx.handshakeBytesRead = this.socket.bytesRead - (early?.length ?? 0) - this.socket.readableLength
     ctx.handshakeBytesWritten = this.socket.bytesWritten
     ctx.earlyData = early
+    // A forwarded request relays bodies: the origin's side exists from now on, for ctx.tap / ctx.throttle.
+    if (ctx.exchange !== null) ctx.exchange.attach(ctx.outbound!)
     this.#relaying = true
     try {
       await chains.relay(ctx as RelayContext)
@@ -428,6 +502,12 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
       this.socket.destroy()
       return
     }
+    // A keep-alive HTTP client sent no next request in time.
+    if (phase === 'forwarding') {
+      this.ctx.error ??= new SocksError('ERR_SOCKS_IDLE_TIMEOUT', `no HTTP request within ${this.pipeline.settings.timeouts.handshake} ms`)
+      this.socket.destroy()
+      return
+    }
     if (this.#closed || this.#failed || phase === 'relay' || phase === 'done') return
     const ctx = this.ctx
     if (phase !== 'connect') {
@@ -452,7 +532,8 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
     const protocol = ctx.protocol
     if (protocol === 'socks5') this.socket.write(encodeReply(reply, bound))
     else if (protocol === 'socks4') this.socket.write(encodeSocks4Reply(reply === Reply.SUCCEEDED ? Socks4Status.GRANTED : Socks4Status.REJECTED, bound))
-    else this.socket.write(reply === Reply.SUCCEEDED ? CONNECT_ESTABLISHED : statusResponse(502, 'connect failed\n'))
+    // A forwarded request's answer is the origin's response, written by the relay terminal.
+    else if (ctx.exchange === null) this.socket.write(reply === Reply.SUCCEEDED ? CONNECT_ESTABLISHED : statusResponse(502, 'connect failed\n'))
     if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
   }
 
@@ -507,8 +588,12 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
       ctx.reply = reply
       if (channels.reply.hasSubscribers) channels.reply.publish({ ctx, reply })
     }
-    // SOCKS4 has one answer for every refusal and failure, in every phase: 91.
-    if (ctx.protocol === 'http') this.#closeWith(httpRefusal(err), false)
+    // SOCKS4 has one answer for every refusal and failure, in every phase: 91. A forwarded HTTP
+    // request is answered on its own response, and the client's connection lives on.
+    if (ctx.exchange !== null) {
+      this.#phase = 'closing'
+      ctx.exchange.refuse(refusalOf(err))
+    } else if (ctx.protocol === 'http') this.#closeWith(httpRefusal(err), false)
     else if (ctx.protocol === 'socks4') this.#closeWith(encodeSocks4Reply(Socks4Status.REJECTED), false)
     else if (reply !== null) this.#closeWith(encodeReply(reply), false)
     else if (phase === 'negotiate') this.#closeWith(encodeMethodSelection(Method.NO_ACCEPTABLE), false)
@@ -527,7 +612,8 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
    */
   #closeWith(last: Buffer | null, abort: boolean): void {
     const socket = this.socket
-    if (abort) {
+    // A forwarded request's socket is its exchange: nothing is written on it but the response.
+    if (abort || this.ctx.exchange !== null) {
       socket.destroy()
       return
     }
@@ -602,7 +688,7 @@ export class Connection extends DeadlineEntry implements ConnectionDriver {
       this.#waiter = null
       waiter.reject(new SocksError('ERR_SOCKS_CLIENT_CLOSED'))
     }
-    if (this.#httpParsing) abandonHttpRequest(this.socket)
+    if (this.#session !== null) this.#session.closed()
     if (this.#phase !== 'relay') this.#cleanUpTarget()
     this.#phase = 'done'
     if (this.#relaying) this.#endPending = true

@@ -9,6 +9,7 @@ import { dialableIp, vetDomainName } from '../net/destination.js'
 import { clientGroup, type ClientPrefix } from './client-group.js'
 import { addTap, addThrottle, type RelaySide, type RelayTap } from '../commands/relay.js'
 import type { TokenBucket } from '../commands/token-bucket.js'
+import type { HttpExchange } from '../commands/http-forward.js'
 
 // This module is the contract between the core, the commands and the plugins: the phase contexts
 // and the interfaces they mention (dialer, binder, UDP association, the settings of a pipeline, the
@@ -207,7 +208,8 @@ export interface ConnectionDriver {
 
 /**
  * The protocol a client speaks: `socks5`, or on a listener whose `protocols` allow it `socks4`
- * (SOCKS4 and SOCKS4a) or `http` (an HTTP proxy client's CONNECT).
+ * (SOCKS4 and SOCKS4a) or `http` (an HTTP proxy client: a CONNECT, or one forwarded plain request
+ * such as `GET http://host/path`, which is a connection of its own).
  */
 export type ClientProtocol = 'socks5' | 'socks4' | 'http'
 
@@ -453,6 +455,14 @@ export class ConnectionContext {
   handshakeBytesWritten = 0
   /** Payload the client pipelined behind its request; the relay sends it first. */
   earlyData: Buffer | null = null
+  /**
+   * On an HTTP client's connection: the plain requests it forwarded. Each was a connection of its
+   * own (its own context, access line and metrics), so a connection that carried only those is
+   * left out of the access log and the connection metrics.
+   */
+  forwardedRequests = 0
+  /** @internal The forwarded HTTP request this context runs (null for every other connection). */
+  exchange: HttpExchange | null = null
   #abort: AbortController | null = null
   #resolving: Promise<ResolvedAddress[]> | null = null
   /**

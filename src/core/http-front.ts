@@ -1,46 +1,67 @@
 // The HTTP proxy front of a listener that takes `http`: node:http's own parser reads the client's
-// request (no hand-written HTTP parser), then the connection goes through the same phases as a
-// SOCKS CONNECT. Answers to refusals are HTTP statuses.
+// requests (no hand-written HTTP parser) and hands each to the socket's handler (http-session.ts):
+// a CONNECT, or a plain request to forward. What the targets mean, and the HTTP form of refusals.
 import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { SocksError, isSocksError } from './errors.js'
 import type { Address } from '../protocol/address.js'
 import { ipFamily } from '../protocol/ip-family.js'
 
-/** The first request of an HTTP client: a CONNECT with what came after its head, or a request that is not one. */
-export type HttpFirstRequest = { readonly kind: 'connect'; readonly request: IncomingMessage; readonly head: Buffer } | { readonly kind: 'other'; readonly request: IncomingMessage; readonly response: ServerResponse }
+/**
+ * Who hears what node's parser reads from one socket: every request in order (keep-alive,
+ * pipelining), a CONNECT (node then lets go of the socket), or a request it answered itself and
+ * closes on (400, 431, an Upgrade's 501).
+ */
+export interface HttpClientHandler {
+  request(request: IncomingMessage, response: ServerResponse): void
+  connect(request: IncomingMessage, head: Buffer): void
+  refused(err: SocksError): void
+}
 
 /** Longest request head accepted (request line and headers); past it, 431. */
 export const MAX_HTTP_HEADER = 16 * 1024
 
-const kWaiter = Symbol('socksmith.httpWaiter')
-type WaitingSocket = Socket & { [kWaiter]?: { resolve: (first: HttpFirstRequest) => void; reject: (err: unknown) => void } }
+const kHandler = Symbol('socksmith.httpHandler')
+type ParsedSocket = Socket & { [kHandler]?: HttpClientHandler }
 
 let front: HttpServer | null = null
 
 /** One http.Server for the process, never listening: it only parses the sockets handed to it. */
 function httpFront(): HttpServer {
   if (front !== null) return front
+  // keepAliveTimeout 0: node arms no timer of its own between requests; the connection's own
+  // deadline bounds a keep-alive client that sends nothing (core/http-session.ts).
   front = createHttpServer({ maxHeaderSize: MAX_HTTP_HEADER, requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: 0 })
   front.on('connect', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     releaseFromHttp(socket)
-    settle(socket, (waiter) => waiter.resolve({ kind: 'connect', request, head }))
+    const handler = (socket as ParsedSocket)[kHandler]
+    if (handler === undefined) socket.destroy()
+    else handler.connect(request, head)
   })
-  const other = (request: IncomingMessage, response: ServerResponse): void => settle(request.socket, (waiter) => waiter.resolve({ kind: 'other', request, response }))
-  front.on('request', other)
+  const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
+    const handler = (request.socket as ParsedSocket)[kHandler]
+    if (handler === undefined) response.destroy()
+    else handler.request(request, response)
+  }
+  front.on('request', onRequest)
   // Without these node answers an unusual Expect (417) and takes an Upgrade request off its
-  // parser itself, and the waiter would never hear of the request.
-  front.on('checkExpectation', other)
+  // parser itself, and the handler would never hear of the request. With checkContinue heard,
+  // node no longer sends `100 Continue` at once: the forwarder sends it once the request has been
+  // let through (auth, rules, the dial), so a refused client is not invited to upload its body.
+  front.on('checkExpectation', onRequest)
+  front.on('checkContinue', onRequest)
   front.on('upgrade', (request: IncomingMessage, socket: Socket) => {
-    settle(socket, (waiter) => waiter.reject(new SocksError('ERR_SOCKS_COMMAND_NOT_SUPPORTED', `HTTP ${request.method ?? ''} with Upgrade: only CONNECT is served`, { reply: null })))
-    if (socket.writable) socket.end(statusResponse(501, 'only CONNECT is supported: use a tunnelling client\n'))
+    ;(socket as ParsedSocket)[kHandler]?.refused(new SocksError('ERR_SOCKS_COMMAND_NOT_SUPPORTED', `HTTP ${request.method ?? ''} with Upgrade: not forwarded (WebSocket clients tunnel with CONNECT)`, { reply: null }))
+    if (socket.writable) socket.end(statusResponse(501, 'Upgrade is not supported: use CONNECT\n'))
     else socket.destroy()
   })
   front.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
     // No cause: node's parse error carries the raw request (rawPacket), credentials and all.
-    settle(socket, (waiter) => waiter.reject(new SocksError('ERR_SOCKS_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`, { reply: null })))
-    if (socket.writable) socket.end(statusResponse(status, `${STATUS_CODES[status]}\n`))
+    ;(socket as ParsedSocket)[kHandler]?.refused(new SocksError('ERR_SOCKS_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`, { reply: null }))
+    // Behind a response still being written (a pipelined request went bad) an answer would land
+    // inside it: the connection just closes.
+    if (socket.writable && (socket as { _httpMessage?: unknown })._httpMessage == null) socket.end(statusResponse(status, `${STATUS_CODES[status]}\n`))
     else socket.destroy()
   })
   return front
@@ -59,29 +80,19 @@ function releaseFromHttp(socket: Socket): void {
   }
 }
 
-function settle(socket: Socket, fn: (waiter: NonNullable<WaitingSocket[typeof kWaiter]>) => void): void {
-  const waiting = socket as WaitingSocket
-  const waiter = waiting[kWaiter]
-  if (waiter === undefined) return
-  waiting[kWaiter] = undefined
-  fn(waiter)
-}
-
 /**
- * Hands `socket` to node's HTTP parser, `buffered` (bytes already read from it) first, and resolves
- * with its first request. The caller has stopped reading the socket itself.
+ * Hands `socket` to node's HTTP parser, `buffered` (bytes already read from it) first; `handler`
+ * hears each request. The caller has stopped reading the socket itself.
  */
-export function readHttpRequest(socket: Socket, buffered: Buffer | null): Promise<HttpFirstRequest> {
-  return new Promise((resolve, reject) => {
-    ;(socket as WaitingSocket)[kWaiter] = { resolve, reject }
-    if (buffered !== null) socket.unshift(buffered)
-    httpFront().emit('connection', socket)
-  })
+export function serveHttp(socket: Socket, buffered: Buffer | null, handler: HttpClientHandler): void {
+  ;(socket as ParsedSocket)[kHandler] = handler
+  if (buffered !== null) socket.unshift(buffered)
+  httpFront().emit('connection', socket)
 }
 
-/** The socket closed before its first request was read: the waiter gets ERR_SOCKS_CLIENT_CLOSED. */
-export function abandonHttpRequest(socket: Socket): void {
-  settle(socket, (waiter) => waiter.reject(new SocksError('ERR_SOCKS_CLIENT_CLOSED', 'client closed the connection before its HTTP request')))
+/** The handler hears nothing more of `socket` (it closed, or it is a tunnel now). */
+export function releaseHttp(socket: Socket): void {
+  ;(socket as ParsedSocket)[kHandler] = undefined
 }
 
 /**
@@ -98,6 +109,45 @@ export function parseConnectTarget(target: string | undefined): Address {
   }
   const host = match[2]!
   return ipFamily(host) === 4 ? { type: 'ipv4', host, port } : { type: 'domain', host, port }
+}
+
+/** Where an absolute-form request goes: its destination, the authority for Host, and the origin-form target. */
+export interface ProxyTarget {
+  readonly destination: Address
+  /** `host[:port]` as the Host header names it (the port only when it is not 80). */
+  readonly authority: string
+  /** The request target as the origin gets it (origin form, RFC 9112 §3.2.1): path and query, as the client wrote them. */
+  readonly path: string
+}
+
+/**
+ * The target of a proxy request in absolute form (`GET http://host[:port]/path?query`, RFC 9112
+ * §3.2.2). The authority goes through the WHATWG URL parser (lower case, IDNA, the numeric IPv4
+ * forms a resolver would also accept), so the rules see the host that is dialled; userinfo is
+ * dropped; the path is passed on as written, without a fragment. Anything else (origin form, an
+ * `https://` URL, which a client sends through CONNECT) is ERR_SOCKS_BAD_REQUEST (400).
+ */
+export function parseProxyTarget(target: string | undefined): ProxyTarget {
+  const match = target === undefined ? null : /^http:\/\/([^/?#]*)([^#]*)/i.exec(target)
+  let url: URL | null = null
+  if (match !== null) {
+    try {
+      url = new URL(`http://${match[1]!}/`)
+    } catch {
+      url = null
+    }
+  }
+  if (match === null || url === null || url.hostname.length === 0) {
+    const why = target?.startsWith('/') === true ? 'not a proxy request (origin-form target)' : 'only http:// URLs are forwarded (https goes through CONNECT)'
+    throw new SocksError('ERR_SOCKS_BAD_REQUEST', `${why}: ${JSON.stringify((target ?? '').slice(0, 200))}`, { reply: null })
+  }
+  const port = url.port === '' ? 80 : Number(url.port)
+  const rest = match[2]!
+  const path = rest.length === 0 ? '/' : rest.startsWith('/') ? rest : `/${rest}`
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
+  const family = ipFamily(host)
+  const destination: Address = family === 6 ? { type: 'ipv6', host, port } : family === 4 ? { type: 'ipv4', host, port } : { type: 'domain', host, port }
+  return { destination, authority: url.host, path }
 }
 
 /** `Proxy-Authorization: Basic <base64 user:password>` (RFC 7617), or null when absent or not Basic. */
@@ -121,29 +171,47 @@ export function statusResponse(status: number, body: string, headers: Readonly<R
 /** The tunnel is up: what a CONNECT's success is on the wire. */
 export const CONNECT_ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection established\r\n\r\n')
 
-/** What the client is told when a CONNECT fails, by the error's code (a rule refusal is 403, never 407). */
-export function httpRefusal(err: unknown): Buffer {
+/** An HTTP refusal: status, short plain-text body, and the headers that go with it. */
+export interface HttpRefusal {
+  readonly status: number
+  readonly body: string
+  readonly headers: Readonly<Record<string, string>>
+}
+
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
+const CHALLENGE: Readonly<Record<string, string>> = Object.freeze({ 'Proxy-Authenticate': 'Basic realm="socksmith"' })
+
+/** What the client is told when a request fails, by the error's code (a rule refusal is 403, never 407). */
+export function refusalOf(err: unknown): HttpRefusal {
   const code = isSocksError(err) ? err.code : null
   switch (code) {
     case 'ERR_SOCKS_AUTH_FAILED':
     case 'ERR_SOCKS_NO_ACCEPTABLE_METHOD':
-      return statusResponse(407, 'proxy authentication required\n', { 'Proxy-Authenticate': 'Basic realm="socksmith"' })
+      return { status: 407, body: 'proxy authentication required\n', headers: CHALLENGE }
     case 'ERR_SOCKS_NOT_ALLOWED':
-      return statusResponse(403, 'not allowed\n')
+      return { status: 403, body: 'not allowed\n', headers: NO_HEADERS }
     case 'ERR_SOCKS_CONNECT_TIMEOUT':
-      return statusResponse(504, 'connect timed out\n')
+      return { status: 504, body: 'connect timed out\n', headers: NO_HEADERS }
     case 'ERR_SOCKS_BAD_REQUEST':
     case 'ERR_SOCKS_BAD_ADDRESS':
-      return statusResponse(400, 'bad request\n')
+      return { status: 400, body: 'bad request\n', headers: NO_HEADERS }
+    case 'ERR_SOCKS_COMMAND_NOT_SUPPORTED':
+      return { status: 501, body: 'not supported\n', headers: NO_HEADERS }
     case 'ERR_SOCKS_SERVER_CLOSING':
-      return statusResponse(503, 'server is shutting down\n')
+      return { status: 503, body: 'server is shutting down\n', headers: NO_HEADERS }
     case 'ERR_SOCKS_HOST_UNREACHABLE':
-      return statusResponse(502, 'host unreachable\n')
+      return { status: 502, body: 'host unreachable\n', headers: NO_HEADERS }
     case 'ERR_SOCKS_CONNECTION_REFUSED':
-      return statusResponse(502, 'connection refused\n')
+      return { status: 502, body: 'connection refused\n', headers: NO_HEADERS }
     case 'ERR_SOCKS_NETWORK_UNREACHABLE':
-      return statusResponse(502, 'network unreachable\n')
+      return { status: 502, body: 'network unreachable\n', headers: NO_HEADERS }
     default:
-      return statusResponse(502, 'connect failed\n')
+      return { status: 502, body: 'connect failed\n', headers: NO_HEADERS }
   }
+}
+
+/** What the client is told when a CONNECT fails: the refusal as a complete response, then the connection closes. */
+export function httpRefusal(err: unknown): Buffer {
+  const { status, body, headers } = refusalOf(err)
+  return statusResponse(status, body, headers)
 }

@@ -1,7 +1,8 @@
 import { createServer as createNetServer, isIP, type AddressInfo, type BlockList, type Server as NetServer, type Socket } from 'node:net'
 import { EventEmitter, once } from 'node:events'
 import { getSystemErrorMap } from 'node:util'
-import { Connection, PROTOCOL_HTTP, PROTOCOL_SOCKS4, PROTOCOL_SOCKS5 } from './connection.js'
+import { Connection, NO_HTTP_HEADERS, PROTOCOL_HTTP, PROTOCOL_SOCKS4, PROTOCOL_SOCKS5 } from './connection.js'
+import { checkListenHttp, type HttpExchange, type HttpForwardSettings, type ListenHttpOptions } from '../commands/http-forward.js'
 import type { Middleware } from './compose.js'
 import type { BaseContext, ConnectionContext, Dialer, Endpoint, PipelineSettings, Timeouts } from './context.js'
 import { SocksError } from './errors.js'
@@ -103,10 +104,19 @@ export interface ListenOptions {
    * The protocols clients may speak on this listener: `socks5` (the default), `socks4` (SOCKS4
    * and SOCKS4a: CONNECT and BIND; no password, so refused when the pipeline requires
    * authentication unless the auth plugin's `socks4UserId` says otherwise), `http` (an HTTP
-   * proxy's CONNECT, with `Proxy-Authorization: Basic`), or `mixed` (all three). With more than
-   * one, the first byte tells them apart. Default `['socks5']`.
+   * proxy: CONNECT, and plain requests such as `GET http://host/path` forwarded one by one, each
+   * through the phases as a connection of its own; `Proxy-Authorization: Basic` for both), or
+   * `mixed` (all three). With more than one, the first byte tells them apart. Default `['socks5']`.
    */
   protocols?: readonly ListenerProtocol[]
+  /**
+   * What the HTTP proxy of an `http` or `mixed` listener adds to the requests it forwards: a
+   * `Via` line, the client's address in `X-Forwarded-For`. Default: neither.
+   *
+   * @example
+   * await server.listen({ port: 8080, protocols: ['http'], http: { via: 'edge-1', forwardedFor: true } })
+   */
+  http?: ListenHttpOptions
   /**
    * Speak TLS: an HTTPS proxy on an `http` or `mixed` listener, SOCKS over TLS on `socks5`. The
    * certificate files are read now (a missing or bad one fails this listen(), naming the field)
@@ -374,7 +384,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     if (this.#closing !== null) throw new SocksError('ERR_SOCKS_SERVER_CLOSING', 'server is closed')
     // Parsed here, once: a bad list fails this listen(), and a connection only looks its peer up.
     const trusted = compileProxyProtocol(opts.proxyProtocol)
-    const protocols = protocolBits(opts.protocols)
+    const protocols: ListenerWire = { protocols: protocolBits(opts.protocols), http: checkedHttp(opts.http) }
     const tlsOptions = opts.tls === undefined ? null : checkedTls(opts.tls)
     if (tlsOptions !== null && trusted !== null) throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', 'listen: tls and proxyProtocol together are not supported (the PROXY header would come before the ClientHello)')
     const { settings } = await this.#start()
@@ -514,6 +524,8 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     const listenersClosed = Promise.all(this.#listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))))
     // A TLS handshake in progress serves nobody yet: nothing to drain.
     for (const front of this.#tlsFronts) front.destroyHandshakes()
+    // Keep-alive HTTP clients between requests have nothing to finish (as node's closeIdleConnections).
+    for (const connection of [...this.#connections]) connection.closeIfIdle()
     if (this.#connections.size > 0) {
       this.log.info(`draining ${this.#connections.size} connection(s) for up to ${drainTimeout} ms`)
       const drained = new Promise<void>((resolve) => {
@@ -590,7 +602,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   }
 
   /** `trusted`: on a PROXY-protocol listener, the sources that may send the header; else null. */
-  #accept(socket: Socket, fixedLocal: Endpoint | null, trusted: BlockList | null, protocols: number): void {
+  #accept(socket: Socket, fixedLocal: Endpoint | null, trusted: BlockList | null, protocols: ListenerWire): void {
     const pipeline = this.#pipeline
     const counted = this.#admit(socket, pipeline, trusted)
     if (counted === false || pipeline === null) return
@@ -629,7 +641,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   }
 
   /** Starts driving an admitted connection (for a TLS listener: the decrypted socket). */
-  #open(socket: Socket, pipeline: Pipeline, counted: string | null, fixedLocal: Endpoint | null, proxyProtocol: boolean, protocols: number, tls: TLSSocket | null = null): void {
+  #open(socket: Socket, pipeline: Pipeline, counted: string | null, fixedLocal: Endpoint | null, proxyProtocol: boolean, protocols: ListenerWire, tls: TLSSocket | null = null): void {
     const clientAddress = unmapIPv4(socket.remoteAddress ?? '')
     const client: Endpoint = { address: clientAddress, port: socket.remotePort ?? 0, family: isIP(clientAddress) === 6 ? 6 : 4 }
     const local = fixedLocal ?? localEndpointOf(socket)
@@ -637,8 +649,19 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
     connection.countedClient = counted
     if (tls !== null) connection.ctx.tls = describeTls(tls)
     this.#connections.add(connection)
-    connection.start(pipeline.settings.timeouts.handshake, proxyProtocol, protocols)
+    connection.start(pipeline.settings.timeouts.handshake, proxyProtocol, protocols.protocols, protocols.http)
     if (this.listenerCount('connection') > 0) this.emit('connection', connection.ctx)
+  }
+
+  /** @internal One request an HTTP client's connection forwards: a connection of its own, on the parent's pipeline. */
+  openForwarded(parent: Connection, exchange: HttpExchange): Connection {
+    const connection = new Connection(this, parent.pipeline, exchange.client as unknown as Socket, this.#nextId++, parent.ctx.client, parent.ctx.local, this.#onConnectionClosed)
+    connection.ctx.tls = parent.ctx.tls
+    connection.ctx.exchange = exchange
+    this.#connections.add(connection)
+    connection.startForwarded(parent.pipeline.settings.timeouts.handshake)
+    if (this.listenerCount('connection') > 0) this.emit('connection', connection.ctx)
+    return connection
   }
 
   /** A TLS listener's TCP connection: admitted as any other, then its TLS handshake. */
@@ -651,7 +674,7 @@ export class SocksServer extends EventEmitter<SocksServerEvents> {
   }
 
   /** The TLS side of a listener: a finished handshake opens the connection on the pipeline live then. */
-  #tlsFront(options: ListenTlsOptions, handshakeTimeout: number, protocols: number, local: () => Endpoint | null): TlsFront {
+  #tlsFront(options: ListenTlsOptions, handshakeTimeout: number, protocols: ListenerWire, local: () => Endpoint | null): TlsFront {
     return new TlsFront(options, handshakeTimeout, {
       secure: (tls, raw) => {
         this.#tlsHandshakes--
@@ -744,6 +767,20 @@ export function createServer(options?: ServerOptions): SocksServer {
 const kCounted = Symbol('socksmith.countedClient')
 /** A TLS listener's TCP socket during its handshake, with what #admit counted it under. */
 type AdmittedSocket = Socket & { [kCounted]?: string | null }
+
+/** What a listener takes: its PROTOCOL_* bits, and what its HTTP proxy adds to forwarded messages. */
+interface ListenerWire {
+  readonly protocols: number
+  readonly http: HttpForwardSettings
+}
+
+/** ListenOptions.http checked; a bad entry fails listen(). */
+function checkedHttp(http: ListenHttpOptions | undefined): HttpForwardSettings {
+  const checked = checkListenHttp(http, (field, message) => {
+    throw new SocksError('ERR_SOCKS_INVALID_ARGUMENT', `listen: http${field === '' ? '' : `.${field}`}: ${message}`)
+  })
+  return checked ?? NO_HTTP_HEADERS
+}
 
 /** ListenOptions.tls checked (paths against the working directory); a bad entry fails listen(). */
 function checkedTls(tls: ListenTlsOptions): ListenTlsOptions {

@@ -4,7 +4,7 @@ import type { AuthContext, ConnectContext, ConnectionContext, NegotiateContext, 
 import type { Connection } from './connection.js'
 import { SocksError } from './errors.js'
 import { clientGroup } from './client-group.js'
-import { Command, Method } from '../protocol/constants.js'
+import { Command, Method, Reply } from '../protocol/constants.js'
 import { unmapIPv4, type Address } from '../protocol/address.js'
 import { dialDirect, directDialer } from '../net/dialer.js'
 import { setUpBind } from '../commands/bind.js'
@@ -89,6 +89,17 @@ export async function relayTerminal(view: RelayContext): Promise<void> {
   }
   const upstream = ctx.outbound
   if (upstream === null) throw new SocksError('ERR_SOCKS_CONNECT_FAILED', 'connect phase set no upstream socket')
+  const exchange = ctx.exchange
+  if (exchange !== null) {
+    // A forwarded HTTP request: the request goes to the origin over the dialled socket, and the
+    // bodies through the relay's pump (commands/http-forward.ts).
+    const error = await exchange.forward(upstream, ctx.client.address, { idleTimeout: ctx.settings.timeouts.idle, fastReads: false }, (failure) => {
+      ctx.reply = failure.reply ?? Reply.GENERAL_FAILURE
+      ctx.error ??= failure
+    })
+    if (error !== null) ctx.error ??= error
+    return
+  }
   const early = ctx.earlyData
   ctx.earlyData = null
   const error = await relay(socket, upstream, early, { idleTimeout: ctx.settings.timeouts.idle, fastReads: ctx.settings.fastRelay })

@@ -9,7 +9,7 @@ import { formatAddress } from '../protocol/address.js'
  * nothing is built while `info` is off.
  */
 export function logAccess(ctx: ConnectionContext): void {
-  if (!isLogLevelEnabled(ctx.log, 'info')) return
+  if (!isLogLevelEnabled(ctx.log, 'info') || onlyForwarded(ctx)) return
   ctx.log.info('access', accessFields(ctx))
 }
 
@@ -22,7 +22,7 @@ export function accessFields(ctx: ConnectionContext): Record<string, unknown> {
   const requested = ctx.handshakeMs !== null
   // Before the success reply the socket counts are handshake bytes, not payload.
   const relayed = ctx.replied
-  return {
+  const fields: Record<string, unknown> = {
     id: ctx.id,
     client: formatAddress({ host: ctx.client.address, port: ctx.client.port }),
     user: ctx.user,
@@ -38,6 +38,20 @@ export function accessFields(ctx: ConnectionContext): Record<string, unknown> {
     error: errorCode(ctx.error),
     reason: ctx.closeReason,
   }
+  // A forwarded HTTP request: its method (the URL's host and port are the destination; its path
+  // and query, which may carry secrets, are not logged).
+  if (ctx.exchange !== null) fields.method = ctx.exchange.request.method ?? null
+  return fields
+}
+
+/**
+ * An HTTP client's connection that only carried forwarded requests, each reported as a
+ * connection of its own: its own end (the client left, or sent nothing more) is not one more.
+ */
+export function onlyForwarded(ctx: ConnectionContext): boolean {
+  if (ctx.forwardedRequests === 0 || ctx.handshakeMs !== null) return false
+  const error = ctx.error
+  return error === null || (isSocksError(error) && (error.code === 'ERR_SOCKS_CLIENT_CLOSED' || error.code === 'ERR_SOCKS_IDLE_TIMEOUT'))
 }
 
 /** A stable name for what ended a connection: the SocksError or errno code, never message text. */

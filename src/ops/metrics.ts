@@ -5,6 +5,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { Counter, Registry } from 'prom-client'
 import type { ConnectionContext } from '../core/context.js'
 import { SocksError, isSocksError } from '../core/errors.js'
+import { onlyForwarded } from './access-log.js'
 import { describe, isPlainObject } from '../plugin-kit/option-values.js'
 import { Command, Reply } from '../protocol/constants.js'
 import type { PluginMetric, PluginMetricSample, RegisteredMetric } from '../core/plugin.js'
@@ -201,6 +202,8 @@ export async function collectMetrics(server: SocksServer, options: MetricsOption
   const byReason = new Map<string, Counter.Internal>()
 
   const onDisconnect = (ctx: ConnectionContext): void => {
+    // Its forwarded requests were counted as connections of their own.
+    if (onlyForwarded(ctx)) return
     const outcome = outcomeOf(ctx)
     const reply = ctx.reply === null ? 'none' : String(ctx.reply)
     const key = `${outcome}|${reply}|${ctx.protocol}`

@@ -362,3 +362,18 @@ test('a JS config that throws or does not parse is ERR_CONFIG_INVALID, naming th
   const throws = await failure(t, { 'socksmith.config.mjs': 'throw new Error("no PORT in the environment")\n' }, 'socksmith.config.mjs')
   assert.equal(throws.lines[0], 'socksmith.config.mjs: the config failed to load: no PORT in the environment')
 })
+
+test("a listener's http options: via and forwardedFor checked, naming the file and field; --print-config shows them resolved", async (t) => {
+  const { code, lines } = await failure(t, {
+    'socksmith.config.yaml': `listen:
+  - { port: 0, protocols: [http], http: { via: "two words", forwardedFor: yes please, forwardFor: true } }
+`,
+  })
+  assert.equal(code, 'ERR_CONFIG_INVALID')
+  assert.ok(lines.some((line) => /^socksmith\.config\.yaml: listen\[0\]\.http\.via: must be one token/.test(line)), lines.join('\n'))
+  assert.ok(lines.some((line) => /listen\[0\]\.http\.forwardedFor: must be true or false/.test(line)), lines.join('\n'))
+  assert.ok(lines.some((line) => /listen\[0\]\.http\.forwardFor.*did you mean "forwardedFor"/.test(line)), lines.join('\n'))
+  const dir = project(t, { 'socksmith.config.yaml': 'listen:\n  - { port: 0, protocols: [mixed], http: { via: true, forwardedFor: true } }\n' })
+  const loaded = await loadConfig({ file: 'socksmith.config.yaml', cwd: dir })
+  assert.deepEqual(loaded.config.listen[0]!.http, { via: 'socksmith', forwardedFor: true })
+})

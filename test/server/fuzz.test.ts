@@ -58,7 +58,7 @@ function mutatedHandshake(random: () => number, targetPort: number): Buffer[] {
     domainRequest(1, 'fuzz.test', targetPort),
   ]
   let bytes: Buffer
-  switch (int(8)) {
+  switch (int(9)) {
     case 0: // random garbage
       bytes = Buffer.from(Array.from({ length: int(600) }, () => int(256)))
       break
@@ -81,6 +81,10 @@ function mutatedHandshake(random: () => number, targetPort: number): Buffer[] {
       break
     case 6: // SOCKS4/4a, mutated, or a USERID or name that never ends
       bytes = Buffer.concat([hex('0401'), Buffer.from([targetPort >> 8, targetPort & 255]), int(2) === 0 ? hex('7f000001') : hex('00000001'), Buffer.alloc(int(400), 0x61), int(2) === 0 ? hex('00') : Buffer.alloc(0)])
+      for (let i = 0; i < int(3); i++) bytes[int(bytes.length)] = int(256)
+      break
+    case 7: // plain HTTP requests to forward (keep-alive, pipelined, a chunked body cut short), mutated; the target answers nonsense
+      bytes = Buffer.from(Array.from({ length: 1 + int(3) }, (_, i) => (i === 2 ? `POST http://127.0.0.1:${targetPort}/p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab` : `GET http://fuzz.test:${targetPort}/${i} HTTP/1.1\r\nHost: x\r\n\r\n`)).join(''))
       for (let i = 0; i < int(3); i++) bytes[int(bytes.length)] = int(256)
       break
     default: // an HTTP CONNECT, mutated, or a head too large

@@ -108,7 +108,7 @@ test("node's parser: a CONNECT written a byte at a time works; an oversized head
   }
 })
 
-test('credentials sent to a server that needs none are no obstacle; an Upgrade request is answered 501, not left hanging', async (t) => {
+test('credentials sent to a server that needs none are no obstacle; an Upgrade request is answered 501 and an unknown Expect 417, not left hanging', async (t) => {
   const echo = await startEcho(t)
   const { port } = await startMixed(t)
   const { client, head } = await connectRequest(t, port, `127.0.0.1:${echo.port}`, { 'Proxy-Authorization': basic('anyone', 'anything') })
@@ -120,21 +120,11 @@ test('credentials sent to a server that needs none are no obstacle; an Upgrade r
   upgrade.socket.destroy()
   const expect = await RawClient.connect(t, port)
   expect.send(Buffer.from('PUT http://127.0.0.1/x HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: something-else\r\nContent-Length: 0\r\n\r\n'))
-  assert.match((await expect.expectClose(2000)).toString(), /^HTTP\/1\.1 501 /)
+  assert.match((await expect.expectClose(2000)).toString(), /^HTTP\/1\.1 417 /)
   expect.socket.destroy()
 })
 
-test('a plain request (absolute URI) is answered 501: only CONNECT is served', async (t) => {
-  const web = await startHttp(t)
-  const { port } = await startMixed(t)
-  const client = await RawClient.connect(t, port)
-  client.send(Buffer.from(`GET http://127.0.0.1:${web.port}/x HTTP/1.1\r\nHost: 127.0.0.1:${web.port}\r\n\r\n`))
-  assert.match((await client.expectClose()).toString(), /^HTTP\/1\.1 501 [^]*only CONNECT/)
-  assert.equal(web.requests(), 0)
-  client.socket.destroy()
-})
-
-test('one port, three protocols: HTTP CONNECT, SOCKS5 and SOCKS4 at the same time', async (t) => {
+test('one port, three protocols: HTTP CONNECT, SOCKS5 and SOCKS4 at the same time, and a plain HTTP request forwarded beside them', async (t) => {
   const echo = await startEcho(t)
   const { port } = await startMixed(t)
   const http = await connectRequest(t, port, `127.0.0.1:${echo.port}`)
@@ -146,6 +136,11 @@ test('one port, three protocols: HTTP CONNECT, SOCKS5 and SOCKS4 at the same tim
   assert.deepEqual(await five.read(2), hex('0500'))
   assert.equal((await five.read(10))[1], 0)
   assert.equal((await four.read(8))[1], 90)
+  // And a plain request forwarded while the three tunnels are open.
+  const web = await startHttp(t)
+  const plain = await RawClient.connect(t, port)
+  plain.send(Buffer.from(`GET http://127.0.0.1:${web.port}/plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))
+  assert.match((await plain.expectClose()).toString(), /^HTTP\/1\.1 200 [^]*\r\n\r\nhello \/plain$/)
   for (const [client, text] of [[http.client, 'h'], [five, 'five'], [four, 'four']] as const) {
     client.send(Buffer.from(text))
     assert.equal((await client.read(text.length)).toString(), text)

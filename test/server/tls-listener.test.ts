@@ -104,7 +104,7 @@ test('TLS listeners', needs(openssl), async (t) => {
     await waitFor(() => server.connections === 0)
   })
 
-  await t.test('HTTPS proxy: curl --proxy https:// with --proxy-user through a mixed listener with auth; a wrong CA fails at curl; nothing leaks', needs(curl), async (t) => {
+  await t.test('HTTPS proxy: curl --proxy https:// with --proxy-user through a mixed listener with auth (tunnelled and forwarded); a wrong CA fails at curl; nothing leaks', needs(curl), async (t) => {
     const web = await startHttp(t)
     const { server, port, ended } = await startTls(t, serverTls(pki), ['mixed'], {}, (s) => s.register(auth, { users: { alice: 'wonderland' } }))
     const ok = await run(curl.path, ['-sS', '--max-time', '5', '--proxy', `https://127.0.0.1:${port}`, '--proxy-cacert', pki.ca.certFile, '--proxy-user', 'alice:wonderland', '-p', `http://127.0.0.1:${web.port}/via-https-proxy`])
@@ -117,8 +117,12 @@ test('TLS listeners', needs(openssl), async (t) => {
     const other = await makeTestPki(t, { name: 'another CA' })
     const bad = await run(curl.path, ['-sS', '--max-time', '5', '--proxy', `https://127.0.0.1:${port}`, '--proxy-cacert', other.ca.certFile, '--proxy-user', 'alice:wonderland', '-p', `http://127.0.0.1:${web.port}/`])
     assert.equal(bad.code, 60, `curl: the proxy's certificate does not verify (${bad.stderr})`)
+    // Without -p: plain forwarding over the TLS connection, credentials and all encrypted.
+    const forwarded = await run(curl.path, ['-sS', '--max-time', '5', '--proxy', `https://127.0.0.1:${port}`, '--proxy-cacert', pki.ca.certFile, '--proxy-user', 'alice:wonderland', `http://127.0.0.1:${web.port}/forwarded-over-tls`])
+    assert.equal(forwarded.stdout, 'hello /forwarded-over-tls', forwarded.stderr)
+    await waitFor(() => ended.some((ctx) => ctx.exchange !== null && ctx.user === 'alice' && ctx.tls?.protocol === 'TLSv1.3'))
     await waitFor(() => server.connections === 0)
-    assert.equal(web.requests(), 1)
+    assert.equal(web.requests(), 2)
   })
 
   await t.test('reload(): a changed certificate reaches new clients; an old tunnel keeps moving bytes', async (t) => {
