@@ -44,7 +44,7 @@ export function switchableLogger(level: LogLevel): SwitchableLogger {
  * than a tenth of a short connection; JSON.stringify of a flat object is a few thousand.
  */
 function plainLines(destination: { write(line: string): void }): (levelValue: number, message: string, fields: Readonly<Record<string, unknown>> | undefined) => boolean {
-  const process_ = `,"pid":${process.pid},"hostname":${JSON.stringify(hostname())}`
+  const identity = `,"pid":${process.pid},"hostname":${JSON.stringify(hostname())}`
   return (levelValue, message, fields) => {
     let body = ''
     if (fields !== undefined) {
@@ -55,7 +55,7 @@ function plainLines(destination: { write(line: string): void }): (levelValue: nu
       const json = JSON.stringify(fields)
       if (json.length > 2) body = `,${json.slice(1, -1)}`
     }
-    destination.write(`{"level":${levelValue},"time":${Date.now()}${process_}${body},"msg":${JSON.stringify(message)}}\n`)
+    destination.write(`{"level":${levelValue},"time":${Date.now()}${identity}${body},"msg":${JSON.stringify(message)}}\n`)
     return true
   }
 }
