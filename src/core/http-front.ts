@@ -26,6 +26,9 @@ type ParsedSocket = Socket & { [kHandler]?: HttpClientHandler }
 
 let front: HttpServer | null = null
 
+/** See onRequest in httpFront(): the client's leaving reaches the connection through its socket. */
+function ignoreRequestError(): void {}
+
 /** One http.Server for the process, never listening: it only parses the sockets handed to it. */
 function httpFront(): HttpServer {
   if (front !== null) return front
@@ -33,12 +36,18 @@ function httpFront(): HttpServer {
   // deadline bounds a keep-alive client that sends nothing (core/http-session.ts).
   front = createHttpServer({ maxHeaderSize: MAX_HTTP_HEADER, requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: 0 })
   front.on('connect', (request: IncomingMessage, socket: Socket, head: Buffer) => {
+    request.on('error', ignoreRequestError)
     releaseFromHttp(socket)
     const handler = (socket as ParsedSocket)[kHandler]
     if (handler === undefined) socket.destroy()
     else handler.connect(request, head)
   })
   const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
+    // A request whose client leaves before its body ended emits 'error' ("aborted", ECONNRESET;
+    // node's _http_server.js abortIncoming): a request still waiting its turn behind a pipelined
+    // one has no listener of the forwarder yet, and an unheard 'error' would end the process. The
+    // connection hears of the client leaving from its socket; here the error only needs a listener.
+    request.on('error', ignoreRequestError)
     const handler = (request.socket as ParsedSocket)[kHandler]
     if (handler === undefined) response.destroy()
     else handler.request(request, response)
