@@ -70,7 +70,7 @@ const { values: args } = parseArgs({
 if (args.help) {
   console.log(`usage: npm run bench -- [--quick] [--reps N] [--only a,b] [--tests a,b] [--workers N] [--stream-mib N] [--hold N]
          [--load-procs N] [--peers-dir DIR] [--no-install] [--json file] [--chart file.svg] [--verbose] [--cpu-prof DIR] [--strace DIR] [--node-flags="--flag …"]
-servers: socksmith, socksmith-warn, socksv5, pondwader, dante, microsocks, proxy-chain (default); socksmith-lib (only with --only);
+servers: socksmith, socksmith-warn, socksv5, pondwader, dante, microsocks, proxy-chain (default); socksmith-lib, node-floor (only with --only);
          socksmith-wN (with --workers N); direct (always)
 tests:   ${TESTS.join(', ')} (default all)`)
   process.exit(0)
@@ -507,6 +507,21 @@ const SERVERS: ServerSpec[] = [
     unavailable: needBuild,
     launch: (port, variant) => ({ command: process.execPath, argv: [...SOCKSMITH_NODE_FLAGS, join(BENCH, 'servers/socksmith.mjs'), '--port', String(port), '--variant', variant === 'open' ? 'bare' : variant] }),
     version: socksmithVersion,
+  },
+  {
+    name: 'node-floor',
+    title: 'node:net floor (not a proxy)',
+    description: 'bench/servers/node-floor.mjs: the least a Node SOCKS5 server does per CONNECT (no validation, auth, timers or logs; data and ends forwarded by listeners), on plain node',
+    udp: false,
+    socks: true,
+    http: false,
+    mixed: false,
+    noAuth: 'the floor server has no authentication',
+    full: false,
+    optIn: true,
+    unavailable: () => null,
+    launch: (port) => ({ command: process.execPath, argv: [...EXTRA_NODE_FLAGS, join(BENCH, 'servers/node-floor.mjs'), '--port', String(port)] }),
+    version: () => `node ${process.version}`,
   },
   nodePeer('socksv5', 'socksv5', 'socksv5', 'npm socksv5 (Node, 2015)', 'socksv5.mjs', 'socks5'),
   nodePeer('pondwader', '@pondwader/socks5-server', '@pondwader/socks5-server', 'npm @pondwader/socks5-server (Node, TypeScript)', 'pondwader.mjs', 'socks5'),
