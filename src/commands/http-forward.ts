@@ -14,6 +14,8 @@ import { SocksError, toSocksError } from '../core/errors.js'
 import { refusalOf, type HttpRefusal, type ProxyTarget } from '../core/http-front.js'
 import { forwardRequestHeaders, forwardResponseHeaders, VIA_PSEUDONYM, type ForwardHeaderOptions } from '../protocol/http-headers.js'
 import { relay, relayThrough, type RelayOptions } from './relay.js'
+import type { Address } from '../protocol/address.js'
+import type { OriginKey, OriginPark } from './origin-park.js'
 
 /**
  * The client side of one forwarded request, as the relay (and `ctx.socket`) sees it: reading it
@@ -186,8 +188,11 @@ class OriginBody extends Duplex {
   }
 
   override _final(done: (err?: Error | null) => void): void {
-    this.#request?.end()
-    done()
+    const request = this.#request
+    if (request === null) return done()
+    // Finished once node has written the whole request: the exchange does not end (and destroy
+    // the request) before node could keep its socket alive (it does only after both messages end).
+    request.end(() => done())
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
@@ -205,7 +210,18 @@ export interface HttpForwardSettings {
   readonly forwardedFor: boolean
 }
 
-/** One forwarded request: what came from the client, the client side the relay reads and writes, and the origin side. */
+/** node's http client hands a kept-alive socket over without an 'error' listener (lib/_http_client.js responseKeepAlive): one is kept on it until it is parked or closed. */
+function ignoreError(): void {}
+
+/** A reused socket was paused when taken (origin-park.ts): it reads again once node's client listens. */
+function resumeSocket(socket: Socket): void {
+  socket.resume()
+}
+
+/**
+ * One forwarded request: what came from the client, the client side the relay reads and writes,
+ * the origin side, and whether its origin socket can serve the client connection's next request.
+ */
 export class HttpExchange {
   readonly request: IncomingMessage
   readonly response: ServerResponse
@@ -215,11 +231,17 @@ export class HttpExchange {
   target: ProxyTarget | null = null
   readonly #settings: HttpForwardSettings
   #origin: OriginBody | null = null
+  readonly #park: OriginPark | null
+  /** What the connect terminal dialled (or reused) for this request; null: a middleware dialled, nothing is parked. */
+  #originKey: OriginKey | null = null
+  /** The origin socket, once node's client let go of it after a clean exchange (its 'free'): parked if the connection settles cleanly. */
+  #kept: Socket | null = null
 
-  constructor(tcp: Socket, request: IncomingMessage, response: ServerResponse, settings: HttpForwardSettings) {
+  constructor(tcp: Socket, request: IncomingMessage, response: ServerResponse, settings: HttpForwardSettings, park: OriginPark | null = null) {
     this.request = request
     this.response = response
     this.#settings = settings
+    this.#park = park
     // The origin's own Date (or none) goes back, not one of ours.
     response.sendDate = false
     this.client = new ForwardedClient(tcp, request, response)
@@ -236,6 +258,35 @@ export class HttpExchange {
       response.end(refusal.body)
     }
     this.client.destroy()
+  }
+
+  /** The connect terminal's look for a parked origin socket that serves this request (origin-park.ts take()). */
+  takeOrigin(dialer: object, user: string | null, destination: Address, resolved: string | null, addresses: readonly { address: string }[] | null): { socket: Socket; key: OriginKey } | null {
+    const parked = this.#park?.take(dialer, user, destination, resolved, addresses) ?? null
+    if (parked !== null) this.#originKey = parked.key
+    return parked
+  }
+
+  /** The connect terminal dialled for this request: the socket may be parked afterwards under `key`. */
+  dialedOrigin(key: OriginKey): void {
+    this.#originKey = key
+  }
+
+  /**
+   * The connection of this request has ended: `clean` (no error, nothing cut, closed or hijacked
+   * by a middleware) parks the origin socket for the client connection's next request, if node's
+   * client let go of it (the response complete and framed, both messages keep-alive, the request
+   * body sent) and the client's connection stays open; anything else closes it. `idleTimeout`:
+   * the pipeline's (ms, 0 none); a parked socket waits no longer than it.
+   */
+  settle(outbound: Socket | null, clean: boolean, idleTimeout: number): void {
+    const kept = this.#kept
+    this.#kept = null
+    if (kept === null) return
+    kept.removeListener('error', ignoreError)
+    const key = this.#originKey
+    if (clean && key !== null && outbound === kept && this.#park !== null && this.response.shouldKeepAlive) this.#park.park(kept, key, idleTimeout)
+    else kept.destroy()
   }
 
   /**
@@ -266,13 +317,14 @@ export class HttpExchange {
     let upstream: ClientRequest
     try {
       upstream = httpRequest({
-        // No agent: the connect phase's socket is this request's, and no other request ever uses it.
+        // No agent: the socket is the connect phase's (dialled, or parked by the request before).
         createConnection: () => outbound,
         method: request.method,
         path: target.path,
-        // Connection: close: the dialled socket serves this one request (node would otherwise ask
-        // for keep-alive and, with no agent, leave the socket open after the response).
-        headers: [...forwardRequestHeaders(request.rawHeaders, target.authority, request.httpVersion, chunked, headerOptions), 'Connection', 'close'],
+        // Keep-alive asked for explicitly: without an agent node would send `Connection: close`
+        // for a request without a body. Whether the socket is kept is node's parser's verdict on
+        // the response ('free' below) and the driver's on the exchange (settle()).
+        headers: [...forwardRequestHeaders(request.rawHeaders, target.authority, request.httpVersion, chunked, headerOptions), 'Connection', 'keep-alive'],
         setHost: false,
       })
     } catch (err) {
@@ -285,6 +337,20 @@ export class HttpExchange {
       this.client.destroy()
       return Promise.resolve(refused)
     }
+    // Without an agent node's client decides on Connection: close after the headers are stored
+    // (lib/_http_client.js, ClientRequest: "No agent, default to Connection:close"), although the
+    // head says keep-alive; its own flag is set back. Then node emits 'free' on the socket once
+    // the response is complete, framed and keep-alive and the request fully written
+    // (responseOnEnd → responseKeepAlive), its listeners taken off. A Node that stopped emitting
+    // it would only cost the reuse: the socket is then closed with the exchange, as before.
+    upstream.shouldKeepAlive = true
+    let freed = false
+    const onFree = (): void => {
+      freed = true
+      outbound.on('error', ignoreError)
+    }
+    outbound.once('free', onFree)
+    upstream.once('socket', resumeSocket)
     origin.start(
       upstream,
       (response) => this.#writeHead(response, headerOptions),
@@ -294,9 +360,20 @@ export class HttpExchange {
         onEarlyFailure(failure)
       },
     )
-    // The origin's socket is this request's alone: it goes with the exchange, however that ends.
-    return relay(this.client as unknown as Socket, origin as unknown as Socket, null, options).finally(() => {
-      if (!outbound.destroyed) outbound.destroy()
+    // The origin's socket goes with the exchange unless node let go of it cleanly (then settle() decides).
+    return relay(this.client as unknown as Socket, origin as unknown as Socket, null, options).then((error) => {
+      outbound.removeListener('free', onFree)
+      if (error === null && freed && !outbound.destroyed) this.#kept = outbound
+      else {
+        if (freed) outbound.removeListener('error', ignoreError)
+        if (!outbound.destroyed) outbound.destroy()
+      }
+      return error
+    }, (err: unknown) => {
+      outbound.removeListener('free', onFree)
+      if (freed) outbound.removeListener('error', ignoreError)
+      outbound.destroy()
+      throw err
     })
   }
 

@@ -47,7 +47,9 @@ async function startOrigin(t: TestContext, host = '127.0.0.1', handle?: (req: In
       res.end(text)
     })
   })
+  let accepted = 0
   server.on('connection', (socket: Socket) => {
+    accepted++
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
   })
@@ -57,7 +59,7 @@ async function startOrigin(t: TestContext, host = '127.0.0.1', handle?: (req: In
     server.closeAllConnections()
     server.close()
   })
-  return { port: (server.address() as AddressInfo).port, host, seen, open: () => sockets.size }
+  return { port: (server.address() as AddressInfo).port, host, seen, open: () => sockets.size, accepted: () => accepted }
 }
 
 /** A server whose listener takes every protocol, with `http` options, recording ended connections. */
@@ -477,4 +479,108 @@ test('an origin that answers something other than HTTP gets the client a 502, an
   const failed = ended.find((ctx) => ctx.exchange !== null && ctx.destination.port === garbage.port)!
   assert.equal(failed.reply, 1, 'the access line says it failed (REP 01), not 0')
   assert.ok(isSocksError(failed.error))
+})
+
+test('origin connection reuse: a keep-alive client\'s requests to one origin share one origin connection; each is still its own connection with its own access fields', async (t) => {
+  const origin = await startOrigin(t)
+  const { port, server, ended } = await startProxy(t)
+  const client = await RawClient.connect(t, port)
+  for (const path of ['/1', '/2', '/3']) {
+    client.socket.write(`GET http://127.0.0.1:${origin.port}${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    assert.equal((await readResponse(client)).body, `hello from 127.0.0.1 ${path}`)
+  }
+  assert.equal(origin.accepted(), 1, 'one origin connection for three requests')
+  await waitFor(() => ended.length === 3)
+  for (const [i, ctx] of ended.entries()) {
+    assert.ok(ctx.exchange !== null && ctx.replied && ctx.error === null, `request ${i}`)
+    assert.equal(ctx.bytesToClient, Buffer.byteLength(`hello from 127.0.0.1 /${i + 1}`))
+    assert.deepEqual(ctx.dialed, { type: 'ipv4', host: '127.0.0.1', port: origin.port })
+  }
+  assert.equal(server.connections, 1, 'the parked origin socket is no connection of its own')
+  // The client leaves: the parked socket goes with it.
+  client.socket.end()
+  await client.expectClose()
+  await waitFor(() => origin.open() === 0 && server.connections === 0)
+})
+
+test('origin connection reuse asks the rules every time, and never crosses users: a denied request is 403 while a socket is parked; another user dials anew', async (t) => {
+  const a = await startOrigin(t)
+  const denied = await startOrigin(t)
+  const { port } = await startProxy(t, {}, (server) => {
+    server.register(auth, { users: { alice: 'wonderland', bob: 'builder' } })
+    server.register(rules, { rules: [{ action: 'deny', ports: denied.port }] })
+  })
+  const client = await RawClient.connect(t, port)
+  const get = async (o: { port: number }, path: string, user: string, password: string) => {
+    client.socket.write(`GET http://127.0.0.1:${o.port}${path} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic(user, password)}\r\n\r\n`)
+    return readResponse(client)
+  }
+  assert.equal((await get(a, '/alice1', 'alice', 'wonderland')).status, 200)
+  assert.equal((await get(denied, '/no', 'alice', 'wonderland')).status, 403, 'the rules still refuse')
+  assert.equal(denied.accepted(), 0, 'never dialled')
+  assert.equal((await get(a, '/alice2', 'alice', 'wonderland')).status, 200)
+  assert.equal(a.accepted(), 1, 'the parked socket waited out the refusal and served alice again')
+  assert.equal((await get(a, '/bob1', 'bob', 'builder')).status, 200)
+  assert.equal(a.accepted(), 2, "bob does not get alice's origin connection")
+  assert.equal((await get(a, '/wrong', 'bob', 'nope')).status, 407, 'a failed login reuses nothing either')
+  assert.equal((await get(a, '/bob2', 'bob', 'builder')).status, 200)
+  assert.equal(a.accepted(), 2)
+  assert.deepEqual(a.seen.map((s) => s.url), ['/alice1', '/alice2', '/bob1', '/bob2'])
+  client.socket.end()
+  await client.expectClose()
+  await waitFor(() => a.open() === 0)
+})
+
+test('origin connection reuse stops where the origin says so: Connection: close, a closed idle socket, a body read until close', async (t) => {
+  const origin = await startOrigin(t, '127.0.0.1', (req, res) => {
+    const text = `hello ${req.url}`
+    if (req.url === '/close') res.writeHead(200, { 'Content-Length': Buffer.byteLength(text), Connection: 'close' }).end(text)
+    else {
+      res.writeHead(200, { 'Content-Length': Buffer.byteLength(text) }).end(text)
+      // The origin closes its idle connection after this one.
+      if (req.url === '/bye') res.on('finish', () => req.socket.end())
+    }
+  })
+  const { port } = await startProxy(t)
+  const client = await RawClient.connect(t, port)
+  const get = async (path: string, o: { port: number } = origin) => {
+    client.socket.write(`GET http://127.0.0.1:${o.port}${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    return readResponse(client)
+  }
+  assert.equal((await get('/close')).body, 'hello /close')
+  assert.equal((await get('/after-close')).body, 'hello /after-close')
+  assert.equal(origin.accepted(), 2, 'Connection: close from the origin: the next request dialled anew')
+  assert.equal((await get('/bye')).body, 'hello /bye')
+  // The origin's FIN reaches the parked socket, which closes: only then does the origin's side close.
+  await waitFor(() => origin.open() === 0)
+  assert.equal((await get('/after-bye')).body, 'hello /after-bye')
+  assert.equal(origin.accepted(), 3)
+  // A response without length or chunking ends with its connection: nothing to park.
+  const { startTcpServer } = await import('../helpers/net.js')
+  const unframed = await startTcpServer(t, (socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close'))
+  })
+  for (const path of ['/u1', '/u2']) {
+    client.socket.write(`GET http://127.0.0.1:${unframed.port}${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    const response = await readResponse(client)
+    assert.equal(response.status, 200)
+    assert.match(response.head, /transfer-encoding: chunked/i, 're-framed for the client')
+    let body = ''
+    while (!body.endsWith('0\r\n\r\n')) body += (await client.read(1)).toString()
+    assert.match(body, /until close/)
+  }
+  assert.equal(unframed.accepted(), 2)
+  client.socket.end()
+  await client.expectClose()
+})
+
+test('curl fetching two URLs of one origin through the proxy in one run reuses the origin connection', needs(curl), async (t) => {
+  const origin = await startOrigin(t)
+  const { port, ended } = await startProxy(t)
+  const r = await run(curl.path, ['-sS', '--max-time', '10', '-x', `http://127.0.0.1:${port}`, `http://127.0.0.1:${origin.port}/a`, `http://127.0.0.1:${origin.port}/b`])
+  assert.equal(r.stdout, `hello from 127.0.0.1 /ahello from 127.0.0.1 /b`, r.stderr)
+  assert.equal(origin.accepted(), 1)
+  await waitFor(() => ended.length === 3)
+  assert.equal(ended.filter((ctx) => ctx.exchange !== null).length, 2, 'two requests, each its own connection')
+  await waitFor(() => origin.open() === 0)
 })
