@@ -6,7 +6,7 @@ import { SocksError } from './errors.js'
 import { clientGroup } from './client-group.js'
 import { Command, Method, Reply } from '../protocol/constants.js'
 import { unmapIPv4, type Address } from '../protocol/address.js'
-import { addressesToDial, connectDirect, dialDirect, directDialer } from '../net/dialer.js'
+import { addressesToDial, connectDirect, dialDirect, dialTcp, directDialer } from '../net/dialer.js'
 import type { HttpExchange } from '../commands/http-forward.js'
 import { setUpBind } from '../commands/bind.js'
 import { ServerUdpAssociation } from '../commands/udp.js'
@@ -100,7 +100,7 @@ export async function relayTerminal(view: RelayContext): Promise<void> {
     const error = await exchange.forward(upstream, ctx.client.address, { idleTimeout: ctx.settings.timeouts.idle, fastReads: false }, (failure) => {
       ctx.reply = failure.reply ?? Reply.GENERAL_FAILURE
       ctx.error ??= failure
-    })
+    }, exchange.reused ? () => redialOrigin(ctx) : null)
     if (error !== null) ctx.error ??= error
     return
   }
@@ -137,6 +137,24 @@ async function dialOrigin(ctx: ConnectionContext, view: ConnectContext, exchange
     ctx.dialed ??= dialedBy(ctx, socket)
     exchange.dialedOrigin({ dialer, user: ctx.user, destination: ctx.destination, resolved, dialed: ctx.dialed, via: ctx.via, bound: ctx.bound })
   }
+  return socket
+}
+
+/**
+ * A second dial for a request whose reused origin socket the origin closed as the request went
+ * out: the dial the connect phase would have made (same dialer, the addresses it vetted), bounded
+ * by the connect timeout, since no phase deadline runs during the relay.
+ */
+async function redialOrigin(ctx: ConnectionContext): Promise<Socket> {
+  const timeout = ctx.settings.timeouts.connect
+  const socket = ctx.dialer === directDialer
+    ? await dialTcp(ctx.destination.host, ctx.destination.port, await addressesToDial(ctx), { signal: ctx.signal, timeout })
+    : await ctx.dialer.dial(ctx as unknown as ConnectContext, { signal: ctx.signal, timeout })
+  if (ctx.socket.destroyed) {
+    socket.destroy()
+    throw new SocksError('ERR_SOCKS_CLIENT_CLOSED', 'the client left during the second dial')
+  }
+  ctx.outbound = socket
   return socket
 }
 

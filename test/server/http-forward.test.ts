@@ -584,3 +584,34 @@ test('curl fetching two URLs of one origin through the proxy in one run reuses t
   assert.equal(ended.filter((ctx) => ctx.exchange !== null).length, 2, 'two requests, each its own connection')
   await waitFor(() => origin.open() === 0)
 })
+
+test('a reused origin socket the origin closes as the request goes out: a GET is sent again on a new dial, a POST gets its 502', async (t) => {
+  // The origin answers the first request of each connection and drops the connection on the second
+  // without a word: what a keep-alive timeout firing just as the request arrives looks like.
+  const served = new WeakMap<Socket, number>()
+  const origin = await startOrigin(t, '127.0.0.1', (req, res, body) => {
+    const count = (served.get(req.socket) ?? 0) + 1
+    served.set(req.socket, count)
+    if (count === 2) return req.socket.destroy()
+    const text = `${req.method} ${req.url} ${body.length}`
+    res.writeHead(200, { 'Content-Length': Buffer.byteLength(text) }).end(text)
+  })
+  const { port, ended } = await startProxy(t)
+  const client = await RawClient.connect(t, port)
+  const send = async (head: string) => {
+    client.socket.write(head)
+    return readResponse(client)
+  }
+  assert.equal((await send(`GET http://127.0.0.1:${origin.port}/1 HTTP/1.1\r\nHost: x\r\n\r\n`)).body, 'GET /1 0')
+  assert.equal((await send(`GET http://127.0.0.1:${origin.port}/2 HTTP/1.1\r\nHost: x\r\n\r\n`)).body, 'GET /2 0', 'sent again on a new connection')
+  assert.equal(origin.accepted(), 2)
+  assert.equal((await send(`POST http://127.0.0.1:${origin.port}/3 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc`)).status, 502, 'a POST is not sent twice')
+  assert.equal(origin.accepted(), 2)
+  assert.equal((await send(`GET http://127.0.0.1:${origin.port}/4 HTTP/1.1\r\nHost: x\r\n\r\n`)).body, 'GET /4 0')
+  assert.deepEqual(origin.seen.map((s) => s.url), ['/1', '/2', '/2', '/3', '/4'])
+  client.socket.end()
+  await client.expectClose()
+  await waitFor(() => ended.length === 5)
+  assert.deepEqual(ended.filter((ctx) => ctx.exchange !== null).map((ctx) => ctx.error === null), [true, true, false, true])
+  await waitFor(() => origin.open() === 0)
+})
