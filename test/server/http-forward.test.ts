@@ -356,7 +356,7 @@ test('headless Chromium with --proxy-server=http:// loads an http:// page from a
   assert.ok(ended.some((ctx) => ctx.exchange !== null && ctx.replied))
 })
 
-test('plugins apply unchanged: a per-user connection cap is held per request (keep-alive frees it each time), and the upstream plugin carries the request', async (t) => {
+test('plugins apply unchanged: a per-user connection cap is held per request (keep-alive frees it each time), and the upstream plugin carries the requests, over one tunnel it reuses', async (t) => {
   const origin = await startOrigin(t)
   const { default: limits } = await import('socksmith/plugins/limits')
   const { default: upstream } = await import('socksmith/plugins/upstream')
@@ -366,7 +366,7 @@ test('plugins apply unchanged: a per-user connection cap is held per request (ke
   hop.on('disconnect', (ctx) => hopEnded.push(ctx))
   const { port: hopPort } = await hop.listen({ host: '127.0.0.1', port: 0 })
   closeAfter(t, hop)
-  const { port } = await startProxy(t, {}, (server) => {
+  const { port, ended } = await startProxy(t, {}, (server) => {
     withAlice(server)
     server.register(limits, { limits: [{ per: 'user', maxConnections: 1 }] })
     server.register(upstream, { proxy: `socks5://127.0.0.1:${hopPort}` })
@@ -379,8 +379,13 @@ test('plugins apply unchanged: a per-user connection cap is held per request (ke
     assert.equal(response.body, `hello from 127.0.0.1 /k${i}`)
   }
   client.socket.end()
-  await waitFor(() => hopEnded.length === 4)
-  assert.ok(hopEnded.every((ctx) => ctx.destination.port === origin.port && ctx.replied), 'each request went through the upstream')
+  // The upstream's dialer says its tunnels may be reused (Dialer.reusable): one tunnel, one origin connection.
+  await waitFor(() => hopEnded.length === 1)
+  assert.ok(hopEnded[0]!.destination.port === origin.port && hopEnded[0]!.replied, 'the requests went through the upstream')
+  assert.equal(origin.accepted(), 1)
+  const forwarded = ended.filter((ctx) => ctx.exchange !== null)
+  assert.equal(forwarded.length, 4)
+  assert.deepEqual(forwarded.map((ctx) => ctx.via), Array(4).fill(`socks5://127.0.0.1:${hopPort}`), "each request's access fields name the upstream, the reused ones too")
 })
 
 test('Expect: 100-continue: the 100 comes only once the request is let through; a refused upload is not read, and a closing server does not wait for idle keep-alive clients', async (t) => {
