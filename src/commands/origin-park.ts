@@ -83,7 +83,7 @@ export class OriginPark extends DeadlineEntry {
     this.#drop(true)
   }
 
-  /** @internal The parked socket waited too long (deadlines.ts). */
+  /** The parked socket waited too long (deadlines.ts). */
   onDeadline(): void {
     this.#drop(true)
   }
