@@ -620,3 +620,17 @@ test('a reused origin socket the origin closes as the request goes out: a GET is
   assert.deepEqual(ended.filter((ctx) => ctx.exchange !== null).map((ctx) => ctx.error === null), [true, true, false, true])
   await waitFor(() => origin.open() === 0)
 })
+
+test('a closing server closes the origin socket a keep-alive client keeps, with the client', async (t) => {
+  const origin = await startOrigin(t)
+  const server = createServer({ logger: silentLogger })
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0, protocols: ['http'] })
+  const client = await RawClient.connect(t, port)
+  client.socket.write(`GET http://127.0.0.1:${origin.port}/kept HTTP/1.1\r\nHost: x\r\n\r\n`)
+  assert.equal((await readResponse(client)).body, 'hello from 127.0.0.1 /kept')
+  assert.equal(origin.open(), 1, 'kept between requests')
+  await server.close()
+  await client.expectClose()
+  await waitFor(() => origin.open() === 0)
+  assert.equal(server.connections, 0)
+})
