@@ -251,7 +251,12 @@ function isRepeatable(request: IncomingMessage): boolean {
   return request.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')
 }
 
-/** node's http client hands a kept-alive socket over without an 'error' listener (lib/_http_client.js responseKeepAlive): one is kept on it until it is parked or closed. */
+/**
+ * An origin socket the connect terminal dialled or reused has no 'error' listener of its own until
+ * node's client takes it (the relay middleware may await first), nor after node hands it back
+ * (lib/_http_client.js responseKeepAlive): this one stays on it until it is parked or closed. The
+ * failure itself reaches the exchange through node's client, or the park's own listener.
+ */
 function ignoreError(): void {}
 
 /** A reused socket was paused when taken (origin-park.ts): it reads again once node's client listens. */
@@ -308,6 +313,7 @@ export class HttpExchange {
     if (parked !== null) {
       this.#originKey = parked.key
       this.#reused = true
+      parked.socket.on('error', ignoreError)
     }
     return parked
   }
@@ -317,9 +323,10 @@ export class HttpExchange {
     return this.#reused
   }
 
-  /** The connect terminal dialled for this request: the socket may be parked afterwards under `key`. */
-  dialedOrigin(key: OriginKey): void {
+  /** The connect terminal dialled `socket` for this request: it may be parked afterwards under `key`. */
+  dialedOrigin(socket: Socket, key: OriginKey): void {
     this.#originKey = key
+    socket.on('error', ignoreError)
   }
 
   /**
@@ -371,7 +378,6 @@ export class HttpExchange {
     let freed: Socket | null = null
     const onFree = function (this: Socket): void {
       freed = this
-      this.on('error', ignoreError)
     }
     const send = (to: Socket): ClientRequest => {
       const upstream = httpRequest({
@@ -413,7 +419,9 @@ export class HttpExchange {
       ? null
       : () => redial().then((next) => {
           socket.removeListener('free', onFree)
+          socket.removeListener('error', ignoreError)
           socket = next
+          next.on('error', ignoreError)
           return send(next)
         })
     origin.start(
@@ -430,7 +438,7 @@ export class HttpExchange {
       socket.removeListener('free', onFree)
       if (clean && freed === socket && !socket.destroyed) this.#kept = socket
       else {
-        if (freed === socket) socket.removeListener('error', ignoreError)
+        socket.removeListener('error', ignoreError)
         if (!socket.destroyed) socket.destroy()
       }
     }

@@ -91,10 +91,13 @@ export async function relayTerminal(view: RelayContext): Promise<void> {
     ctx.association?.close()
     return
   }
-  const upstream = ctx.outbound
+  let upstream = ctx.outbound
   if (upstream === null) throw new SocksError('ERR_SOCKS_CONNECT_FAILED', 'connect phase set no upstream socket')
   const exchange = ctx.exchange
   if (exchange !== null) {
+    // A reused origin socket the origin closed or reset while the relay middleware ran: nothing
+    // was sent on it yet, so any request may go out on a new dial.
+    if (upstream.destroyed && exchange.reused) upstream = await redialOrigin(ctx)
     // A forwarded HTTP request: the request goes to the origin over the dialled socket, and the
     // bodies through the relay's pump (commands/http-forward.ts).
     const error = await exchange.forward(upstream, ctx.client.address, { idleTimeout: ctx.settings.timeouts.idle, fastReads: false }, (failure) => {
@@ -135,7 +138,7 @@ async function dialOrigin(ctx: ConnectionContext, view: ConnectContext, exchange
   const socket = direct ? await connectDirect(ctx, addresses) : await dialer.dial(view, { signal: ctx.signal, timeout: ctx.settings.timeouts.connect })
   if (!ctx.driver.finished) {
     ctx.dialed ??= dialedBy(ctx, socket)
-    exchange.dialedOrigin({ dialer, user: ctx.user, destination: ctx.destination, resolved, dialed: ctx.dialed, via: ctx.via, bound: ctx.bound })
+    exchange.dialedOrigin(socket, { dialer, user: ctx.user, destination: ctx.destination, resolved, dialed: ctx.dialed, via: ctx.via, bound: ctx.bound })
   }
   return socket
 }

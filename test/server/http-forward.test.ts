@@ -634,3 +634,35 @@ test('a closing server closes the origin socket a keep-alive client keeps, with 
   await waitFor(() => origin.open() === 0)
   assert.equal(server.connections, 0)
 })
+
+test('a reused origin socket reset while a relay middleware waits is no crash: the request goes out on a new dial', async (t) => {
+  let last: Socket | null = null
+  const origin = await startOrigin(t, '127.0.0.1', (req, res) => {
+    last = req.socket
+    res.writeHead(200, { 'Content-Length': '2' }).end('ok')
+  })
+  let resetNext = false
+  const { port, ended } = await startProxy(t, {}, (server) =>
+    server.use('relay', async function resetOrigin(ctx, next) {
+      if (resetNext) {
+        resetNext = false
+        ;(last as Socket | null)?.resetAndDestroy()
+        // The proxy's side hears the reset while nobody reads it: only the exchange's listener is on it.
+        await waitFor(() => ctx.outbound!.destroyed)
+      }
+      await next()
+    }),
+  )
+  const client = await RawClient.connect(t, port)
+  const post = `POST http://127.0.0.1:${origin.port}/p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi`
+  client.socket.write(post)
+  assert.equal((await readResponse(client)).body, 'ok')
+  resetNext = true
+  client.socket.write(post)
+  assert.equal((await readResponse(client)).body, 'ok', 'nothing was sent on the reset socket: even a POST goes out again')
+  assert.equal(origin.accepted(), 2)
+  client.socket.end()
+  await client.expectClose()
+  await waitFor(() => ended.length === 3)
+  assert.deepEqual(ended.filter((ctx) => ctx.exchange !== null).map((ctx) => ctx.error), [null, null])
+})
