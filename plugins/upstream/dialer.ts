@@ -45,6 +45,8 @@ const DESTINATION_FAILURES = new Set(['ERR_SOCKS_REPLY', 'ERR_SOCKS_CONNECT_TIME
  *   ERR_SOCKS_REPLY carrying the upstream's REP (or ERR_SOCKS_CONNECT_TIMEOUT, REP 06).
  */
 export class ProxyChain implements Dialer {
+  /** A tunnel to a destination carries later plain HTTP requests to it as well: the chain connects to nothing but `ctx.destination`. */
+  readonly reusable = true
   readonly hops: readonly ProxyEndpoint[]
   /** `a -> b -> c`, passwords left out. */
   readonly label: string

@@ -40,6 +40,8 @@ export function carries(upstream: Upstream, eligible: (chain: ProxyChain) => boo
  * timeout: a member that failed slowly leaves the next one less time, never more.
  */
 export class ProxyPool implements Dialer {
+  /** Like its chains: any member's tunnel to a destination serves it (the pool only balances). */
+  readonly reusable = true
   readonly members: readonly ProxyChain[]
   readonly strategy: PoolStrategy
   readonly cooldown: number

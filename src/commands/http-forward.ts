@@ -14,6 +14,8 @@ import { SocksError, toSocksError } from '../core/errors.js'
 import { refusalOf, type HttpRefusal, type ProxyTarget } from '../core/http-front.js'
 import { forwardRequestHeaders, forwardResponseHeaders, VIA_PSEUDONYM, type ForwardHeaderOptions } from '../protocol/http-headers.js'
 import { relay, relayThrough, type RelayOptions } from './relay.js'
+import type { Address } from '../protocol/address.js'
+import type { OriginKey, OriginPark } from './origin-park.js'
 
 /**
  * The client side of one forwarded request, as the relay (and `ctx.socket`) sees it: reading it
@@ -127,6 +129,15 @@ class OriginBody extends Duplex {
   #bytesWritten = 0
   #request: ClientRequest | null = null
   #response: IncomingMessage | null = null
+  /** The request body ended (_final ran): a request sent again is ended at once. */
+  #ended = false
+  /** _final's callback, until node has written the whole request. */
+  #finalDone: ((err?: Error | null) => void) | null = null
+  readonly #onRequestFinished = (): void => {
+    const done = this.#finalDone
+    this.#finalDone = null
+    done?.()
+  }
 
   constructor() {
     super({ allowHalfOpen: true })
@@ -140,8 +151,12 @@ class OriginBody extends Duplex {
     return this.#bytesWritten
   }
 
-  /** Starts the exchange with the origin: `onHead` writes the response head to the client (false: it could not). */
-  start(request: ClientRequest, onHead: (response: IncomingMessage) => boolean, onEarlyFailure: (err: unknown) => void): void {
+  /**
+   * Starts the exchange with the origin: `onHead` writes the response head to the client (false:
+   * it could not). `retry`: the request may be sent once more, on the socket it gives, if this
+   * one's socket is reset before any response (a reused origin socket the origin was closing).
+   */
+  start(request: ClientRequest, onHead: (response: IncomingMessage) => boolean, onEarlyFailure: (err: unknown) => void, retry: (() => Promise<ClientRequest>) | null = null): void {
     this.#request = request
     request.on('response', (response: IncomingMessage) => {
       if (this.destroyed) {
@@ -164,6 +179,21 @@ class OriginBody extends Duplex {
       response.on('error', (err: Error) => this.destroy(err))
     })
     request.on('error', (err: Error) => {
+      if (request !== this.#request) return
+      if (retry !== null && this.#response === null && !this.destroyed && RESET_CODES.has((err as NodeJS.ErrnoException).code ?? '')) {
+        retry().then((next) => {
+          if (this.destroyed) {
+            next.destroy()
+            return
+          }
+          this.start(next, onHead, onEarlyFailure)
+          if (this.#ended) next.end(this.#onRequestFinished)
+        }, (failure: unknown) => {
+          onEarlyFailure(failure)
+          this.destroy(failure instanceof Error ? failure : new SocksError('ERR_SOCKS_CONNECT_FAILED', String(failure)))
+        })
+        return
+      }
       // Before its head the origin's failure is still the client's answer: 502 (or what the errno maps to).
       if (this.#response === null) onEarlyFailure(err)
       this.destroy(err)
@@ -186,8 +216,13 @@ class OriginBody extends Duplex {
   }
 
   override _final(done: (err?: Error | null) => void): void {
-    this.#request?.end()
-    done()
+    const request = this.#request
+    if (request === null) return done()
+    // Finished once node has written the whole request: the exchange does not end (and destroy
+    // the request) before node could keep its socket alive (it does only after both messages end).
+    this.#ended = true
+    this.#finalDone = done
+    request.end(this.#onRequestFinished)
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
@@ -205,7 +240,34 @@ export interface HttpForwardSettings {
   readonly forwardedFor: boolean
 }
 
-/** One forwarded request: what came from the client, the client side the relay reads and writes, and the origin side. */
+/** What a socket the origin closed as the request went out fails with (by errno, never by message). */
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
+
+/** A request that can be sent again: nothing in it changes anything, and it has no body to replay. */
+function isRepeatable(request: IncomingMessage): boolean {
+  const method = request.method
+  if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') return false
+  const length = request.headers['content-length']
+  return request.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')
+}
+
+/**
+ * An origin socket the connect terminal dialled or reused has no 'error' listener of its own until
+ * node's client takes it (the relay middleware may await first), nor after node hands it back
+ * (lib/_http_client.js responseKeepAlive): this one stays on it until it is parked or closed. The
+ * failure itself reaches the exchange through node's client, or the park's own listener.
+ */
+function ignoreError(): void {}
+
+/** A reused socket was paused when taken (origin-park.ts): it reads again once node's client listens. */
+function resumeSocket(socket: Socket): void {
+  socket.resume()
+}
+
+/**
+ * One forwarded request: what came from the client, the client side the relay reads and writes,
+ * the origin side, and whether its origin socket can serve the client connection's next request.
+ */
 export class HttpExchange {
   readonly request: IncomingMessage
   readonly response: ServerResponse
@@ -215,11 +277,18 @@ export class HttpExchange {
   target: ProxyTarget | null = null
   readonly #settings: HttpForwardSettings
   #origin: OriginBody | null = null
+  readonly #park: OriginPark | null
+  /** What the connect terminal dialled (or reused) for this request; null: a middleware dialled, nothing is parked. */
+  #originKey: OriginKey | null = null
+  /** The origin socket, once node's client let go of it after a clean exchange (its 'free'): parked if the connection settles cleanly. */
+  #kept: Socket | null = null
+  #reused = false
 
-  constructor(tcp: Socket, request: IncomingMessage, response: ServerResponse, settings: HttpForwardSettings) {
+  constructor(tcp: Socket, request: IncomingMessage, response: ServerResponse, settings: HttpForwardSettings, park: OriginPark | null = null) {
     this.request = request
     this.response = response
     this.#settings = settings
+    this.#park = park
     // The origin's own Date (or none) goes back, not one of ours.
     response.sendDate = false
     this.client = new ForwardedClient(tcp, request, response)
@@ -238,6 +307,45 @@ export class HttpExchange {
     this.client.destroy()
   }
 
+  /** The connect terminal's look for a parked origin socket that serves this request (origin-park.ts take()). */
+  takeOrigin(dialer: object, user: string | null, destination: Address, resolved: string | null, addresses: readonly { address: string }[] | null): { socket: Socket; key: OriginKey } | null {
+    const parked = this.#park?.take(dialer, user, destination, resolved, addresses) ?? null
+    if (parked !== null) {
+      this.#originKey = parked.key
+      this.#reused = true
+      parked.socket.on('error', ignoreError)
+    }
+    return parked
+  }
+
+  /** The connect terminal gave this request a parked socket rather than a dial of its own. */
+  get reused(): boolean {
+    return this.#reused
+  }
+
+  /** The connect terminal dialled `socket` for this request: it may be parked afterwards under `key`. */
+  dialedOrigin(socket: Socket, key: OriginKey): void {
+    this.#originKey = key
+    socket.on('error', ignoreError)
+  }
+
+  /**
+   * The connection of this request has ended: `clean` (no error, nothing cut, closed or hijacked
+   * by a middleware) parks the origin socket for the client connection's next request, if node's
+   * client let go of it (the response complete and framed, both messages keep-alive, the request
+   * body sent) and the client's connection stays open; anything else closes it. `idleTimeout`:
+   * the pipeline's (ms, 0 none); a parked socket waits no longer than it.
+   */
+  settle(outbound: Socket | null, clean: boolean, idleTimeout: number): void {
+    const kept = this.#kept
+    this.#kept = null
+    if (kept === null) return
+    kept.removeListener('error', ignoreError)
+    const key = this.#originKey
+    if (clean && key !== null && outbound === kept && this.#park !== null && this.response.shouldKeepAlive) this.#park.park(kept, key, idleTimeout)
+    else kept.destroy()
+  }
+
   /**
    * After the connect phase: the origin side exists from now on, and the `outbound` side's taps
    * and throttles (ctx.tap / ctx.throttle) act on its body rather than on the raw socket.
@@ -251,9 +359,11 @@ export class HttpExchange {
   /**
    * Sends the request to the origin over `outbound` and relays both bodies; resolves with the
    * first error seen (null for a clean finish), as the relay does. `onEarlyFailure` hears an
-   * origin that failed before its response head (the client got a 502 for it).
+   * origin that failed before its response head (the client got a 502 for it). `redial` gives
+   * another socket to the same place: a request that went out on a reused socket and was reset
+   * before any answer is sent once more on it, if sending it again is harmless (isRepeatable).
    */
-  forward(outbound: Socket, client: string, options: RelayOptions, onEarlyFailure: (err: SocksError) => void): Promise<unknown> {
+  forward(outbound: Socket, client: string, options: RelayOptions, onEarlyFailure: (err: SocksError) => void, redial: (() => Promise<Socket>) | null = null): Promise<unknown> {
     const origin = this.#origin
     const target = this.target
     if (origin === null || target === null) return Promise.reject(new SocksError('ERR_SOCKS_CONNECT_FAILED', 'forward() before attach()'))
@@ -263,18 +373,38 @@ export class HttpExchange {
     const chunked = request.headers['transfer-encoding'] !== undefined
     // The client waits for a 100 before its body (Expect: 100-continue): it is let through now.
     if (request.headers.expect?.toLowerCase() === '100-continue') this.response.writeContinue()
-    let upstream: ClientRequest
-    try {
-      upstream = httpRequest({
-        // No agent: the connect phase's socket is this request's, and no other request ever uses it.
-        createConnection: () => outbound,
+    let socket = outbound
+    // The socket node's client let go of after a clean exchange ('free' below), if it did.
+    let freed: Socket | null = null
+    const onFree = function (this: Socket): void {
+      freed = this
+    }
+    const send = (to: Socket): ClientRequest => {
+      const upstream = httpRequest({
+        // No agent: the socket is the connect phase's (dialled, or parked by the request before).
+        createConnection: () => to,
         method: request.method,
         path: target.path,
-        // Connection: close: the dialled socket serves this one request (node would otherwise ask
-        // for keep-alive and, with no agent, leave the socket open after the response).
-        headers: [...forwardRequestHeaders(request.rawHeaders, target.authority, request.httpVersion, chunked, headerOptions), 'Connection', 'close'],
+        // Keep-alive asked for explicitly: without an agent node would send `Connection: close`
+        // for a request without a body. Whether the socket is kept is node's parser's verdict on
+        // the response ('free') and the driver's on the exchange (settle()).
+        headers: [...forwardRequestHeaders(request.rawHeaders, target.authority, request.httpVersion, chunked, headerOptions), 'Connection', 'keep-alive'],
         setHost: false,
       })
+      // Without an agent node's client decides on Connection: close after the headers are stored
+      // (lib/_http_client.js, ClientRequest: "No agent, default to Connection:close"), although the
+      // head says keep-alive; its own flag is set back. Then node emits 'free' on the socket once
+      // the response is complete, framed and keep-alive and the request fully written
+      // (responseOnEnd → responseKeepAlive), its listeners taken off. A Node that stopped emitting
+      // it would only cost the reuse: the socket is then closed with the exchange, as before.
+      upstream.shouldKeepAlive = true
+      to.once('free', onFree)
+      upstream.once('socket', resumeSocket)
+      return upstream
+    }
+    let upstream: ClientRequest
+    try {
+      upstream = send(outbound)
     } catch (err) {
       // node's client checks what its parser let through more strictly (a header value, the path).
       const refused = new SocksError('ERR_SOCKS_BAD_REQUEST', `the request cannot be forwarded: ${err instanceof Error ? err.message : String(err)}`, { reply: null })
@@ -285,6 +415,15 @@ export class HttpExchange {
       this.client.destroy()
       return Promise.resolve(refused)
     }
+    const retry = redial === null || !isRepeatable(request)
+      ? null
+      : () => redial().then((next) => {
+          socket.removeListener('free', onFree)
+          socket.removeListener('error', ignoreError)
+          socket = next
+          next.on('error', ignoreError)
+          return send(next)
+        })
     origin.start(
       upstream,
       (response) => this.#writeHead(response, headerOptions),
@@ -293,10 +432,23 @@ export class HttpExchange {
         this.refuseHead(refusalOf(failure))
         onEarlyFailure(failure)
       },
+      retry,
     )
-    // The origin's socket is this request's alone: it goes with the exchange, however that ends.
-    return relay(this.client as unknown as Socket, origin as unknown as Socket, null, options).finally(() => {
-      if (!outbound.destroyed) outbound.destroy()
+    const release = (clean: boolean): void => {
+      socket.removeListener('free', onFree)
+      if (clean && freed === socket && !socket.destroyed) this.#kept = socket
+      else {
+        socket.removeListener('error', ignoreError)
+        if (!socket.destroyed) socket.destroy()
+      }
+    }
+    // The origin's socket goes with the exchange unless node let go of it cleanly (then settle() decides).
+    return relay(this.client as unknown as Socket, origin as unknown as Socket, null, options).then((error) => {
+      release(error === null)
+      return error
+    }, (err: unknown) => {
+      release(false)
+      throw err
     })
   }
 

@@ -439,10 +439,15 @@ export class Connection extends DeadlineEntry implements ConnectionDriver, HttpS
     // A forwarded request relays bodies: the origin's side exists from now on, for ctx.tap / ctx.throttle.
     if (ctx.exchange !== null) ctx.exchange.attach(ctx.outbound!)
     this.#relaying = true
+    let settled = false
     try {
       await chains.relay(ctx as RelayContext)
+      settled = true
     } finally {
       this.#relaying = false
+      // A forwarded request's origin socket serves the client connection's next request only
+      // after an exchange that nothing cut short: no error, no forced close, no hijack.
+      ctx.exchange?.settle(ctx.outbound, settled && ctx.error === null && !this.#hijacked && !this.#failed, this.pipeline.settings.timeouts.idle)
     }
   }
 

@@ -95,6 +95,16 @@ export interface DialOptions {
 export interface Dialer {
   /** Opens the outgoing connection for `ctx.destination`; rejects with an errno or a SocksError (its REP goes to the client). */
   dial(ctx: ConnectContext, options: DialOptions): Promise<Socket>
+  /**
+   * A socket this dialer opened for a forwarded plain HTTP request may carry the next request of
+   * the same client connection (origin connection reuse), when that request's connect phase, after
+   * all its middleware ran, ends with this same dialer object and the same `ctx.user`,
+   * `ctx.destination` and `ctx.resolved`. Say true only if what the dialer connects to depends on
+   * nothing else (not on `ctx.state`, for one). Default false: every request gets a dial of its
+   * own. The direct dialer's sockets are reused when the peer is among the addresses vetted for
+   * the new request.
+   */
+  readonly reusable?: boolean
 }
 
 /**

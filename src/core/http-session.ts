@@ -4,12 +4,15 @@
 // (gost#592 sent a keep-alive connection's second host's request to the first host). They run one
 // at a time, in the order they came; node writes their responses in that order. A CONNECT ends
 // the session: once every request before it has ended, the tunnel goes through the phases on the
-// TCP connection's own context, as a first CONNECT does.
+// TCP connection's own context, as a first CONNECT does. Between requests the session may keep the
+// origin socket of the last one (origin-park.ts): the next request reuses it only if its own
+// connect phase would dial the same thing; it closes when the session ends.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { SocksError } from './errors.js'
 import { releaseHttp, serveHttp, type HttpClientHandler } from './http-front.js'
 import { HttpExchange, type HttpForwardSettings } from '../commands/http-forward.js'
+import { OriginPark } from '../commands/origin-park.js'
 
 /** What a session needs of the connection that drives the TCP socket. */
 export interface HttpSessionOwner {
@@ -39,6 +42,8 @@ export class HttpSession implements HttpClientHandler {
   #active = false
   #over = false
   #tunnel: HttpTunnelRequest | null = null
+  /** The origin socket kept between requests. */
+  readonly #origins = new OriginPark()
   #resolve: ((tunnel: HttpTunnelRequest) => void) | null = null
   #reject: ((err: unknown) => void) | null = null
 
@@ -113,6 +118,7 @@ export class HttpSession implements HttpClientHandler {
       const tunnel = this.#tunnel
       if (tunnel !== null) {
         this.#over = true
+        this.#origins.close()
         releaseHttp(this.#socket)
         this.#resolve?.(tunnel)
         this.#resolve = this.#reject = null
@@ -121,7 +127,7 @@ export class HttpSession implements HttpClientHandler {
     }
     this.#owner.keepAliveIdle(false)
     this.#active = true
-    const exchange = new HttpExchange(this.#socket, next[0], next[1], this.#settings)
+    const exchange = new HttpExchange(this.#socket, next[0], next[1], this.#settings, this.#origins)
     void this.#owner.forwardExchange(exchange).then(() => {
       this.#active = false
       this.#next()
@@ -132,6 +138,7 @@ export class HttpSession implements HttpClientHandler {
     if (this.#over) return
     this.#over = true
     this.#waiting.length = 0
+    this.#origins.close()
     releaseHttp(this.#socket)
     this.#reject?.(err)
     this.#resolve = this.#reject = null

@@ -6,7 +6,8 @@ import { SocksError } from './errors.js'
 import { clientGroup } from './client-group.js'
 import { Command, Method, Reply } from '../protocol/constants.js'
 import { unmapIPv4, type Address } from '../protocol/address.js'
-import { dialDirect, directDialer } from '../net/dialer.js'
+import { addressesToDial, connectDirect, dialDirect, dialTcp, directDialer } from '../net/dialer.js'
+import type { HttpExchange } from '../commands/http-forward.js'
 import { setUpBind } from '../commands/bind.js'
 import { ServerUdpAssociation } from '../commands/udp.js'
 import { relay } from '../commands/relay.js'
@@ -36,9 +37,12 @@ export async function connectTerminal(view: ConnectContext): Promise<void> {
   if (ctx.command === Command.CONNECT) {
     if (ctx.outbound !== null) return
     if (ctx.destination.type === 'domain' && ctx.destination.host.length === 0) throw new SocksError('ERR_SOCKS_BAD_ADDRESS', 'empty domain name')
-    const socket = ctx.dialer === directDialer
-      ? await dialDirect(ctx)
-      : await ctx.dialer.dial(view, { signal: ctx.signal, timeout: timeouts.connect })
+    const exchange = ctx.exchange
+    const socket = exchange !== null && (ctx.dialer === directDialer || ctx.dialer.reusable === true)
+      ? await dialOrigin(ctx, view, exchange)
+      : ctx.dialer === directDialer
+        ? await dialDirect(ctx)
+        : await ctx.dialer.dial(view, { signal: ctx.signal, timeout: timeouts.connect })
     // Connected after the connection gave up (its deadline, a middleware that did not wait for us).
     if (ctx.driver.finished) {
       socket.destroy()
@@ -87,16 +91,19 @@ export async function relayTerminal(view: RelayContext): Promise<void> {
     ctx.association?.close()
     return
   }
-  const upstream = ctx.outbound
+  let upstream = ctx.outbound
   if (upstream === null) throw new SocksError('ERR_SOCKS_CONNECT_FAILED', 'connect phase set no upstream socket')
   const exchange = ctx.exchange
   if (exchange !== null) {
+    // A reused origin socket the origin closed or reset while the relay middleware ran: nothing
+    // was sent on it yet, so any request may go out on a new dial.
+    if (upstream.destroyed && exchange.reused) upstream = await redialOrigin(ctx)
     // A forwarded HTTP request: the request goes to the origin over the dialled socket, and the
     // bodies through the relay's pump (commands/http-forward.ts).
     const error = await exchange.forward(upstream, ctx.client.address, { idleTimeout: ctx.settings.timeouts.idle, fastReads: false }, (failure) => {
       ctx.reply = failure.reply ?? Reply.GENERAL_FAILURE
       ctx.error ??= failure
-    })
+    }, exchange.reused ? () => redialOrigin(ctx) : null)
     if (error !== null) ctx.error ??= error
     return
   }
@@ -104,6 +111,54 @@ export async function relayTerminal(view: RelayContext): Promise<void> {
   ctx.earlyData = null
   const error = await relay(socket, upstream, early, { idleTimeout: ctx.settings.timeouts.idle, fastReads: ctx.settings.fastRelay })
   if (error !== null) ctx.error ??= error
+}
+
+/**
+ * The dial of a forwarded HTTP request: the origin socket its client connection parked after an
+ * earlier request, if this connect phase (every middleware having run) would dial the same thing
+ * (commands/origin-park.ts), else a dial, whose socket may then be parked in its turn. Only this
+ * default path reuses: a middleware that dials itself (sets ctx.outbound) never gets a parked socket.
+ */
+async function dialOrigin(ctx: ConnectionContext, view: ConnectContext, exchange: HttpExchange): Promise<Socket> {
+  const dialer = ctx.dialer
+  const direct = dialer === directDialer
+  // The direct dialer's addresses are resolved and vetted first, as for any dial: a parked socket
+  // serves only if its peer is still among them.
+  const addresses = direct ? await addressesToDial(ctx) : null
+  const resolved = ctx.resolved === null ? null : ctx.resolved.map((a) => a.address).join(' ')
+  const parked = exchange.takeOrigin(dialer, ctx.user, ctx.destination, resolved, addresses)
+  if (parked !== null) {
+    // What the dial said about itself holds for the socket's later requests (access fields).
+    const key = parked.key
+    ctx.dialed ??= key.dialed
+    ctx.via ??= key.via
+    ctx.bound ??= key.bound
+    return parked.socket
+  }
+  const socket = direct ? await connectDirect(ctx, addresses) : await dialer.dial(view, { signal: ctx.signal, timeout: ctx.settings.timeouts.connect })
+  if (!ctx.driver.finished) {
+    ctx.dialed ??= dialedBy(ctx, socket)
+    exchange.dialedOrigin(socket, { dialer, user: ctx.user, destination: ctx.destination, resolved, dialed: ctx.dialed, via: ctx.via, bound: ctx.bound })
+  }
+  return socket
+}
+
+/**
+ * A second dial for a request whose reused origin socket the origin closed as the request went
+ * out: the dial the connect phase would have made (same dialer, the addresses it vetted), bounded
+ * by the connect timeout, since no phase deadline runs during the relay.
+ */
+async function redialOrigin(ctx: ConnectionContext): Promise<Socket> {
+  const timeout = ctx.settings.timeouts.connect
+  const socket = ctx.dialer === directDialer
+    ? await dialTcp(ctx.destination.host, ctx.destination.port, await addressesToDial(ctx), { signal: ctx.signal, timeout })
+    : await ctx.dialer.dial(ctx as unknown as ConnectContext, { signal: ctx.signal, timeout })
+  if (ctx.socket.destroyed) {
+    socket.destroy()
+    throw new SocksError('ERR_SOCKS_CLIENT_CLOSED', 'the client left during the second dial')
+  }
+  ctx.outbound = socket
+  return socket
 }
 
 /**

@@ -21,7 +21,7 @@ export const directDialer: Dialer = {
 }
 
 /** The vetted addresses, or null for an IP destination nobody resolved (dialled as it is). */
-function addressesToDial(ctx: Pick<ConnectContext, 'destination' | 'resolved' | 'resolve'>): Promise<readonly ResolvedAddress[]> | null {
+export function addressesToDial(ctx: Pick<ConnectContext, 'destination' | 'resolved' | 'resolve'>): Promise<readonly ResolvedAddress[]> | null {
   // An IP a middleware set after the driver vetted the request goes through resolve() (which vets it) unless it is plainly dialable.
   const host = ctx.destination.host
   return isIP(host) !== 0 && ctx.resolved === null && dialableIp(host) === host ? null : ctx.resolve()
@@ -37,8 +37,13 @@ function addressesToDial(ctx: Pick<ConnectContext, 'destination' | 'resolved' | 
  */
 export function dialDirect(ctx: ConnectionContext): Promise<Socket> {
   const addresses = addressesToDial(ctx)
-  if (addresses === null) return connectTcp(ctx.destination.host, ctx.destination.port, null, 0, ctx, reasonOfAbort)
-  return addresses.then((resolved) => connectTcp(ctx.destination.host, ctx.destination.port, resolved, 0, ctx, reasonOfAbort))
+  if (addresses === null) return connectDirect(ctx, null)
+  return addresses.then((resolved) => connectDirect(ctx, resolved))
+}
+
+/** dialDirect() once the addresses to dial are known (addressesToDial()'s answer). */
+export function connectDirect(ctx: ConnectionContext, addresses: readonly ResolvedAddress[] | null): Promise<Socket> {
+  return connectTcp(ctx.destination.host, ctx.destination.port, addresses, 0, ctx, reasonOfAbort)
 }
 
 /** What the driver's abort passed on (its deadline's error, the client leaving). */

@@ -47,7 +47,9 @@ async function startOrigin(t: TestContext, host = '127.0.0.1', handle?: (req: In
       res.end(text)
     })
   })
+  let accepted = 0
   server.on('connection', (socket: Socket) => {
+    accepted++
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
   })
@@ -57,7 +59,7 @@ async function startOrigin(t: TestContext, host = '127.0.0.1', handle?: (req: In
     server.closeAllConnections()
     server.close()
   })
-  return { port: (server.address() as AddressInfo).port, host, seen, open: () => sockets.size }
+  return { port: (server.address() as AddressInfo).port, host, seen, open: () => sockets.size, accepted: () => accepted }
 }
 
 /** A server whose listener takes every protocol, with `http` options, recording ended connections. */
@@ -354,7 +356,7 @@ test('headless Chromium with --proxy-server=http:// loads an http:// page from a
   assert.ok(ended.some((ctx) => ctx.exchange !== null && ctx.replied))
 })
 
-test('plugins apply unchanged: a per-user connection cap is held per request (keep-alive frees it each time), and the upstream plugin carries the request', async (t) => {
+test('plugins apply unchanged: a per-user connection cap is held per request (keep-alive frees it each time), and the upstream plugin carries the requests, over one tunnel it reuses', async (t) => {
   const origin = await startOrigin(t)
   const { default: limits } = await import('socksmith/plugins/limits')
   const { default: upstream } = await import('socksmith/plugins/upstream')
@@ -364,7 +366,7 @@ test('plugins apply unchanged: a per-user connection cap is held per request (ke
   hop.on('disconnect', (ctx) => hopEnded.push(ctx))
   const { port: hopPort } = await hop.listen({ host: '127.0.0.1', port: 0 })
   closeAfter(t, hop)
-  const { port } = await startProxy(t, {}, (server) => {
+  const { port, ended } = await startProxy(t, {}, (server) => {
     withAlice(server)
     server.register(limits, { limits: [{ per: 'user', maxConnections: 1 }] })
     server.register(upstream, { proxy: `socks5://127.0.0.1:${hopPort}` })
@@ -377,8 +379,13 @@ test('plugins apply unchanged: a per-user connection cap is held per request (ke
     assert.equal(response.body, `hello from 127.0.0.1 /k${i}`)
   }
   client.socket.end()
-  await waitFor(() => hopEnded.length === 4)
-  assert.ok(hopEnded.every((ctx) => ctx.destination.port === origin.port && ctx.replied), 'each request went through the upstream')
+  // The upstream's dialer says its tunnels may be reused (Dialer.reusable): one tunnel, one origin connection.
+  await waitFor(() => hopEnded.length === 1)
+  assert.ok(hopEnded[0]!.destination.port === origin.port && hopEnded[0]!.replied, 'the requests went through the upstream')
+  assert.equal(origin.accepted(), 1)
+  const forwarded = ended.filter((ctx) => ctx.exchange !== null)
+  assert.equal(forwarded.length, 4)
+  assert.deepEqual(forwarded.map((ctx) => ctx.via), Array(4).fill(`socks5://127.0.0.1:${hopPort}`), "each request's access fields name the upstream, the reused ones too")
 })
 
 test('Expect: 100-continue: the 100 comes only once the request is let through; a refused upload is not read, and a closing server does not wait for idle keep-alive clients', async (t) => {
@@ -477,4 +484,185 @@ test('an origin that answers something other than HTTP gets the client a 502, an
   const failed = ended.find((ctx) => ctx.exchange !== null && ctx.destination.port === garbage.port)!
   assert.equal(failed.reply, 1, 'the access line says it failed (REP 01), not 0')
   assert.ok(isSocksError(failed.error))
+})
+
+test('origin connection reuse: a keep-alive client\'s requests to one origin share one origin connection; each is still its own connection with its own access fields', async (t) => {
+  const origin = await startOrigin(t)
+  const { port, server, ended } = await startProxy(t)
+  const client = await RawClient.connect(t, port)
+  for (const path of ['/1', '/2', '/3']) {
+    client.socket.write(`GET http://127.0.0.1:${origin.port}${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    assert.equal((await readResponse(client)).body, `hello from 127.0.0.1 ${path}`)
+  }
+  assert.equal(origin.accepted(), 1, 'one origin connection for three requests')
+  await waitFor(() => ended.length === 3)
+  for (const [i, ctx] of ended.entries()) {
+    assert.ok(ctx.exchange !== null && ctx.replied && ctx.error === null, `request ${i}`)
+    assert.equal(ctx.bytesToClient, Buffer.byteLength(`hello from 127.0.0.1 /${i + 1}`))
+    assert.deepEqual(ctx.dialed, { type: 'ipv4', host: '127.0.0.1', port: origin.port })
+  }
+  assert.equal(server.connections, 1, 'the parked origin socket is no connection of its own')
+  // The client leaves: the parked socket goes with it.
+  client.socket.end()
+  await client.expectClose()
+  await waitFor(() => origin.open() === 0 && server.connections === 0)
+})
+
+test('origin connection reuse asks the rules every time, and never crosses users: a denied request is 403 while a socket is parked; another user dials anew', async (t) => {
+  const a = await startOrigin(t)
+  const denied = await startOrigin(t)
+  const { port } = await startProxy(t, {}, (server) => {
+    server.register(auth, { users: { alice: 'wonderland', bob: 'builder' } })
+    server.register(rules, { rules: [{ action: 'deny', ports: denied.port }] })
+  })
+  const client = await RawClient.connect(t, port)
+  const get = async (o: { port: number }, path: string, user: string, password: string) => {
+    client.socket.write(`GET http://127.0.0.1:${o.port}${path} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic(user, password)}\r\n\r\n`)
+    return readResponse(client)
+  }
+  assert.equal((await get(a, '/alice1', 'alice', 'wonderland')).status, 200)
+  assert.equal((await get(denied, '/no', 'alice', 'wonderland')).status, 403, 'the rules still refuse')
+  assert.equal(denied.accepted(), 0, 'never dialled')
+  assert.equal((await get(a, '/alice2', 'alice', 'wonderland')).status, 200)
+  assert.equal(a.accepted(), 1, 'the parked socket waited out the refusal and served alice again')
+  assert.equal((await get(a, '/bob1', 'bob', 'builder')).status, 200)
+  assert.equal(a.accepted(), 2, "bob does not get alice's origin connection")
+  assert.equal((await get(a, '/wrong', 'bob', 'nope')).status, 407, 'a failed login reuses nothing either')
+  assert.equal((await get(a, '/bob2', 'bob', 'builder')).status, 200)
+  assert.equal(a.accepted(), 2)
+  assert.deepEqual(a.seen.map((s) => s.url), ['/alice1', '/alice2', '/bob1', '/bob2'])
+  client.socket.end()
+  await client.expectClose()
+  await waitFor(() => a.open() === 0)
+})
+
+test('origin connection reuse stops where the origin says so: Connection: close, a closed idle socket, a body read until close', async (t) => {
+  const origin = await startOrigin(t, '127.0.0.1', (req, res) => {
+    const text = `hello ${req.url}`
+    if (req.url === '/close') res.writeHead(200, { 'Content-Length': Buffer.byteLength(text), Connection: 'close' }).end(text)
+    else {
+      res.writeHead(200, { 'Content-Length': Buffer.byteLength(text) }).end(text)
+      // The origin closes its idle connection after this one.
+      if (req.url === '/bye') res.on('finish', () => req.socket.end())
+    }
+  })
+  const { port } = await startProxy(t)
+  const client = await RawClient.connect(t, port)
+  const get = async (path: string, o: { port: number } = origin) => {
+    client.socket.write(`GET http://127.0.0.1:${o.port}${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    return readResponse(client)
+  }
+  assert.equal((await get('/close')).body, 'hello /close')
+  assert.equal((await get('/after-close')).body, 'hello /after-close')
+  assert.equal(origin.accepted(), 2, 'Connection: close from the origin: the next request dialled anew')
+  assert.equal((await get('/bye')).body, 'hello /bye')
+  // The origin's FIN reaches the parked socket, which closes: only then does the origin's side close.
+  await waitFor(() => origin.open() === 0)
+  assert.equal((await get('/after-bye')).body, 'hello /after-bye')
+  assert.equal(origin.accepted(), 3)
+  // A response without length or chunking ends with its connection: nothing to park.
+  const { startTcpServer } = await import('../helpers/net.js')
+  const unframed = await startTcpServer(t, (socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close'))
+  })
+  for (const path of ['/u1', '/u2']) {
+    client.socket.write(`GET http://127.0.0.1:${unframed.port}${path} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    const response = await readResponse(client)
+    assert.equal(response.status, 200)
+    assert.match(response.head, /transfer-encoding: chunked/i, 're-framed for the client')
+    let body = ''
+    while (!body.endsWith('0\r\n\r\n')) body += (await client.read(1)).toString()
+    assert.match(body, /until close/)
+  }
+  assert.equal(unframed.accepted(), 2)
+  client.socket.end()
+  await client.expectClose()
+})
+
+test('curl fetching two URLs of one origin through the proxy in one run reuses the origin connection', needs(curl), async (t) => {
+  const origin = await startOrigin(t)
+  const { port, ended } = await startProxy(t)
+  const r = await run(curl.path, ['-sS', '--max-time', '10', '-x', `http://127.0.0.1:${port}`, `http://127.0.0.1:${origin.port}/a`, `http://127.0.0.1:${origin.port}/b`])
+  assert.equal(r.stdout, `hello from 127.0.0.1 /ahello from 127.0.0.1 /b`, r.stderr)
+  assert.equal(origin.accepted(), 1)
+  await waitFor(() => ended.length === 3)
+  assert.equal(ended.filter((ctx) => ctx.exchange !== null).length, 2, 'two requests, each its own connection')
+  await waitFor(() => origin.open() === 0)
+})
+
+test('a reused origin socket the origin closes as the request goes out: a GET is sent again on a new dial, a POST gets its 502', async (t) => {
+  // The origin answers the first request of each connection and drops the connection on the second
+  // without a word: what a keep-alive timeout firing just as the request arrives looks like.
+  const served = new WeakMap<Socket, number>()
+  const origin = await startOrigin(t, '127.0.0.1', (req, res, body) => {
+    const count = (served.get(req.socket) ?? 0) + 1
+    served.set(req.socket, count)
+    if (count === 2) return req.socket.destroy()
+    const text = `${req.method} ${req.url} ${body.length}`
+    res.writeHead(200, { 'Content-Length': Buffer.byteLength(text) }).end(text)
+  })
+  const { port, ended } = await startProxy(t)
+  const client = await RawClient.connect(t, port)
+  const send = async (head: string) => {
+    client.socket.write(head)
+    return readResponse(client)
+  }
+  assert.equal((await send(`GET http://127.0.0.1:${origin.port}/1 HTTP/1.1\r\nHost: x\r\n\r\n`)).body, 'GET /1 0')
+  assert.equal((await send(`GET http://127.0.0.1:${origin.port}/2 HTTP/1.1\r\nHost: x\r\n\r\n`)).body, 'GET /2 0', 'sent again on a new connection')
+  assert.equal(origin.accepted(), 2)
+  assert.equal((await send(`POST http://127.0.0.1:${origin.port}/3 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc`)).status, 502, 'a POST is not sent twice')
+  assert.equal(origin.accepted(), 2)
+  assert.equal((await send(`GET http://127.0.0.1:${origin.port}/4 HTTP/1.1\r\nHost: x\r\n\r\n`)).body, 'GET /4 0')
+  assert.deepEqual(origin.seen.map((s) => s.url), ['/1', '/2', '/2', '/3', '/4'])
+  client.socket.end()
+  await client.expectClose()
+  await waitFor(() => ended.length === 5)
+  assert.deepEqual(ended.filter((ctx) => ctx.exchange !== null).map((ctx) => ctx.error === null), [true, true, false, true])
+  await waitFor(() => origin.open() === 0)
+})
+
+test('a closing server closes the origin socket a keep-alive client keeps, with the client', async (t) => {
+  const origin = await startOrigin(t)
+  const server = createServer({ logger: silentLogger })
+  const { port } = await server.listen({ host: '127.0.0.1', port: 0, protocols: ['http'] })
+  const client = await RawClient.connect(t, port)
+  client.socket.write(`GET http://127.0.0.1:${origin.port}/kept HTTP/1.1\r\nHost: x\r\n\r\n`)
+  assert.equal((await readResponse(client)).body, 'hello from 127.0.0.1 /kept')
+  assert.equal(origin.open(), 1, 'kept between requests')
+  await server.close()
+  await client.expectClose()
+  await waitFor(() => origin.open() === 0)
+  assert.equal(server.connections, 0)
+})
+
+test('a reused origin socket reset while a relay middleware waits is no crash: the request goes out on a new dial', async (t) => {
+  let last: Socket | null = null
+  const origin = await startOrigin(t, '127.0.0.1', (req, res) => {
+    last = req.socket
+    res.writeHead(200, { 'Content-Length': '2' }).end('ok')
+  })
+  let resetNext = false
+  const { port, ended } = await startProxy(t, {}, (server) =>
+    server.use('relay', async function resetOrigin(ctx, next) {
+      if (resetNext) {
+        resetNext = false
+        ;(last as Socket | null)?.resetAndDestroy()
+        // The proxy's side hears the reset while nobody reads it: only the exchange's listener is on it.
+        await waitFor(() => ctx.outbound!.destroyed)
+      }
+      await next()
+    }),
+  )
+  const client = await RawClient.connect(t, port)
+  const post = `POST http://127.0.0.1:${origin.port}/p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi`
+  client.socket.write(post)
+  assert.equal((await readResponse(client)).body, 'ok')
+  resetNext = true
+  client.socket.write(post)
+  assert.equal((await readResponse(client)).body, 'ok', 'nothing was sent on the reset socket: even a POST goes out again')
+  assert.equal(origin.accepted(), 2)
+  client.socket.end()
+  await client.expectClose()
+  await waitFor(() => ended.length === 3)
+  assert.deepEqual(ended.filter((ctx) => ctx.exchange !== null).map((ctx) => ctx.error), [null, null])
 })
