@@ -14,6 +14,7 @@ import { ChainError, type CompiledChain } from './compose.js'
 import { channels } from '../ops/diagnostics.js'
 import { isLogLevelEnabled } from '../ops/logger.js'
 import { vetDestination } from '../net/destination.js'
+import { hearErrors } from '../net/hear-errors.js'
 import type { ClientPrefix } from './client-group.js'
 import type { LookupBudget } from '../commands/udp.js'
 import { armDeadline, DeadlineEntry, disarmDeadline } from './deadlines.js'
@@ -419,6 +420,8 @@ export class Connection extends DeadlineEntry implements ConnectionDriver, HttpS
     // called next() without awaiting it lets the chain end before the terminal has connected.
     const missing = this.#missingTarget()
     if (missing !== null) throw new ChainError(`the connect phase ended without ${missing}: did a middleware call next() without awaiting it?`)
+    // A socket a middleware dialled itself, or BIND's inbound one, waits for the relay too.
+    if (ctx.outbound !== null) hearErrors(ctx.outbound)
     this.#disarm()
     const bound = ctx.bound ?? localAddressOf(ctx.outbound)
     ctx.bound = bound

@@ -11,6 +11,7 @@ import type { HttpExchange } from '../commands/http-forward.js'
 import { setUpBind } from '../commands/bind.js'
 import { ServerUdpAssociation } from '../commands/udp.js'
 import { relay } from '../commands/relay.js'
+import { hearErrors } from '../net/hear-errors.js'
 
 // The terminals: the default work at the centre of each phase's onion, run after every
 // middleware of the phase called next(). Each reads what it needs from the connection's own
@@ -48,6 +49,7 @@ export async function connectTerminal(view: ConnectContext): Promise<void> {
       socket.destroy()
       return
     }
+    hearErrors(socket)
     ctx.outbound = socket
     ctx.dialed ??= dialedBy(ctx, socket)
     return
