@@ -281,7 +281,8 @@ export class Connection extends DeadlineEntry implements ConnectionDriver, HttpS
     } catch (err) {
       this.#fail(err)
     }
-    if (this.#endPending) this.#reportEnd()
+    // A relay still running reports the end itself once it settles (#relayPhase).
+    if (this.#endPending && !this.#relaying) this.#reportEnd()
   }
 
   /** SOCKS5: greeting, method selection, sub-negotiation, request (RFC 1928, RFC 1929). */
@@ -375,7 +376,8 @@ export class Connection extends DeadlineEntry implements ConnectionDriver, HttpS
     } catch (err) {
       this.#fail(err)
     }
-    if (this.#endPending) this.#reportEnd()
+    // A relay still running reports the end itself once it settles (#relayPhase).
+    if (this.#endPending && !this.#relaying) this.#reportEnd()
   }
 
   /** negotiate and auth for an HTTP request: `Proxy-Authorization: Basic` is offered as method 02 (with NO AUTH beside it). */
@@ -442,16 +444,31 @@ export class Connection extends DeadlineEntry implements ConnectionDriver, HttpS
     // A forwarded request relays bodies: the origin's side exists from now on, for ctx.tap / ctx.throttle.
     if (ctx.exchange !== null) ctx.exchange.attach(ctx.outbound!)
     this.#relaying = true
-    let settled = false
+    // Not awaited: the handshake's async frames (#run, the protocol's, this one) end here instead
+    // of staying suspended for the connection's whole life, about a kilobyte of heap per relayed
+    // connection (generators, their contexts, promises and reactions). What ran after them when
+    // the relay settles (a failure, the end report) is #relayPhase's.
+    this.#relayPhase().catch(this.#onUnexpected)
+  }
+
+  /** The relay chain, then what its end means: a failure handled as in any phase, the end reported. */
+  async #relayPhase(): Promise<void> {
+    const ctx = this.ctx
     try {
-      await chains.relay(ctx as RelayContext)
-      settled = true
-    } finally {
-      this.#relaying = false
-      // A forwarded request's origin socket serves the client connection's next request only
-      // after an exchange that nothing cut short: no error, no forced close, no hijack.
-      ctx.exchange?.settle(ctx.outbound, settled && ctx.error === null && !this.#hijacked && !this.#failed, this.pipeline.settings.timeouts.idle)
+      let settled = false
+      try {
+        await this.#chains.relay(ctx as RelayContext)
+        settled = true
+      } finally {
+        this.#relaying = false
+        // A forwarded request's origin socket serves the client connection's next request only
+        // after an exchange that nothing cut short: no error, no forced close, no hijack.
+        ctx.exchange?.settle(ctx.outbound, settled && ctx.error === null && !this.#hijacked && !this.#failed, this.pipeline.settings.timeouts.idle)
+      }
+    } catch (err) {
+      this.#fail(err)
     }
+    if (this.#endPending) this.#reportEnd()
   }
 
   /** Takes the real client from a load balancer's PROXY header (the LOCAL command keeps the socket's). */
