@@ -107,6 +107,8 @@ export type RedisCommand = readonly [string, ...(string | number)[]]
 export async function adminClient(t: Cleanup, url: string): Promise<import('ioredis').Redis> {
   const { Redis } = await import('ioredis')
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 })
+  // The server may be stopped first at the end of the test: its reconnect attempts are no news.
+  redis.on('error', () => {})
   t.after(() => redis.disconnect())
   await redis.connect()
   return redis
