@@ -44,7 +44,11 @@ export async function followStoreChanges(host: PluginHost, lookup: StoreUserLook
   const reconciler = new StoreReconciler({
     server: () => live,
     read: (name) => lookup.read(name),
-    close: (name, select) => closeUser(name, select, ' (found after missed announcements)'),
+    close: (name, select) => {
+      // As the announcement would have: its logins under way are refused too.
+      lookup.forget(name)
+      return closeUser(name, select, ' (found after missed announcements)')
+    },
     ignored: staticUsers,
     log: host.log,
     storeKind: host.store.kind,
