@@ -18,6 +18,7 @@ import { handleUserRemovals } from './reload.js'
 import { createCertificateLogin, createCertificateNegotiation } from './certificate-user.js'
 import { StoreUserLookup } from './store-lookup.js'
 import { followStoreChanges, type StoreChanges } from './store-changes.js'
+import { recordStoreLogin, sameHash } from './store-logins.js'
 
 export { hashPassword, verifyPassword, DEFAULT_SCRYPT_PARAMS } from './hash.js'
 export type { ScryptParams } from './hash.js'
@@ -169,9 +170,17 @@ function createAuthenticator(checker: PasswordChecker, lookup: StoreUserLookup |
       // Rejects when the store does not answer: refused, fail closed, whatever verify would say.
       const hash = await lookup.lookup(user)
       const accepted = hash === null && verify !== null ? (await verify(user, password, ctx)) === true : await checker.checkHash(user, password, hash, signal, group, mac)
+      // Announcements may have been missed while this login was checked (a gap of the
+      // subscription), and the check of the live connections that follows cannot see it yet:
+      // the user is looked up afresh, and refused if the store has another hash now.
+      while (accepted && hash !== null && lookup.missedChanges(login)) {
+        if (!sameHash(hash, await lookup.lookup(user))) login.stale = true
+      }
       // Removed (or given a new password) while this login was checked: the closing of the
       // user's connections has already run, and must not miss this one.
       if (login.stale) throw new SocksError('ERR_SOCKS_AUTH_FAILED', `user ${JSON.stringify(user)} changed in the store during the login`, { reason: 'auth:userChanged' })
+      // Recorded with no await since the last look: a gap after it finds this connection.
+      if (accepted && hash !== null) recordStoreLogin(ctx, user, hash)
       return accepted
     } finally {
       lookup.end(login)

@@ -30,6 +30,8 @@ export interface StoreLogin {
   readonly name: string
   /** The user changed while this login was under way: it is refused, whatever its password. */
   stale: boolean
+  /** The lookup's gap count when this login last looked the user up (see missedChanges()). */
+  gaps: number
 }
 
 /** How often, at most, a store that does not answer is logged (ms). */
@@ -42,7 +44,10 @@ const RESUBSCRIBE_DELAY = 1000
  * bounded LRU, forgotten the moment the store announces a change of the user (USERS_CHANNEL).
  * Announcements are heard through one subscription; while it is not in place (the store was
  * down at start-up) nothing is cached, so every login asks the store and a removal still takes
- * effect at once for new logins.
+ * effect at once for new logins. Once it is in place after a time it was not (a retry after a
+ * failed first attempt, or the store's onGap after its connection was replaced), announcements
+ * may have been missed: the cache and the lookups under way are dropped, logins under way look
+ * their user up again (missedChanges()), and `onGap` checks the live connections.
  *
  * A store that does not answer fails closed: the login is refused (ERR_SOCKS_AUTH_FAILED) and a
  * warning is logged at most once a minute. Letting anyone in because the user table is
@@ -59,6 +64,8 @@ export class StoreUserLookup {
   #subscribed = false
   #unsubscribe: (() => Promise<void>) | null = null
   #retry: NodeJS.Timeout | null = null
+  /** Gaps in the announcements so far. */
+  #gaps = 0
   #closed = false
   #lastWarning = -Infinity
 
@@ -72,21 +79,33 @@ export class StoreUserLookup {
    * Subscribes to the announcements: `onChange(name)` runs after the user's cached lookup and its
    * logins under way were dropped. Resolves once subscribed, or once the first attempt failed
    * (then it tries again every second in the background, and start-up does not wait for Redis).
+   * `onGap()` runs once the subscription is in place after a time it was not, after the cache
+   * was dropped: announcements of that time were not heard.
    */
-  async listen(onChange: (name: string) => void): Promise<void> {
+  async listen(onChange: (name: string) => void, onGap: () => void): Promise<void> {
     const listener = (name: string): void => {
       this.forget(name)
       onChange(name)
     }
+    const gap = (): void => {
+      this.#gaps++
+      this.#cache.clear()
+      for (const pending of this.#pending.values()) pending.stale = true
+      this.#pending.clear()
+      onGap()
+    }
+    let failed = false
     const attempt = async (): Promise<void> => {
       this.#retry = null
       if (this.#closed) return
       try {
-        const unsubscribe = await this.#store.subscribe(USERS_CHANNEL, listener)
+        const unsubscribe = await this.#store.subscribe(USERS_CHANNEL, listener, { onGap: gap })
         if (this.#closed) return void unsubscribe().catch(() => {})
         this.#unsubscribe = unsubscribe
         this.#subscribed = true
+        if (failed) gap()
       } catch (err) {
+        failed = true
         this.#warn(err, 'cannot subscribe to user changes; logins ask the store every time until it can')
         this.#retry = setTimeout(() => void attempt(), RESUBSCRIBE_DELAY).unref()
       }
@@ -96,7 +115,7 @@ export class StoreUserLookup {
 
   /** Starts a login of `name`: end() it once decided. */
   begin(name: string): StoreLogin {
-    const login: StoreLogin = { name, stale: false }
+    const login: StoreLogin = { name, stale: false, gaps: this.#gaps }
     let logins = this.#logins.get(name)
     if (logins === undefined) this.#logins.set(name, (logins = new Set()))
     logins.add(login)
@@ -141,6 +160,33 @@ export class StoreUserLookup {
     return pending.result
   }
 
+  /**
+   * True when announcements may have been missed since `login` looked its user up (once per such
+   * gap): the answer it got may predate a change it did not hear of. The gap dropped the cache and
+   * the lookups under way, so looking up again now asks the store afresh.
+   */
+  missedChanges(login: StoreLogin): boolean {
+    if (login.gaps === this.#gaps) return false
+    login.gaps = this.#gaps
+    return true
+  }
+
+  /**
+   * `name`'s record read from the store now, not cached (null: no such user, or not a valid
+   * hash). Rejects with the store's error when it does not answer: the caller says what that means.
+   */
+  async read(name: string): Promise<ScryptHash | null> {
+    const record = await this.#store.getRecord(storedUserKey(name))
+    if (record === null) return null
+    try {
+      return parseHash(record)
+    } catch (err) {
+      // Never the record itself: it might be a password someone stored by mistake.
+      this.#log.warn(`auth: the store's record of user ${JSON.stringify(name)} is not a valid scrypt hash (${(err as Error).message}); its logins are refused`)
+      return null
+    }
+  }
+
   /** Drops what is known of `name`: its cached lookup, the answer of a lookup under way, and its logins under way. */
   forget(name: string): void {
     this.#cache.delete(name)
@@ -160,20 +206,11 @@ export class StoreUserLookup {
   }
 
   async #fetch(name: string): Promise<ScryptHash | null> {
-    let record: string | null
     try {
-      record = await this.#store.getRecord(storedUserKey(name))
+      return await this.read(name)
     } catch (err) {
       this.#warn(err, 'logins of users in the store are refused until it answers')
       throw new SocksError('ERR_SOCKS_AUTH_FAILED', `cannot look up user ${JSON.stringify(name)}: the ${this.#store.kind} store did not answer`, { cause: err, reason: 'auth:store' })
-    }
-    if (record === null) return null
-    try {
-      return parseHash(record)
-    } catch (err) {
-      // Never the record itself: it might be a password someone stored by mistake.
-      this.#log.warn(`auth: the store's record of user ${JSON.stringify(name)} is not a valid scrypt hash (${(err as Error).message}); its logins are refused`)
-      return null
     }
   }
 

@@ -193,6 +193,10 @@ export class ClusterStore implements SharedStore {
     await this.#request('publish', [channel, String(message)])
   }
 
+  // SubscribeOptions.onGap is never called: the IPC channel to the primary delivers every message
+  // in order while it is open, and when it closes (the primary exited) Node's cluster module ends
+  // this worker (child.js: an unexpected 'disconnect' exits). A subscribe request that timed out
+  // rejects, so its caller knows it was not subscribed.
   async subscribe(channel: string, listener: (message: string) => void): Promise<() => Promise<void>> {
     if (this.#closed) throw storeError(this.kind, 'subscribe', 'the store is closed')
     this.#link.subscribeTimeout = this.#timeout

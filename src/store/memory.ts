@@ -169,6 +169,7 @@ export class MemoryStore implements SharedStore {
     queueMicrotask(() => this.#channels.deliver(channel, text))
   }
 
+  // SubscribeOptions.onGap is never called: delivery is in-process, nothing can be missed.
   async subscribe(channel: string, listener: (message: string) => void): Promise<() => Promise<void>> {
     this.#assertOpen('subscribe')
     return this.#channels.add(channel, guardListener(channel, listener, this.#onListenerError))

@@ -4,7 +4,7 @@
 // primary with replicas); not Redis Cluster, whose scripts cannot span keys of several slots.
 import type { Redis, RedisOptions } from 'ioredis'
 import { isSocksError } from '../core/errors.js'
-import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkRecord, checkRecordKeys, checkRenewals, checkTtl, DEFAULT_STORE_TIMEOUT, storeError, type CounterUpdate, type LeaseRef, type LeaseRenewal, type RedisStoreOptions, type SharedStore } from './store.js'
+import { checkCounterUpdate, checkHolder, checkKey, checkLease, checkRecord, checkRecordKeys, checkRenewals, checkTtl, DEFAULT_STORE_TIMEOUT, storeError, type CounterUpdate, type LeaseRef, type LeaseRenewal, type RedisStoreOptions, type SharedStore, type SubscribeOptions } from './store.js'
 import { guardListener, Subscriptions, warnListenerError } from './subscriptions.js'
 
 // The server's clock in ms, at the top of every script that measures time.
@@ -56,6 +56,9 @@ return lost`
 /** KEYS[1]: the lease set. Returns the holders of live leases. */
 const HOLDERS_SCRIPT = `${NOW}
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')`
+
+/** How long to wait before subscribing again when the resubscription after a reconnect failed (ms). */
+const RESUBSCRIBE_RETRY = 1000
 
 /** Keys SCAN looks at per round trip (a hint to Redis): big enough that a listing takes few trips. */
 const SCAN_COUNT = 1000
@@ -138,6 +141,14 @@ export class RedisStore implements SharedStore {
     (channel) => this.#run('subscribe', (redis) => redis.subscribe(channel), this.#openSubscriber()),
     (channel) => this.#run('unsubscribe', (redis) => redis.unsubscribe(channel), this.#openSubscriber()),
   )
+  /**
+   * Channels whose subscription went with a dropped subscriber connection and is not back yet.
+   * The store subscribes again itself (ioredis's autoResubscribe is off): it must know when Redis
+   * confirmed it, to report the gap (SubscribeOptions.onGap) only once every later message is
+   * delivered; and a resubscription that fails is tried again, where ioredis's would give up.
+   */
+  readonly #lost = new Set<string>()
+  #resubscribeTimer: NodeJS.Timeout | null = null
   #closed = false
 
   constructor(options: Omit<RedisStoreOptions, 'type'>, hooks: { onListenerError?: (err: unknown, channel: string) => void } = {}) {
@@ -238,14 +249,16 @@ export class RedisStore implements SharedStore {
     await this.#run('publish', (redis) => redis.publish(this.#prefix + channel, String(message)))
   }
 
-  async subscribe(channel: string, listener: (message: string) => void): Promise<() => Promise<void>> {
+  async subscribe(channel: string, listener: (message: string) => void, options: SubscribeOptions = {}): Promise<() => Promise<void>> {
     if (this.#closed) throw storeError(this.kind, 'subscribe', 'the store is closed')
-    return this.#channels.add(this.#prefix + channel, guardListener(channel, listener, this.#onListenerError))
+    const onGap = options.onGap === undefined ? null : guardListener(channel, options.onGap, this.#onListenerError)
+    return this.#channels.add(this.#prefix + channel, guardListener(channel, listener, this.#onListenerError), onGap)
   }
 
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    if (this.#resubscribeTimer !== null) clearTimeout(this.#resubscribeTimer)
     this.#channels.clear()
     const connections = await Promise.allSettled([this.#client, this.#subscriber])
     for (const result of connections) {
@@ -301,6 +314,32 @@ export class RedisStore implements SharedStore {
     return `no answer from ${this.#where} within ${this.#timeout} ms`
   }
 
+  /** The subscriber connection was replaced: `channels` are subscribed again, then their gap reported. */
+  #lose(channels: readonly string[]): void {
+    for (const channel of channels) this.#lost.add(channel)
+    void this.#resubscribe()
+  }
+
+  async #resubscribe(): Promise<void> {
+    if (this.#resubscribeTimer !== null) clearTimeout(this.#resubscribeTimer)
+    this.#resubscribeTimer = null
+    // Not those unsubscribed meanwhile: nobody listens to them any more.
+    const channels = [...this.#lost].filter((channel) => this.#channels.has(channel))
+    this.#lost.clear()
+    if (this.#closed || channels.length === 0) return
+    try {
+      await this.#run('subscribe', (redis) => redis.subscribe(...channels), this.#openSubscriber())
+    } catch {
+      if (this.#closed) return
+      // The connection dropped again (its next 'ready' tries again) or Redis did not answer in time.
+      for (const channel of channels) this.#lost.add(channel)
+      this.#resubscribeTimer = setTimeout(() => void this.#resubscribe(), RESUBSCRIBE_RETRY).unref()
+      return
+    }
+    // A channel lost again while this was under way is not back: its report waits for that.
+    for (const channel of channels) if (!this.#lost.has(channel)) this.#channels.gap(channel)
+  }
+
   #openClient(): Promise<Connection> {
     this.#client ??= this.#connect(false)
     return this.#client
@@ -322,10 +361,18 @@ export class RedisStore implements SharedStore {
       autoResendUnfulfilledCommands: false,
       // Back within a second of Redis's return (ioredis's default waits up to 2 s).
       retryStrategy: (times) => Math.min(times * 100, 1000),
+      // The subscriber's channels are subscribed again by #resubscribe(), which knows when.
+      autoResubscribe: !subscriber,
     }
     const redis = new Redis(this.#url, options) as Client
     if (subscriber) {
       redis.on('message', (channel: string, message: string) => this.#channels.deliver(channel, message))
+      let readyBefore = false
+      redis.on('ready', () => {
+        // A 'ready' after the first is a new connection: Redis has none of the old one's subscriptions.
+        if (readyBefore) this.#lose(this.#channels.confirmed())
+        readyBefore = true
+      })
     } else {
       redis.defineCommand('socksmithAdd', { lua: ADD_SCRIPT })
       redis.defineCommand('socksmithAcquire', { lua: ACQUIRE_SCRIPT, numberOfKeys: 1 })

@@ -99,11 +99,35 @@ export interface SharedStore {
   publish(channel: string, message: string): Promise<void>
   /**
    * `listener` gets every message published on `channel` by any process sharing the store (this
-   * one included). Resolves once subscribed; the function it returns unsubscribes.
+   * one included). Resolves once subscribed; the function it returns unsubscribes. Messages are
+   * not stored: one published while the subscription is not in place is lost for this
+   * subscriber, which `options.onGap` then says.
+   *
+   * @example
+   * // State derived from messages is read again when some may have been missed.
+   * await host.store.subscribe('bans', (name) => banned.add(name), { onGap: () => void reloadBans() })
    */
-  subscribe(channel: string, listener: (message: string) => void): Promise<() => Promise<void>>
+  subscribe(channel: string, listener: (message: string) => void, options?: SubscribeOptions): Promise<() => Promise<void>>
   /** Ends connections, timers and subscriptions; operations after it reject. */
   close(): Promise<void>
+}
+
+/** Options of `SharedStore.subscribe()`. */
+export interface SubscribeOptions {
+  /**
+   * Called when messages of the channel may have been missed: the subscription was in place, was
+   * lost, and is in place again. Redis: the subscriber connection dropped (Redis restarted, a
+   * network cut, `CLIENT KILL`) and the store subscribed again on the new one; the call comes once
+   * Redis confirmed that, so everything published from then on is delivered, and what the store
+   * holds is at least as new as any message that was missed. Messages of the gap are not replayed:
+   * a subscriber that keeps state derived from them reads it again from the store here.
+   *
+   * Never called by the memory store (delivery is in-process) nor the `--workers` cluster store:
+   * its IPC channel to the primary neither drops nor reorders messages, and when the primary
+   * goes, Node's cluster ends the worker too. Not called for a subscribe() that rejected: its
+   * caller knows it was not subscribed. A throw is reported as a listener's is (`onListenerError`).
+   */
+  readonly onGap?: () => void
 }
 
 /**

@@ -1,11 +1,27 @@
+/** One subscribe() of a channel: its listener, and what it is told when messages may have been missed. */
+interface Subscription {
+  readonly listener: (message: string) => void
+  readonly onGap: (() => void) | null
+  /** Its subscribe() resolved: a gap after that is one it must hear of. */
+  inPlace: boolean
+}
+
+interface Channel {
+  readonly subscriptions: Set<Subscription>
+  readonly subscribed: Promise<unknown>
+  /** The backend confirmed the subscription (and had not lost it since, as far as this set knows). */
+  confirmed: boolean
+}
+
 /**
  * The listeners of a store's channels, and the one subscription per channel the backend needs for
  * them (a SUBSCRIBE to Redis, a request to the --workers primary): the first listener of a channel
  * subscribes, the last one to go unsubscribes, and every subscribe() of a channel resolves only
- * once the backend confirmed it.
+ * once the backend confirmed it. A backend that can lose its subscriptions (Redis, when its
+ * connection drops) subscribes again to `confirmed()` and then reports the gap with `gap()`.
  */
 export class Subscriptions {
-  readonly #channels = new Map<string, { readonly listeners: Set<(message: string) => void>; readonly subscribed: Promise<unknown> }>()
+  readonly #channels = new Map<string, Channel>()
   readonly #subscribe: (channel: string) => Promise<unknown>
   readonly #unsubscribe: (channel: string) => Promise<unknown>
 
@@ -14,31 +30,40 @@ export class Subscriptions {
     this.#unsubscribe = unsubscribe
   }
 
-  /** Adds `listener` to `channel`; resolves with its unsubscribe function once the backend subscribed. */
-  async add(channel: string, listener: (message: string) => void): Promise<() => Promise<void>> {
+  /**
+   * Adds `listener` to `channel`; resolves with its unsubscribe function once the backend
+   * subscribed. `onGap` is called by gap() for this subscription, once it is in place.
+   */
+  async add(channel: string, listener: (message: string) => void, onGap: (() => void) | null = null): Promise<() => Promise<void>> {
     let entry = this.#channels.get(channel)
     if (entry === undefined) {
-      const created = { listeners: new Set<(message: string) => void>(), subscribed: this.#subscribe(channel) }
-      // A failed subscribe leaves nothing behind: the next add() asks the backend again.
-      created.subscribed.catch(() => {
-        if (this.#channels.get(channel) === created) this.#channels.delete(channel)
-      })
+      const created: Channel = { subscriptions: new Set(), subscribed: this.#subscribe(channel), confirmed: false }
+      created.subscribed.then(
+        () => {
+          created.confirmed = true
+        },
+        // A failed subscribe leaves nothing behind: the next add() asks the backend again.
+        () => {
+          if (this.#channels.get(channel) === created) this.#channels.delete(channel)
+        },
+      )
       this.#channels.set(channel, (entry = created))
     }
-    const { listeners, subscribed } = entry
+    const { subscriptions, subscribed } = entry
     const channelEntry = entry
     // Each add() is its own subscription, even for a listener that is there already.
-    const subscription = (message: string): void => listener(message)
-    listeners.add(subscription)
+    const subscription: Subscription = { listener, onGap, inPlace: false }
+    subscriptions.add(subscription)
     try {
       await subscribed
     } catch (err) {
-      listeners.delete(subscription)
+      subscriptions.delete(subscription)
       throw err
     }
+    subscription.inPlace = true
     return async () => {
-      if (!listeners.delete(subscription)) return
-      if (listeners.size > 0 || this.#channels.get(channel) !== channelEntry) return
+      if (!subscriptions.delete(subscription)) return
+      if (subscriptions.size > 0 || this.#channels.get(channel) !== channelEntry) return
       this.#channels.delete(channel)
       await this.#unsubscribe(channel)
     }
@@ -49,12 +74,32 @@ export class Subscriptions {
     const entry = this.#channels.get(channel)
     if (entry === undefined) return
     // A copy: a listener may unsubscribe (itself or others) while the message is delivered.
-    for (const listener of [...entry.listeners]) listener(message)
+    for (const subscription of [...entry.subscriptions]) subscription.listener(message)
   }
 
   /** True when `channel` has a listener. */
   has(channel: string): boolean {
     return this.#channels.has(channel)
+  }
+
+  /**
+   * The channels whose subscription the backend had confirmed: what it must subscribe to again
+   * after it lost its subscriptions. Those still being subscribed send their own request.
+   */
+  confirmed(): string[] {
+    const channels: string[] = []
+    for (const [channel, entry] of this.#channels) if (entry.confirmed) channels.push(channel)
+    return channels
+  }
+
+  /**
+   * The backend lost `channel`'s subscription and has it again: every subscription of it that was
+   * in place hears that messages may have been missed.
+   */
+  gap(channel: string): void {
+    const entry = this.#channels.get(channel)
+    if (entry === undefined) return
+    for (const subscription of [...entry.subscriptions]) if (subscription.inPlace) subscription.onGap?.()
   }
 
   clear(): void {
@@ -63,10 +108,10 @@ export class Subscriptions {
 }
 
 /** A listener that never throws into the backend's event loop: `onError` gets what it threw. */
-export function guardListener(channel: string, listener: (message: string) => void, onError: (err: unknown, channel: string) => void): (message: string) => void {
-  return (message) => {
+export function guardListener<A extends unknown[]>(channel: string, listener: (...args: A) => void, onError: (err: unknown, channel: string) => void): (...args: A) => void {
+  return (...args) => {
     try {
-      listener(message)
+      listener(...args)
     } catch (err) {
       onError(err, channel)
     }

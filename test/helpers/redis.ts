@@ -99,3 +99,34 @@ function answersPing(port: number): Promise<boolean> {
     })
   })
 }
+
+/** A command of `whileUnsubscribed()`: a Redis command and its arguments. */
+export type RedisCommand = readonly [string, ...(string | number)[]]
+
+/** An ioredis client for the test's own commands (MULTI, PUBSUB, ACL), closed after the test. */
+export async function adminClient(t: Cleanup, url: string): Promise<import('ioredis').Redis> {
+  const { Redis } = await import('ioredis')
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 })
+  // The server may be stopped first at the end of the test: its reconnect attempts are no news.
+  redis.on('error', () => {})
+  t.after(() => redis.disconnect())
+  await redis.connect()
+  return redis
+}
+
+/**
+ * Drops every subscriber connection (CLIENT KILL TYPE pubsub), runs `commands`, and reports how
+ * many subscribers `channel` had right after: all in one MULTI, so nothing can subscribe again
+ * in between and the commands surely ran while nobody was subscribed. Returns each command's
+ * reply (a PUBLISH's is how many subscribers heard it) and that count.
+ */
+export async function whileUnsubscribed(admin: import('ioredis').Redis, channel: string, commands: readonly RedisCommand[]): Promise<{ replies: unknown[]; subscribers: number }> {
+  const multi = admin.multi().call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  for (const [name, ...args] of commands) multi.call(name, ...args)
+  multi.call('PUBSUB', 'NUMSUB', channel)
+  const results = (await multi.exec()) ?? []
+  for (const [err] of results) if (err !== null) throw err
+  const replies = results.map(([, reply]) => reply)
+  const numsub = replies.pop() as [string, number]
+  return { replies: replies.slice(1), subscribers: Number(numsub[1]) }
+}

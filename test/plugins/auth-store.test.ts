@@ -9,10 +9,10 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import { join } from 'node:path'
 import { createServer, createStore, type ConnectionContext, type Logger, type SharedStore, type SocksServer } from 'socksmith'
 import { silentLogger } from 'socksmith/ops'
-import auth, { addStoredUser, listStoredUsers, removeStoredUser, storedUserKey, USERS_CHANNEL, type AuthOptions } from 'socksmith/plugins/auth'
+import auth, { addStoredUser, hashPassword, listStoredUsers, removeStoredUser, storedUserKey, USERS_CHANNEL, type AuthOptions } from 'socksmith/plugins/auth'
 import { RawClient, hex, ipv4Request, startEcho, waitFor } from '../helpers/net.js'
 import { needs, peer } from '../helpers/peers.js'
-import { startRedis } from '../helpers/redis.js'
+import { adminClient, startRedis, whileUnsubscribed } from '../helpers/redis.js'
 import { CLI, listeningPort, runCli, start, tempDir } from '../helpers/spawn.js'
 
 const redis = peer('redis-server')
@@ -52,10 +52,7 @@ async function startNode(t: TestContext, store: SharedStore | { type: 'redis'; u
  * for the subscriptions, so it measures the announcement and not the start-up.
  */
 async function subscribers(t: TestContext, url: string, count: number): Promise<void> {
-  const { Redis } = await import('ioredis')
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 })
-  t.after(() => redis.disconnect())
-  await redis.connect()
+  const redis = await adminClient(t, url)
   const channel = `socksmith:${USERS_CHANNEL}`
   const deadline = Date.now() + 10_000
   for (;;) {
@@ -307,4 +304,145 @@ test('socksmith users against a memory store (here: a running socksmith --worker
   assert.match(usage.stderr, /usage: socksmith users add NAME/)
   running.child.kill('SIGTERM')
   assert.equal((await running.exited).code, 0)
+})
+
+// Announcements are fire-and-forget (PUBLISH): those sent while a node is not subscribed are lost
+// for it. Once its subscription is back, the node checks its store users' live connections.
+const CHANNEL = `socksmith:${USERS_CHANNEL}`
+const recordOf = (name: string): string => `socksmith:record:${storedUserKey(name)}`
+
+/** A logger that keeps the info and warn lines. */
+function keptLines(): { logger: Logger; info: string[]; warn: string[] } {
+  const info: string[] = []
+  const warn: string[] = []
+  return { logger: { ...silentLogger, info: (message) => void info.push(message), warn: (message) => void warn.push(message) }, info, warn }
+}
+
+/** The connection still relays, and stays open. */
+async function relaysStill(client: RawClient, text: string): Promise<void> {
+  assert.equal(client.ended, false)
+  client.send(Buffer.from(text))
+  assert.equal((await client.read(text.length)).toString(), text)
+}
+
+/** The node ended `user`'s connections with the reason an announcement gives. */
+function assertClosedAsChanged(node: Node, user: string, count: number): void {
+  const ended = node.ended.filter((ctx) => ctx.user === user)
+  assert.equal(ended.length, count)
+  for (const ctx of ended) {
+    assert.equal((ctx.error as { code?: string }).code, 'ERR_SOCKS_AUTH_FAILED')
+    assert.equal(ctx.closeReason, 'auth:userChanged')
+  }
+}
+
+test('a removal announced while the node\'s subscriber connection was down: once it is back, the user\'s live connection closes within 2 s; an unchanged user keeps its own', needs(redis), async (t) => {
+  const redisServer = await startRedis(t)
+  const echo = await startEcho(t)
+  const lines = keptLines()
+  const node = await startNode(t, { type: 'redis', url: redisServer.url, timeout: 300 }, { usersInStore: true }, lines.logger)
+  await subscribers(t, redisServer.url, 1)
+  await addStoredUser(node.server.store, 'alice', 'alice-pw', CHEAP)
+  await addStoredUser(node.server.store, 'bob', 'bob-pw', CHEAP)
+  const alice = await relayAs(t, node.port, 'alice', 'alice-pw', echo.port)
+  const bob = await relayAs(t, node.port, 'bob', 'bob-pw', echo.port)
+  const admin = await adminClient(t, redisServer.url)
+  const clock = startClock()
+  // What `socksmith users remove alice` does, while the node's subscriber connection is cut.
+  const { replies, subscribers: listening } = await whileUnsubscribed(admin, CHANNEL, [['DEL', recordOf('alice')], ['PUBLISH', CHANNEL, 'alice']])
+  assert.equal(listening, 0)
+  assert.deepEqual(replies, [1, 0], 'the record went, and nobody heard the announcement')
+  await closedWithin([node], [alice], clock, 2000)
+  assertClosedAsChanged(node, 'alice', 1)
+  await waitFor(() => lines.info.some((line) => line.startsWith('auth: announcements of user changes may have been missed')))
+  assert.deepEqual(lines.info.filter((line) => line.includes('missed')), [
+    'auth: user "alice" changed in the store (found after missed announcements); closed 1 of its connection(s)',
+    'auth: announcements of user changes may have been missed; checked 2 user(s) of live connections against the store, 1 had changed, closed 1 connection(s)',
+  ])
+  await stillRelays(bob)
+  // alice's lookup was cached before the gap (lookupCacheMs 5 s): the gap dropped it.
+  await refused(t, node.port, 'alice', 'alice-pw')
+  // And the subscription is back: an announcement closes at once again.
+  const bobAgain = await relayAs(t, node.port, 'bob', 'bob-pw', echo.port)
+  const announced = startClock()
+  await removeStoredUser(node.server.store, 'bob')
+  await closedWithin([node], [bobAgain], announced, 1000)
+})
+
+test('a new password set while the node\'s subscriber connection was down: the connection of the old one closes once it is back; the old password is refused, the new one logs in', needs(redis), async (t) => {
+  const redisServer = await startRedis(t)
+  const echo = await startEcho(t)
+  const node = await startNode(t, { type: 'redis', url: redisServer.url, timeout: 300 }, { usersInStore: true })
+  await subscribers(t, redisServer.url, 1)
+  await addStoredUser(node.server.store, 'alice', 'old-pw', CHEAP)
+  const alice = await relayAs(t, node.port, 'alice', 'old-pw', echo.port)
+  const admin = await adminClient(t, redisServer.url)
+  const hash = await hashPassword('new-pw', CHEAP)
+  const clock = startClock()
+  const { replies, subscribers: listening } = await whileUnsubscribed(admin, CHANNEL, [['SET', recordOf('alice'), hash], ['PUBLISH', CHANNEL, 'alice']])
+  assert.equal(listening, 0)
+  assert.deepEqual(replies, ['OK', 0])
+  await closedWithin([node], [alice], clock, 2000)
+  assertClosedAsChanged(node, 'alice', 1)
+  // Both the lookup and the login of the old password were cached: neither lets it in now.
+  await refused(t, node.port, 'alice', 'old-pw')
+  const again = await relayAs(t, node.port, 'alice', 'new-pw', echo.port)
+  await stillRelays(again)
+})
+
+test('the store failing while the node checks after a gap: live connections stay open (a warning says why), and are checked again once it answers', needs(redis), async (t) => {
+  const redisServer = await startRedis(t)
+  const echo = await startEcho(t)
+  const admin = await adminClient(t, redisServer.url)
+  // A Redis user of the node's own, so that the test can take GET away from the node alone.
+  await admin.call('ACL', 'SETUSER', 'node', 'on', '>node-pw', '~*', '&*', '+@all')
+  const lines = keptLines()
+  const url = `redis://node:node-pw@127.0.0.1:${redisServer.port}`
+  const node = await startNode(t, { type: 'redis', url, timeout: 300 }, { usersInStore: true, throttle: false }, lines.logger)
+  await subscribers(t, redisServer.url, 1)
+  await addStoredUser(node.server.store, 'alice', 'alice-pw', CHEAP)
+  await addStoredUser(node.server.store, 'bob', 'bob-pw', CHEAP)
+  const alice = await relayAs(t, node.port, 'alice', 'alice-pw', echo.port)
+  const { replies, subscribers: listening } = await whileUnsubscribed(admin, CHANNEL, [['ACL', 'SETUSER', 'node', '-get'], ['DEL', recordOf('alice')], ['PUBLISH', CHANNEL, 'alice']])
+  assert.equal(listening, 0)
+  assert.deepEqual(replies, ['OK', 1, 0])
+  await waitFor(() => lines.warn.some((line) => line.includes('announcements of user changes may have been missed')), 3000)
+  const warning = lines.warn.find((line) => line.includes('announcements of user changes'))!
+  assert.match(warning, /^auth: announcements of user changes may have been missed, and the redis store did not answer while checking \(redis store: getRecord failed: .*NOPERM.*\); the live connections of 1 user\(s\) stay open and are checked again every second until it answers$/)
+  // The store's silence closes nothing: alice relays on, through a retry or two.
+  await relaysStill(alice, 'one')
+  await new Promise((resolve) => setTimeout(resolve, 1200))
+  await relaysStill(alice, 'two')
+  assert.equal(lines.warn.filter((line) => line.includes('announcements of user changes')).length, 1, 'said once, not at every retry')
+  // New logins fail closed meanwhile, a user of the store the node could check or not.
+  await refused(t, node.port, 'bob', 'bob-pw')
+  const clock = startClock()
+  await admin.call('ACL', 'SETUSER', 'node', '+get')
+  // Checked again within a second of the store answering.
+  await closedWithin([node], [alice], clock, 1500)
+  assertClosedAsChanged(node, 'alice', 1)
+  await waitFor(() => lines.info.some((line) => line.includes('store answers again')))
+})
+
+test('a node whose first subscribe failed: a removal announced before its retry succeeded closes the user\'s live connection once it is subscribed', needs(redis), async (t) => {
+  const redisServer = await startRedis(t)
+  const echo = await startEcho(t)
+  const admin = await adminClient(t, redisServer.url)
+  // No channel for the node's Redis user: its SUBSCRIBE is refused (NOPERM), its GETs answered.
+  await admin.call('ACL', 'SETUSER', 'node', 'on', '>node-pw', '~*', 'resetchannels', '+@all')
+  const lines = keptLines()
+  const node = await startNode(t, { type: 'redis', url: `redis://node:node-pw@127.0.0.1:${redisServer.port}`, timeout: 300 }, { usersInStore: true }, lines.logger)
+  assert.match(lines.warn.join('\n'), /cannot subscribe to user changes/)
+  const users = createStore({ type: 'redis', url: redisServer.url })
+  t.after(() => users.close())
+  await addStoredUser(users, 'alice', 'alice-pw', CHEAP)
+  const alice = await relayAs(t, node.port, 'alice', 'alice-pw', echo.port)
+  assert.equal(await removeStoredUser(users, 'alice'), true)
+  const [, listening] = (await admin.pubsub('NUMSUB', CHANNEL)) as [string, number]
+  assert.equal(Number(listening), 0, 'nobody heard the removal')
+  await relaysStill(alice, 'still')
+  const clock = startClock()
+  await admin.call('ACL', 'SETUSER', 'node', '&*')
+  // The retry comes within a second; the check right after it.
+  await closedWithin([node], [alice], clock, 2000)
+  assertClosedAsChanged(node, 'alice', 1)
 })

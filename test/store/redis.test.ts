@@ -5,7 +5,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createStore, type SharedStore } from 'socksmith'
 import { needs, peer } from '../helpers/peers.js'
-import { startRedis } from '../helpers/redis.js'
+import { adminClient, startRedis, whileUnsubscribed } from '../helpers/redis.js'
+import { waitFor } from '../helpers/net.js'
 import { forkStore } from '../helpers/remote-store.js'
 import { assertEveryOperationRejects, storeContract } from './contract.js'
 
@@ -68,4 +69,53 @@ test('redis store: keys carry the prefix, so two prefixes on one Redis are two s
   assert.equal(await other.acquire('slots', 'h2', 1, 60_000), true)
   const now = await store.now()
   assert.ok(Math.abs(now - Date.now()) < 1000)
+})
+
+test('redis store: when the subscriber connection drops, the store subscribes again and then calls onGap; a message of the gap is lost, later ones arrive', needs(redis), async (t) => {
+  const server = await startRedis(t)
+  const store = createStore({ type: 'redis', url: server.url, prefix: 'gap:' })
+  t.after(() => store.close())
+  const heard: string[] = []
+  const gaps: number[] = []
+  let plain = 0
+  await store.subscribe('news', (message) => heard.push(message), { onGap: () => void gaps.push(heard.length) })
+  // A subscription without onGap on the same channel is subscribed again all the same.
+  await store.subscribe('news', () => void plain++)
+  const admin = await adminClient(t, server.url)
+  const { replies, subscribers } = await whileUnsubscribed(admin, 'gap:news', [['PUBLISH', 'gap:news', 'during']])
+  assert.equal(subscribers, 0)
+  assert.equal(replies[0], 0, 'nobody heard the message of the gap')
+  await waitFor(() => gaps.length > 0, 3000)
+  // onGap comes once Redis confirmed the new subscription: the next message is delivered.
+  const [, count] = (await admin.pubsub('NUMSUB', 'gap:news')) as [string, number]
+  assert.equal(Number(count), 1)
+  await store.publish('news', 'after')
+  await waitFor(() => heard.length === 1 && plain === 1)
+  assert.deepEqual(heard, ['after'])
+  assert.deepEqual(gaps, [0], 'one gap, reported before the next message')
+})
+
+test('redis store: onGap is not called for the first subscription, nor after a clean unsubscribe', needs(redis), async (t) => {
+  const server = await startRedis(t)
+  const store = createStore({ type: 'redis', url: server.url, prefix: 'gap:' })
+  t.after(() => store.close())
+  let gaps = 0
+  const stop = await store.subscribe('news', () => {}, { onGap: () => void gaps++ })
+  await stop()
+  const kept = await store.subscribe('other', () => {})
+  const admin = await adminClient(t, server.url)
+  await whileUnsubscribed(admin, 'gap:other', [])
+  // The other channel comes back (a new message is heard), and the unsubscribed one's onGap stays silent.
+  const heard: string[] = []
+  await store.subscribe('other', (message) => heard.push(message))
+  const deadline = Date.now() + 3000
+  while (heard.length === 0) {
+    if (Date.now() > deadline) throw new Error('the subscription did not come back')
+    await store.publish('other', 'x')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  const [, news] = (await admin.pubsub('NUMSUB', 'gap:news')) as [string, number]
+  assert.equal(Number(news), 0, 'a channel nobody listens to is not subscribed again')
+  assert.equal(gaps, 0)
+  await kept()
 })
